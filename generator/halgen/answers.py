@@ -1,0 +1,125 @@
+"""Load an answer file safely, keeping the line of every field.
+
+Hostile input is expected: binary junk, alias bombs, huge files, duplicate keys.
+Every failure becomes an AnswersError naming file, line and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, NodeEvent
+
+from .problems import AnswersError, FieldPath, problem
+
+MAX_BYTES = 1024 * 1024  # an answer file is a few KB; anything this large is a mistake
+
+
+@dataclass(frozen=True)
+class LoadedAnswers:
+    """Plain answers plus a way back to the line each field was written on."""
+
+    file: str
+    data: dict[str, Any]
+    _tree: CommentedMap
+
+    def line_of(self, path: FieldPath) -> int:
+        """1-based line of the deepest part of ``path`` present in the file (1 if none)."""
+        node: Any = self._tree
+        line = 1
+        for part in path:
+            if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
+                line = node.lc.key(part)[0] + 1
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line = node.lc.item(part)[0] + 1
+            else:
+                break
+            node = node[part]
+        return line
+
+
+def from_mapping(data: dict[str, Any], file: str = "<data>") -> LoadedAnswers:
+    """Wrap answers that did not come from a file (copier's data, tests)."""
+    return LoadedAnswers(file=file, data=data, _tree=CommentedMap())
+
+
+def load(path: Path) -> LoadedAnswers:
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise AnswersError([problem(name, 1, (), f"cannot read the answer file: {err.strerror}")]) from None
+    return parse(raw, name)
+
+
+def parse(raw: bytes, name: str) -> LoadedAnswers:
+    if len(raw) > MAX_BYTES:
+        raise AnswersError([problem(name, 1, (), f"answer file is too large ({len(raw)} bytes; the limit is {MAX_BYTES})")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise AnswersError([problem(name, line, (), "answer file is not UTF-8 text (binary data?)")]) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise AnswersError([problem(name, line, (), "answer file contains a NUL byte (binary data?)")])
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        raise AnswersError([problem(name, 1, (), "answer file is empty; write '{}' to take every default")])
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        _reject_aliases_and_documents(yaml, text, name)
+        tree = yaml.load(text)
+    except AnswersError:
+        raise
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = (err.problem or err.context or "malformed YAML").strip().splitlines()[0]
+        raise AnswersError([problem(name, line, (), f"invalid YAML: {what}")]) from None
+    except (YAMLError, ValueError, RecursionError) as err:
+        raise AnswersError([problem(name, 1, (), f"invalid YAML: {str(err).splitlines()[0] if str(err) else type(err).__name__}")]) from None
+
+    if not isinstance(tree, CommentedMap):
+        kind = "a list" if isinstance(tree, list) else f"a single {type(tree).__name__} value"
+        raise AnswersError([problem(name, 1, (), f"the answers must be a mapping of field: value, not {kind}")])
+    bad_keys = [k for k in tree if not isinstance(k, str)]
+    if bad_keys:
+        raise AnswersError([problem(name, tree.lc.key(k)[0] + 1, (str(k),), "field names must be text") for k in bad_keys])
+    return LoadedAnswers(file=name, data=_plain(tree), _tree=tree)
+
+
+def _reject_aliases_and_documents(yaml: YAML, text: str, name: str) -> None:
+    """Anchors and aliases have no use in answers and enable 'billion laughs' bombs."""
+    documents = 0
+    for event in yaml.parse(text):
+        kind = type(event).__name__
+        if kind == "DocumentStartEvent":
+            documents += 1
+            if documents > 1:
+                raise AnswersError([problem(name, event.start_mark.line + 1, (), "answer file holds more than one YAML document")])
+        if isinstance(event, AliasEvent) or (isinstance(event, NodeEvent) and event.anchor):
+            raise AnswersError([problem(name, event.start_mark.line + 1, (), "YAML anchors and aliases are not allowed in answer files")])
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's round-trip types -> plain dict/list/str/int/float/bool/None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value  # dates and other YAML types: the schema reports them by type

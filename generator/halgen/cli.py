@@ -1,0 +1,107 @@
+"""halgen's command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, compiler, schema
+from .problems import AnswersError
+from .render import RenderError
+
+ANSWERS_HELP = "YAML answer file (see 'halgen schema'); missing fields take their defaults."
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(2)
+
+
+def _answers_or_exit(path: Path | None) -> dict:
+    try:
+        return compiler.load_answers(path)
+    except AnswersError as err:
+        _fail(str(err))
+        raise  # unreachable
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="halgen")
+def main() -> None:
+    """Compile a short answer file into a complete deployment repo for a
+    highly available Perl (PSGI/Starman) stack on Linode: nginx load balancers,
+    Starman app servers, PostgreSQL with replicas, Redis with Sentinel.
+
+    Bad answers are reported as FILE:LINE: field: message, with exit code 2.
+    """
+
+
+@main.command()
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--answers", "answers_file", type=click.Path(path_type=Path, dir_okay=False), help=ANSWERS_HELP)
+@click.option("--defaults", is_flag=True, help="Take the default for every question not in --answers (no prompts).")
+@click.option("--vcs-ref", help="Blueprint git ref to use (default: copier's choice, the latest tag or HEAD).")
+def new(dest: Path, answers_file: Path | None, defaults: bool, vcs_ref: str | None) -> None:
+    """Scaffold a new stack repo at DEST with copier (same as 'copier copy --trust').
+
+    Without --answers or --defaults, copier asks each question interactively.
+    """
+    from .render import new as scaffold
+
+    answers = _answers_or_exit(answers_file) if (answers_file or defaults) else None
+    try:
+        out = scaffold(dest, answers, vcs_ref=vcs_ref)
+    except RenderError as err:
+        _fail(f"halgen new: {err}")
+    click.echo(f"halgen: new stack in {out}")
+
+
+@main.command()
+@click.argument("answers_file", metavar="ANSWERS", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Directory to write the repo into (must be empty or absent unless --force).")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out directory (atomically, after a full render).")
+def render(answers_file: Path | None, out: Path, force: bool) -> None:
+    """Validate ANSWERS fully, render the repo into a temporary directory, check it,
+    then move it to --out. Without ANSWERS the built-in defaults are used.
+    """
+    from .render import render as compile_repo
+
+    answers = _answers_or_exit(answers_file)
+    try:
+        dest = compile_repo(answers, out, force=force)
+    except RenderError as err:
+        _fail(f"halgen render: {err}")
+    files = sum(1 for p in dest.rglob("*") if p.is_file())
+    click.echo(f"halgen: rendered {files} files into {dest}")
+
+
+@main.command(name="schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of the answers."""
+    click.echo(json.dumps(schema.schema(), indent=2))
+
+
+@main.command()
+@click.argument("field")
+def explain(field: str) -> None:
+    """Show FIELD's description, type, bounds and default (e.g. lb_keepalive, admins.name)."""
+    try:
+        click.echo(schema.explain(field), nl=False)
+    except KeyError as err:
+        _fail(f"halgen explain: {err.args[0]}")
+
+
+@main.command()
+@click.argument("answers_file", metavar="ANSWERS", type=click.Path(path_type=Path, dir_okay=False))
+def check(answers_file: Path) -> None:
+    """Validate ANSWERS without rendering anything (exit 0 valid, 2 invalid)."""
+    _answers_or_exit(answers_file)
+    click.echo(f"halgen: {answers_file} is valid")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

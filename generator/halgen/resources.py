@@ -1,0 +1,37 @@
+"""Where the blueprint, the schema and the package data live.
+
+In a source checkout they sit at the repo root (copier reads the blueprint
+there); an installed wheel carries a copy under ``halgen/_bundled``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = _PACKAGE_DIR / "data"
+
+
+@cache
+def template_root() -> Path:
+    """The directory holding copier.yml (and blueprints/ below it)."""
+    for candidate in (_PACKAGE_DIR.parent.parent, _PACKAGE_DIR / "_bundled"):
+        if (candidate / "copier.yml").is_file() and (candidate / "blueprints").is_dir():
+            return candidate
+    raise FileNotFoundError("halgen's blueprint (copier.yml + blueprints/) is missing from this installation")
+
+
+def schema_path() -> Path:
+    return template_root() / "schema" / "answers.schema.json"
+
+
+@cache
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def price_catalogue() -> dict[str, Any]:
+    return load_json(DATA_DIR / "linode_prices.json")

@@ -71,9 +71,10 @@ def _to_problems(loaded: LoadedAnswers, error: ValidationError) -> list[Problem]
             hint = f"; did you mean '{close[0]}'?" if close else "; see 'halgen schema' for the fields"
             out.append(problem(loaded.file, loaded.line_of(path + (key,)), path + (key,), f"unknown field{hint}"))
         return out
-    if kw == "propertyNames":
-        bad = error.instance
-        return [problem(loaded.file, line, path, f"key is not allowed here ({error.message})", bad)]
+    if "propertyNames" in error.schema_path:  # a bad key in a name -> value mapping
+        key = str(instance)
+        hint = error.schema.get("x-hint", "a valid name")
+        return [problem(loaded.file, loaded.line_of(path + (key,)), path + (key,), f"is not allowed as a name: must be {hint}")]
     if kw == "required":
         missing = [k for k in expected if k not in instance]
         return [problem(loaded.file, line, path + (k,), "is required") for k in missing]
@@ -89,7 +90,8 @@ def _type_message(_: ValidationError, expected: Any) -> str:
 
 
 def _pattern_message(error: ValidationError, expected: Any) -> str:
-    return f"is not an allowed value: characters or form outside {expected}"
+    hint = error.schema.get("x-hint")
+    return f"is not allowed: must be {hint}" if hint else f"is not allowed: must match {expected}"
 
 
 _MESSAGES = {
@@ -122,15 +124,17 @@ def explain(field: str) -> str:
         if sub is None:
             raise KeyError(f"unknown field '{field}'")
         spec = resolve(sub)
-    lines = [field, "", spec.get("description", ""), "", f"type:    {_kind(spec)}"]
+    lines = [field, "", spec.get("description", ""), "", f"{'type:':<12}{_kind(spec)}"]
+    if "x-hint" in spec:
+        lines.append(f"{'form:':<12}{spec['x-hint']}")
     for key, label in (("enum", "one of"), ("minimum", "minimum"), ("maximum", "maximum"),
                        ("minItems", "min items"), ("maxItems", "max items"), ("maxLength", "max length"),
                        ("pattern", "pattern")):
         if key in spec:
             value = ", ".join(map(str, spec[key])) if key == "enum" else spec[key]
-            lines.append(f"{label + ':':<9}{value}")
+            lines.append(f"{label + ':':<12}{value}")
     if "default" in spec:
-        lines.append(f"default: {json.dumps(spec['default'])}")
+        lines.append(f"{'default:':<12}{json.dumps(spec['default'])}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "golden"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite golden/*/expected from the current blueprint")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+def require(*programs: str) -> None:
+    """Skip when a real program is missing, except in CI, where that is a failure."""
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        message = f"needs {', '.join(missing)} (apt-get install them; see .ci/run)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def halgen(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, the way users do."""
+    return subprocess.run([sys.executable, "-m", "halgen.cli", *args], cwd=cwd, input=input,
+                          capture_output=True, text=True, timeout=120)
+
+
+def golden_cases() -> list[str]:
+    return sorted(p.name for p in GOLDEN.iterdir() if (p / "answers.yml").is_file())
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

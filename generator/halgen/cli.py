@@ -104,4 +104,4 @@ def check(answers_file: Path) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="halgen")

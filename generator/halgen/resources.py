@@ -16,16 +16,20 @@ DATA_DIR = _PACKAGE_DIR / "data"
 
 
 @cache
-def template_root() -> Path:
-    """The directory holding copier.yml (and blueprints/ below it)."""
+def _source_root() -> Path:
     for candidate in (_PACKAGE_DIR.parent.parent, _PACKAGE_DIR / "_bundled"):
         if (candidate / "copier.yml").is_file() and (candidate / "blueprints").is_dir():
             return candidate
     raise FileNotFoundError("halgen's blueprint (copier.yml + blueprints/) is missing from this installation")
 
 
+def template_root() -> Path:
+    """The directory holding copier.yml (and blueprints/ below it): what copier copies from."""
+    return _source_root()
+
+
 def schema_path() -> Path:
-    return template_root() / "schema" / "answers.schema.json"
+    return _source_root() / "schema" / "answers.schema.json"
 
 
 @cache

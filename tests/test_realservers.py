@@ -1,0 +1,165 @@
+"""Real programs on generated output: nginx -t, shellcheck, Starman behind nginx on loopback.
+
+These skip on a laptop that lacks the programs, and fail in CI (CI=true) instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import GOLDEN, golden_cases, require
+from realserver import exec_start, free_port, nginx_on_prefix, self_signed, wait_for_port
+
+pytestmark = pytest.mark.realserver
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_nginx_accepts_every_golden_config(case: str, tmp_path: Path) -> None:
+    require("nginx", "openssl")
+    confs = sorted((GOLDEN / case / "expected").glob("nodes/*/etc/nginx/nginx.conf"))
+    assert confs
+    for conf in confs:
+        prefix = tmp_path / conf.parent.parent.parent.name
+        text = conf.read_text()
+        if "ssl_certificate" in text:
+            domain = text.split("/live/")[1].split("/")[0]
+            self_signed(prefix / "letsencrypt", domain)
+        path = nginx_on_prefix(text, prefix)
+        result = subprocess.run(["nginx", "-t", "-q", "-c", str(path), "-p", str(prefix)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"{conf}: {result.stderr}"
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_shell_scripts_pass_shellcheck(case: str) -> None:
+    require("shellcheck")
+    scripts = sorted((GOLDEN / case / "expected" / "scripts").glob("*.sh"))
+    assert scripts
+    result = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+FAKE_SSH = """#!/usr/bin/env bash
+# Stands in for ssh: logs 'target command' and fails curl health checks on $FAIL_ADDR.
+shift 2
+target="$1"; shift
+echo "$target $*" >> "$SSH_LOG"
+if [[ "$1" == curl && -n "${FAIL_ADDR:-}" && "$target" == *"@$FAIL_ADDR" ]]; then exit 22; fi
+exit 0
+"""
+
+
+def _run_deploy(tmp_path: Path, fail_addr: str = "") -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    require("bash")
+    fake = tmp_path / "fake-ssh"
+    fake.write_text(FAKE_SSH)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "ssh.log"
+    env = {**os.environ, "DEPLOY_SSH": str(fake), "SSH_LOG": str(log), "FAIL_ADDR": fail_addr,
+           "HEALTH_TRIES": "2", "HEALTH_DELAY": "0"}
+    script = GOLDEN / "default-ha" / "expected" / "scripts" / "rolling-deploy.sh"
+    result = subprocess.run(["bash", str(script), "v1.2"], env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def test_rolling_deploy_goes_one_server_at_a_time(tmp_path: Path) -> None:
+    result, calls = _run_deploy(tmp_path)
+    assert result.returncode == 0, result.stderr
+    order = [c.split()[0].split("@")[1] for c in calls if "systemctl reload" in c]
+    assert order == ["10.0.0.40", "10.0.0.41", "10.0.0.42"]
+    # each reload is followed by that node's health check before the next node is touched
+    reload_at = [i for i, c in enumerate(calls) if "systemctl reload" in c]
+    health_at = [i for i, c in enumerate(calls) if " curl " in f" {c.split(' ', 1)[1]}"]
+    assert all(r < h < r2 for r, h, r2 in zip(reload_at, health_at, reload_at[1:] + [len(calls)]))
+
+
+def test_rolling_deploy_stops_on_first_failure(tmp_path: Path) -> None:
+    result, calls = _run_deploy(tmp_path, fail_addr="10.0.0.41")
+    assert result.returncode == 1
+    assert "app2" in result.stderr and "stopping the rollout" in result.stderr
+    assert not [c for c in calls if "10.0.0.42" in c], "app3 must not be touched after app2 failed"
+
+
+def test_rolling_deploy_rejects_hostile_ref(tmp_path: Path) -> None:
+    script = GOLDEN / "default-ha" / "expected" / "scripts" / "rolling-deploy.sh"
+    result = subprocess.run(["bash", str(script), "--dry-run", "main;reboot"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid ref" in result.stderr
+
+
+def _get(url: str, host: str, timeout: float = 5.0) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+
+
+def test_starman_behind_generated_nginx_survives_a_dead_instance(tmp_path: Path) -> None:
+    require("nginx", "starman")
+    expected = GOLDEN / "default-ha" / "expected"
+    psgi = expected / "app" / "app.psgi"
+    app_nodes = sorted((expected / "nodes").glob("app*"))
+    address_map, starmans = {}, []
+    try:
+        for i, node in enumerate(app_nodes):
+            (unit,) = node.glob("etc/systemd/system/*.service")
+            argv = exec_start(unit.read_text())
+            listen = argv[argv.index("--listen") + 1]
+            loop_addr = f"127.20.0.{40 + i}"
+            port = free_port(loop_addr)
+            address_map[listen.rsplit(":", 1)[0]] = loop_addr
+            argv[argv.index("--listen") + 1] = f"{loop_addr}:{port}"
+            argv[-1] = str(psgi)
+            # the unit's port is remapped too: one free port per instance
+            starmans.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                              start_new_session=True), loop_addr, port, listen))
+        for _, addr, port, _ in starmans:
+            wait_for_port(addr, port)
+
+        conf = (expected / "nodes" / "lb1" / "etc" / "nginx" / "nginx.conf").read_text()
+        for _, addr, port, listen in starmans:
+            conf = conf.replace(f"server {listen} ", f"server {addr}:{port} ")
+        lb_port = free_port("127.20.0.10")
+        prefix = tmp_path / "lb1"
+        path = nginx_on_prefix(conf, prefix, listen=f"127.20.0.10:{lb_port}")
+        nginx = subprocess.Popen(["nginx", "-c", str(path), "-p", str(prefix), "-g", "daemon off;"],
+                                 stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            wait_for_port("127.20.0.10", lb_port)
+            base = f"http://127.20.0.10:{lb_port}"
+            status, body = _get(f"{base}/", "shop.example.com")
+            assert status == 200 and body.startswith("Hello from")
+            assert _get(f"{base}/healthz", "shop.example.com")[0] == 200
+            assert _get(f"{base}/nginx-health", "anything.invalid") == (200, "OK\n")
+            with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+                _get(f"{base}/", "not-ours.example")  # default server closes the connection (444)
+
+            pids = {_get(f"{base}/", "shop.example.com")[1].split("pid ")[1] for _ in range(30)}
+            assert len(pids) >= 2, "requests are spread over instances"
+
+            victim = starmans[0][0]
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait(5)
+            started = time.monotonic()
+            results = [_get(f"{base}/", "shop.example.com")[0] for _ in range(50)]
+            assert results == [200] * 50, "a dead instance must not fail idempotent requests"
+            assert time.monotonic() - started < 20
+        finally:
+            os.killpg(nginx.pid, signal.SIGTERM)
+            nginx.wait(10)
+    finally:
+        for proc, *_ in starmans:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(10)

@@ -8,7 +8,8 @@ rendered with; question validators call ``halgen_field_error(name)``.
 
 from __future__ import annotations
 
-from functools import cache
+import json
+from functools import cache, lru_cache
 from typing import Any
 
 from jinja2 import Environment, pass_context
@@ -35,8 +36,14 @@ def _answers_in(context: Context) -> dict[str, Any]:
 
 @pass_context
 def _stack(context: Context) -> Stack:
+    # Called once per rendered file (and path): validate each answer set once.
+    return _stack_for(json.dumps(_answers_in(context), sort_keys=True))
+
+
+@lru_cache(maxsize=8)
+def _stack_for(canonical: str) -> Stack:
     try:
-        return stack_from(_answers_in(context), file="copier answers")
+        return stack_from(json.loads(canonical), file="copier answers")
     except AnswersError as err:
         from copier.errors import UserMessageError
 

@@ -1,6 +1,8 @@
-"""Render the blueprint with copier into a staging directory, check it, move it into place.
+"""Write a rendered repo: into a staging directory beside DEST, check it, move it into place.
 
-Nothing is written at DEST until the whole tree rendered and passed its checks.
+``render`` uses halgen's fast engine; ``new`` uses copier (so the repo can
+later be updated with ``copier update``). Nothing is written at DEST until
+the whole tree rendered and passed its checks.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from . import resources
 from .checks import check_tree
-
-ANSWERS_FILE = ".copier-answers.yml"
-# Lines of the answers file that name where the blueprint was copied from; a
-# plain render has no such place, and keeping a temp path would break determinism.
-_SOURCE_KEYS = ("_src_path:", "_commit:")
+from .engine import Blueprint
 
 
 class RenderError(Exception):
@@ -34,12 +34,20 @@ def check_destination(dest: Path, force: bool) -> None:
 
 
 def render(answers: dict[str, Any], dest: Path, force: bool = False) -> Path:
-    """Complete, valid answers -> a deployment repo at ``dest`` (replaced whole with ``force``)."""
+    """Complete, valid answers -> a deployment repo at ``dest`` (replaced whole with ``force``).
+
+    The answers file it writes records no blueprint source: a render is a
+    compile, not a copier-managed copy (use ``new`` for that).
+    """
     dest = dest.resolve()
     check_destination(dest, force)
-    with _template_copy() as template, _staging(dest) as staging:
-        _copier_copy(template, staging, answers)
-        _drop_source_lines(staging / ANSWERS_FILE)
+    blueprint = Blueprint(resources.template_root() / "blueprints" / "stack")
+    try:
+        outputs = list(blueprint.render(answers))
+    except TemplateError as err:
+        raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
+    with _staging(dest) as staging:
+        _write_tree(staging, outputs)
         _verify(staging)
         _move_into_place(staging, dest)
     return dest
@@ -59,7 +67,6 @@ def new(dest: Path, answers: dict[str, Any] | None, vcs_ref: str | None = None) 
 def _copier_copy(template: Path, staging: Path, answers: dict[str, Any] | None, vcs_ref: str | None = None) -> None:
     from copier import run_copy
     from copier.errors import CopierError
-    from jinja2 import TemplateError
 
     try:
         run_copy(
@@ -75,25 +82,29 @@ def _copier_copy(template: Path, staging: Path, answers: dict[str, Any] | None, 
     except CopierError as err:
         raise RenderError(f"copier: {err}") from None
     except TemplateError as err:
-        where = f"{err.filename}:{err.lineno}: " if getattr(err, "filename", None) else ""
-        raise RenderError(f"blueprint template error: {where}{err}") from None
+        raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
+
+
+def _write_tree(root: Path, outputs: list[tuple[Path, str, int]]) -> None:
+    # Each directory is made once, parents first: directory creation is the
+    # slowest part of writing a large stack on a slow disk.
+    for directory in sorted({parent for relpath, _, _ in outputs for parent in relpath.parents} - {Path(".")}):
+        (root / directory).mkdir()
+    for relpath, content, mode in outputs:
+        target = root / relpath
+        target.write_bytes(content.encode("utf-8"))
+        target.chmod(mode)
+
+
+def _where(err: TemplateError) -> str:
+    filename, lineno = getattr(err, "filename", None), getattr(err, "lineno", None)
+    return f"{filename}:{lineno}: " if filename else ""
 
 
 def _verify(staging: Path) -> None:
     problems = check_tree(staging)
     if problems:
         raise RenderError("rendered output failed its checks:\n" + "\n".join(p.format() for p in problems))
-
-
-@contextmanager
-def _template_copy() -> Iterator[Path]:
-    """A plain copy of the blueprint, so copier renders the working tree, not a git ref."""
-    root = resources.template_root()
-    with tempfile.TemporaryDirectory(prefix="halgen-blueprint-") as tmp:
-        copy = Path(tmp)
-        shutil.copy2(root / "copier.yml", copy / "copier.yml")
-        shutil.copytree(root / "blueprints", copy / "blueprints")
-        yield copy
 
 
 @contextmanager
@@ -105,11 +116,6 @@ def _staging(dest: Path) -> Iterator[Path]:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _drop_source_lines(answers_file: Path) -> None:
-    lines = answers_file.read_text(encoding="utf-8").splitlines(keepends=True)
-    answers_file.write_text("".join(ln for ln in lines if not ln.startswith(_SOURCE_KEYS)), encoding="utf-8")
 
 
 def _move_into_place(staging: Path, dest: Path) -> None:

@@ -27,6 +27,7 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(schema())
 
 
+@cache
 def fields() -> dict[str, dict[str, Any]]:
     """Top-level answer fields in schema order, each with ``$ref`` resolved."""
     return {name: resolve(spec) for name, spec in schema()["properties"].items()}
@@ -45,6 +46,7 @@ def resolve(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def defaults() -> dict[str, Any]:
+    """A fresh copy of every field's default (callers may mutate it)."""
     return {name: copy.deepcopy(spec["default"]) for name, spec in fields().items()}
 
 

@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine (Python >= 3.11 with venv):
+#   make demo   render a stack from the built-in default answers into ./demo and show it
+#   make test   run the whole test suite
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench system-deps
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/halgen render --out demo --force
+	@echo
+	@cd demo && find . -type f | sort
+	@echo
+	@sed -n '/^## Nodes/,/^## What is here/p' demo/README.md | head -n -1
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/render_bench.py
+
+# Real-server tests need these (Debian/Ubuntu, as root); without them they skip locally.
+system-deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		nginx starman libplack-perl shellcheck openssl curl git ca-certificates

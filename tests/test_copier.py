@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, REPO, halgen, tree
 from halgen import resources
+
+from conftest import GOLDEN, REPO, halgen, tree
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -32,7 +33,7 @@ def blueprint_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _without_source(files: dict[str, bytes]) -> dict[str, bytes]:
     answers = files[".copier-answers.yml"].decode().splitlines(keepends=True)
-    return {**files, ".copier-answers.yml": "".join(l for l in answers if not l.startswith("_src_path:")).encode()}
+    return {**files, ".copier-answers.yml": "".join(line for line in answers if not line.startswith("_src_path:")).encode()}
 
 
 def test_halgen_new_equals_copier_copy(blueprint_clone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +69,8 @@ def test_new_with_answers_matches_render(blueprint_clone: Path, tmp_path: Path, 
     new_answers = new_tree.pop(".copier-answers.yml").decode()
     golden_answers = golden.pop(".copier-answers.yml").decode()
     assert new_tree == golden, "new and render must produce the same files"
-    assert [l for l in new_answers.splitlines() if not l.startswith(("_src_path", "_commit"))] == golden_answers.splitlines()
+    kept = [line for line in new_answers.splitlines() if not line.startswith(("_src_path", "_commit"))]
+    assert kept == golden_answers.splitlines()
 
 
 def test_new_refuses_non_empty_destination(tmp_path: Path) -> None:

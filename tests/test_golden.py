@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, golden_cases, tree
 from halgen import compiler
 from halgen.render import render
+
+from conftest import GOLDEN, golden_cases, tree
 
 
 def _render_case(case: str, dest: Path) -> dict[str, bytes]:

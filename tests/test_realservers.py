@@ -80,7 +80,7 @@ def test_rolling_deploy_goes_one_server_at_a_time(tmp_path: Path) -> None:
     # each reload is followed by that node's health check before the next node is touched
     reload_at = [i for i, c in enumerate(calls) if "systemctl reload" in c]
     health_at = [i for i, c in enumerate(calls) if " curl " in f" {c.split(' ', 1)[1]}"]
-    assert all(r < h < r2 for r, h, r2 in zip(reload_at, health_at, reload_at[1:] + [len(calls)]))
+    assert all(r < h < r2 for r, h, r2 in zip(reload_at, health_at, reload_at[1:] + [len(calls)], strict=True))
 
 
 def test_rolling_deploy_stops_on_first_failure(tmp_path: Path) -> None:

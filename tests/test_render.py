@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, halgen, tree
-from halgen import resources
+from halgen import resources, schema
 from halgen.render import RenderError, render
-from halgen import schema
+
+from conftest import GOLDEN, halgen, tree
 
 
 def test_render_defaults_via_cli(tmp_path: Path) -> None:

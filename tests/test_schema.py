@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import REPO, halgen
 from halgen import questions, resources, schema
 from halgen.answers import from_mapping
 from halgen.compiler import complete_answers
+
+from conftest import REPO, halgen
 
 
 def _objects(node: Any, path: str = "#") -> list[tuple[str, dict]]:

@@ -53,23 +53,23 @@ def load(path: Path) -> LoadedAnswers:
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise AnswersError([problem(name, 1, (), f"cannot read the answer file: {err.strerror}")]) from None
+        raise _error(name, 1, f"cannot read the answer file: {err.strerror}") from None
     return parse(raw, name)
 
 
 def parse(raw: bytes, name: str) -> LoadedAnswers:
     if len(raw) > MAX_BYTES:
-        raise AnswersError([problem(name, 1, (), f"answer file is too large ({len(raw)} bytes; the limit is {MAX_BYTES})")])
+        raise _error(name, 1, f"answer file is too large ({len(raw)} bytes; the limit is {MAX_BYTES})")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise AnswersError([problem(name, line, (), "answer file is not UTF-8 text (binary data?)")]) from None
+        raise _error(name, line, "answer file is not UTF-8 text (binary data?)") from None
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
-        raise AnswersError([problem(name, line, (), "answer file contains a NUL byte (binary data?)")])
+        raise _error(name, line, "answer file contains a NUL byte (binary data?)")
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
-        raise AnswersError([problem(name, 1, (), "answer file is empty; write '{}' to take every default")])
+        raise _error(name, 1, "answer file is empty; write '{}' to take every default")
 
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
@@ -82,17 +82,24 @@ def parse(raw: bytes, name: str) -> LoadedAnswers:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = (err.problem or err.context or "malformed YAML").strip().splitlines()[0]
-        raise AnswersError([problem(name, line, (), f"invalid YAML: {what}")]) from None
+        raise _error(name, line, f"invalid YAML: {what}") from None
     except (YAMLError, ValueError, RecursionError) as err:
-        raise AnswersError([problem(name, 1, (), f"invalid YAML: {str(err).splitlines()[0] if str(err) else type(err).__name__}")]) from None
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise _error(name, 1, f"invalid YAML: {first}") from None
 
     if not isinstance(tree, CommentedMap):
         kind = "a list" if isinstance(tree, list) else f"a single {type(tree).__name__} value"
-        raise AnswersError([problem(name, 1, (), f"the answers must be a mapping of field: value, not {kind}")])
+        raise _error(name, 1, f"the answers must be a mapping of field: value, not {kind}")
     bad_keys = [k for k in tree if not isinstance(k, str)]
     if bad_keys:
-        raise AnswersError([problem(name, tree.lc.key(k)[0] + 1, (str(k),), "field names must be text") for k in bad_keys])
+        raise AnswersError([problem(name, tree.lc.key(k)[0] + 1, (str(k),), "field names must be text")
+                            for k in bad_keys])
     return LoadedAnswers(file=name, data=_plain(tree), _tree=tree)
+
+
+def _error(name: str, line: int, message: str) -> AnswersError:
+    """A problem with the file as a whole (not one field)."""
+    return AnswersError([problem(name, line, (), message)])
 
 
 def _reject_aliases_and_documents(yaml: YAML, text: str, name: str) -> None:
@@ -103,9 +110,9 @@ def _reject_aliases_and_documents(yaml: YAML, text: str, name: str) -> None:
         if kind == "DocumentStartEvent":
             documents += 1
             if documents > 1:
-                raise AnswersError([problem(name, event.start_mark.line + 1, (), "answer file holds more than one YAML document")])
+                raise _error(name, event.start_mark.line + 1, "answer file holds more than one YAML document")
         if isinstance(event, AliasEvent) or (isinstance(event, NodeEvent) and event.anchor):
-            raise AnswersError([problem(name, event.start_mark.line + 1, (), "YAML anchors and aliases are not allowed in answer files")])
+            raise _error(name, event.start_mark.line + 1, "YAML anchors and aliases are not allowed in answer files")
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ class Blueprint:
             extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension", HalgenExtension],
             keep_trailing_newline=True,
         )
+        self._path_templates: dict[str, Template] = {}
 
     def render(self, answers: dict[str, Any]) -> Iterator[tuple[Path, str, int]]:
         """Yield (relative output path, content, mode) for every output file, in path order."""
@@ -89,6 +89,7 @@ class Blueprint:
             for tail, tail_ctx in self._expand(rest, ctx):
                 yield (rendered, *tail), tail_ctx
 
-    @lru_cache(maxsize=256)
     def _template(self, source: str) -> Template:
-        return self.env.from_string(source)
+        if source not in self._path_templates:
+            self._path_templates[source] = self.env.from_string(source)
+        return self._path_templates[source]

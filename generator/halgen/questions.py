@@ -35,7 +35,7 @@ def question(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     if "enum" in spec:
         q["choices"] = list(spec["enum"])
     q["default"] = spec["default"]
-    q["validator"] = "{{ halgen_field_error('%s') }}" % name
+    q["validator"] = "{{ halgen_field_error('" + name + "') }}"
     return q
 
 

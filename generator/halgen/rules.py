@@ -10,10 +10,10 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import resources
 from .answers import LoadedAnswers
 from .model import RESERVED_HEAD, RESERVED_TAIL, node_names, plan_addresses, sentinel_hosts
 from .problems import FieldPath, Problem, problem
-from . import resources
 
 Finding = tuple[FieldPath, str, Any]
 Rule = Callable[[dict[str, Any]], Iterator[Finding]]
@@ -71,7 +71,8 @@ def subnet_has_room(a: dict[str, Any]) -> Iterator[Finding]:
         return
     _, overflow = plan_addresses(a)
     if overflow:
-        yield ("vpc_subnet",), f"has no room for {len(overflow)} node(s) ({_short_list(overflow)}); use a larger subnet", a["vpc_subnet"]
+        message = f"has no room for {len(overflow)} node(s) ({_short_list(overflow)}); use a larger subnet"
+        yield ("vpc_subnet",), message, a["vpc_subnet"]
 
 
 @rule

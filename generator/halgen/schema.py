@@ -76,7 +76,8 @@ def _to_problems(loaded: LoadedAnswers, error: ValidationError) -> list[Problem]
     if "propertyNames" in error.schema_path:  # a bad key in a name -> value mapping
         key = str(instance)
         hint = error.schema.get("x-hint", "a valid name")
-        return [problem(loaded.file, loaded.line_of(path + (key,)), path + (key,), f"is not allowed as a name: must be {hint}")]
+        where = path + (key,)
+        return [problem(loaded.file, loaded.line_of(where), where, f"is not allowed as a name: must be {hint}")]
     if kw == "required":
         missing = [k for k in expected if k not in instance]
         return [problem(loaded.file, line, path + (k,), "is required") for k in missing]
@@ -88,7 +89,7 @@ def _type_message(_: ValidationError, expected: Any) -> str:
     names = {"object": "a mapping", "array": "a list", "string": "text", "integer": "a whole number",
              "boolean": "true or false", "number": "a number"}
     kinds = expected if isinstance(expected, list) else [expected]
-    return "must be " + " or ".join(names.get(k, k) for k in kinds)
+    return "must be " + " or ".join(names.get(str(k), str(k)) for k in kinds)
 
 
 def _pattern_message(error: ValidationError, expected: Any) -> str:

@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/render_bench.py
+	$(PY) bench/render_bench.py $(BENCH_ARGS)
 
 # Real-server tests need these (Debian/Ubuntu, as root); without them they skip locally.
 system-deps:

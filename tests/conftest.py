@@ -42,5 +42,10 @@ def golden_cases() -> list[str]:
     return sorted(p.name for p in GOLDEN.iterdir() if (p / "answers.yml").is_file())
 
 
+UNTRACKED = ("secrets", "build")  # gitignored in a generated repo: random or secret-bearing
+
+
 def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """The tracked files of a generated repo, by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] not in UNTRACKED}

@@ -113,7 +113,7 @@ def test_starman_behind_generated_nginx_survives_a_dead_instance(tmp_path: Path)
     address_map, starmans = {}, []
     try:
         for i, node in enumerate(app_nodes):
-            (unit,) = node.glob("etc/systemd/system/*.service")
+            (unit,) = node.glob("etc/systemd/system/*-starman-*.service")
             argv = exec_start(unit.read_text())
             listen = argv[argv.index("--listen") + 1]
             loop_addr = f"127.20.0.{40 + i}"

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from . import schema
 from .compiler import stack_from
-from .model import Stack
+from .model import LINODE, Stack, Target
 from .problems import AnswersError
 
 
@@ -34,16 +34,22 @@ def _answers_in(context: Context) -> dict[str, Any]:
     return {name: context[name] for name in schema.fields() if name in context}
 
 
+# halgen's own engine passes the render target (a rehearsal) under this name;
+# copier never does, so copier renders always target Linode.
+TARGET_VARIABLE = "_halgen_target"
+
+
 @pass_context
 def _stack(context: Context) -> Stack:
     # Called once per rendered file (and path): validate each answer set once.
-    return _stack_for(json.dumps(_answers_in(context), sort_keys=True))
+    target = context.get(TARGET_VARIABLE) or LINODE
+    return _stack_for(json.dumps(_answers_in(context), sort_keys=True), target)
 
 
 @lru_cache(maxsize=8)
-def _stack_for(canonical: str) -> Stack:
+def _stack_for(canonical: str, target: Target) -> Stack:
     try:
-        return stack_from(json.loads(canonical), file="copier answers")
+        return stack_from(json.loads(canonical), file="copier answers", target=target)
     except AnswersError as err:
         from copier.errors import UserMessageError
 

@@ -63,20 +63,59 @@ def new(dest: Path, answers_file: Path | None, defaults: bool, vcs_ref: str | No
 @click.argument("answers_file", metavar="ANSWERS", type=click.Path(path_type=Path, dir_okay=False), required=False)
 @click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Directory to write the repo into (must be empty or absent unless --force).")
-@click.option("--force", is_flag=True, help="Replace a non-empty --out directory (atomically, after a full render).")
-def render(answers_file: Path | None, out: Path, force: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Replace a non-empty --out directory (atomically, after a full render; secrets are kept).")
+@click.option("--rehearsal", "rehearsal_prefix", type=click.Path(path_type=Path, file_okay=False),
+              help="Render for a rehearsal on this machine: loopback addresses, every node's files under "
+                   "PREFIX/<node>, secret files built too. Never deploy such a render.")
+@click.option("--loopback-subnet", default="127.20.0.0/24", show_default=True,
+              help="Subnet that replaces the VPC subnet in a rehearsal.")
+def render(answers_file: Path | None, out: Path, force: bool, rehearsal_prefix: Path | None,
+           loopback_subnet: str) -> None:
     """Validate ANSWERS fully, render the repo into a temporary directory, check it,
     then move it to --out. Without ANSWERS the built-in defaults are used.
+    Creates secrets/secrets.env (gitignored) unless it exists.
     """
+    from .model import LINODE
+    from .render import build
     from .render import render as compile_repo
 
     answers = _answers_or_exit(answers_file)
+    target = LINODE
+    if rehearsal_prefix is not None:
+        try:
+            target = compiler.rehearsal_target(rehearsal_prefix.resolve(), loopback_subnet)
+        except ValueError as err:
+            _fail(f"halgen render: {err}")
     try:
-        dest = compile_repo(answers, out, force=force)
+        dest = compile_repo(answers, out, force=force, target=target)
+        if target.is_rehearsal:
+            build(dest, answers, target)
     except RenderError as err:
         _fail(f"halgen render: {err}")
     files = sum(1 for p in dest.rglob("*") if p.is_file())
     click.echo(f"halgen: rendered {files} files into {dest}")
+
+
+@main.command(name="build")
+@click.argument("repo", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def build_cmd(repo: Path) -> None:
+    """Write REPO's secret-bearing node files (Redis and PostgreSQL passwords, the
+    app's credentials) into REPO/build/nodes/<node>/, from REPO/secrets/secrets.env
+    (created on first use). Both folders are gitignored.
+    """
+    from .render import build
+    from .secrets import SecretsError
+
+    try:
+        answers = compiler.load_repo_answers(repo)
+    except AnswersError as err:
+        _fail(str(err))
+    try:
+        out = build(repo, answers)
+    except (RenderError, SecretsError) as err:
+        _fail(f"halgen build: {err}")
+    click.echo(f"halgen: secret-bearing files in {out}")
 
 
 @main.command(name="schema")

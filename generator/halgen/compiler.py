@@ -7,7 +7,7 @@ from typing import Any
 
 from . import answers, rules, schema
 from .answers import LoadedAnswers
-from .model import Stack, derive
+from .model import LINODE, Stack, Target, derive
 from .problems import AnswersError
 
 
@@ -30,5 +30,30 @@ def load_answers(path: Path | None) -> dict[str, Any]:
     return complete_answers(answers.load(path))
 
 
-def stack_from(data: dict[str, Any], file: str = "<answers>") -> Stack:
-    return derive(complete_answers(answers.from_mapping(data, file)))
+def load_repo_answers(repo: Path) -> dict[str, Any]:
+    """The answers a generated repo was made from (its .copier-answers.yml)."""
+    loaded = answers.load(repo / ".copier-answers.yml")
+    own = {k: v for k, v in loaded.data.items() if not k.startswith("_")}
+    return complete_answers(answers.LoadedAnswers(loaded.file, own, loaded._tree))
+
+
+def rehearsal_target(prefix: Path, loopback_subnet: str) -> Target:
+    """A one-machine target; raises ValueError with a message for bad input."""
+    import ipaddress
+    import re
+
+    if not prefix.is_absolute() or not re.fullmatch(r"[A-Za-z0-9._/-]+", str(prefix)) or ".." in prefix.parts:
+        raise ValueError(f"rehearsal prefix must be an absolute path of letters, digits, '.', '_', '-', '/' (got {prefix})")
+    try:
+        net = ipaddress.IPv4Network(loopback_subnet)
+    except ValueError as err:
+        raise ValueError(f"loopback subnet: {err}") from None
+    if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")) or not 16 <= net.prefixlen <= 24:
+        raise ValueError(f"loopback subnet must be a /16 to /24 inside 127.0.0.0/8 (got {loopback_subnet})")
+    if ipaddress.IPv4Address("127.0.0.1") in net:
+        raise ValueError("loopback subnet must not contain 127.0.0.1 (other programs use it)")
+    return Target(loopback_subnet=str(net), prefix=str(prefix))
+
+
+def stack_from(data: dict[str, Any], file: str = "<answers>", target: Target = LINODE) -> Stack:
+    return derive(complete_answers(answers.from_mapping(data, file)), target)

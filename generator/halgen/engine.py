@@ -20,7 +20,8 @@ from typing import Any
 from jinja2 import FileSystemLoader, Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from .blueprint import HalgenExtension
+from .blueprint import TARGET_VARIABLE, HalgenExtension
+from .model import LINODE, Target
 
 SUFFIX = ".jinja"
 ANSWERS_FILE = ".copier-answers.yml"
@@ -40,12 +41,15 @@ class Blueprint:
         )
         self._path_templates: dict[str, Template] = {}
 
-    def render(self, answers: dict[str, Any]) -> Iterator[tuple[Path, str, int]]:
+    def render(self, answers: dict[str, Any], target: Target = LINODE,
+               extra: dict[str, Any] | None = None) -> Iterator[tuple[Path, str, int]]:
         """Yield (relative output path, content, mode) for every output file, in path order."""
         context = {
             **answers,
             "_copier_answers": dict(sorted(answers.items())),
             "_copier_conf": {"answers_file": ANSWERS_FILE},
+            TARGET_VARIABLE: target,
+            **(extra or {}),
         }
         for source in self._sources():
             relsource = source.relative_to(self.root)

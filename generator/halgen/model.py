@@ -34,6 +34,82 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Paths:
+    """Absolute paths on one node. A rehearsal on one machine puts each node under
+    its own prefix; on Linode the prefix is empty. Binaries are never prefixed."""
+
+    root: str
+    nginx_conf_dir: str
+    nginx_log_dir: str
+    run_dir: str
+    app_root: str
+    app_current: str
+    app_conf_dir: str
+    letsencrypt_dir: str
+    acme_root: str
+    pg_conf_dir: str
+    pg_data: str
+    pg_home: str
+    pg_run_dir: str
+    pg_log_dir: str
+    pg_bin: str
+    redis_conf_dir: str
+    redis_data: str
+    redis_run_dir: str
+
+    @classmethod
+    def for_root(cls, root: str, project: str, pg_version: int) -> Paths:
+        cluster = f"{pg_version}/main"
+        return cls(
+            root=root,
+            nginx_conf_dir=f"{root}/etc/nginx",
+            nginx_log_dir=f"{root}/var/log/nginx",
+            run_dir=f"{root}/run",
+            app_root=f"{root}/srv/{project}",
+            app_current=f"{root}/srv/{project}/current",
+            app_conf_dir=f"{root}/etc/{project}",
+            letsencrypt_dir=f"{root}/etc/letsencrypt",
+            acme_root=f"{root}/var/www/letsencrypt",
+            pg_conf_dir=f"{root}/etc/postgresql/{cluster}",
+            pg_data=f"{root}/var/lib/postgresql/{cluster}",
+            pg_home=f"{root}/var/lib/postgresql",
+            pg_run_dir=f"{root}/var/run/postgresql",
+            pg_log_dir=f"{root}/var/log/postgresql",
+            pg_bin=f"/usr/lib/postgresql/{pg_version}/bin",
+            redis_conf_dir=f"{root}/etc/redis",
+            redis_data=f"{root}/var/lib/redis",
+            redis_run_dir=f"{root}/run/redis",
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a render runs: Linode (the default) or one machine for a rehearsal.
+
+    A rehearsal swaps the VPC subnet for a loopback one and puts every node's
+    files under ``prefix/<node>``; nothing else may differ.
+    """
+
+    loopback_subnet: str = ""
+    prefix: str = ""
+
+    @property
+    def is_rehearsal(self) -> bool:
+        return bool(self.loopback_subnet)
+
+    def node_root(self, node: str) -> str:
+        return f"{self.prefix}/{node}" if self.prefix else ""
+
+    def client_address(self, address: str) -> str:
+        """The address a node's outgoing connections come from. On one machine
+        every loopback connection comes from 127.0.0.1, whatever the node."""
+        return "127.0.0.1" if self.is_rehearsal else address
+
+
+LINODE = Target()
+
+
+@dataclass(frozen=True)
 class StarmanInstance:
     node: str
     index: int
@@ -56,6 +132,8 @@ class Node:
     address: str
     plan: Plan
     monthly: float
+    paths: Paths
+    client_address: str
     sentinel: bool = False
     instances: tuple[StarmanInstance, ...] = ()
 
@@ -72,18 +150,10 @@ class Node:
         base = {"lb": ("nginx",), "app": ("starman",), "db": ("postgresql",), "redis": ("redis-server",)}[self.role]
         return base + (("redis-sentinel",) if self.sentinel else ())
 
-
-@dataclass(frozen=True)
-class Paths:
-    """Absolute paths on the nodes; one place, so a rehearsal can prefix them."""
-
-    nginx_conf_dir: str
-    nginx_log_dir: str
-    run_dir: str
-    app_root: str
-    app_current: str
-    letsencrypt_dir: str
-    acme_root: str
+    @property
+    def is_primary(self) -> bool:
+        """The initial PostgreSQL primary or Redis master (index 1 of its role)."""
+        return self.index == 1
 
 
 @dataclass(frozen=True)
@@ -97,6 +167,9 @@ class Stack:
     object_storage_monthly: float
     backup_bucket: str
     halgen_version: str
+    target: Target
+    pg: dict[str, str]  # sized and overridden postgresql.conf settings (same plan on every DB node)
+    redis_maxmemory_mb: int
     by_role: dict[str, tuple[Node, ...]] = field(default_factory=dict)
 
     @property
@@ -138,6 +211,41 @@ class Stack:
     @property
     def canonical_domain(self) -> str:
         return self.a["domains"][0]
+
+    # --- data tier -------------------------------------------------------
+    pg_port = 5432
+    redis_port = 6379
+    sentinel_port = 26379
+    replication_user = "replicator"
+
+    @property
+    def redis_master_name(self) -> str:
+        """The name Sentinels and clients use for the Redis master."""
+        return self.project
+
+    @property
+    def sentinel_quorum(self) -> int:
+        return len(self.sentinels) // 2 + 1
+
+    @property
+    def sync_standby_names(self) -> str:
+        """ANY 1 over every DB node: a node never waits for itself, so after a
+        failover the same setting still names the remaining replicas."""
+        if self.a["pg_replication"] != "sync":
+            return ""
+        return "ANY 1 (" + ", ".join(n.name for n in self.dbs) + ")"
+
+    def pg_dsn(self, read_only: bool = False) -> str:
+        """DBI DSN over every DB node; libpq finds the primary (or a standby for reads)."""
+        hosts = ",".join(n.address for n in self.dbs)
+        ports = ",".join(str(self.pg_port) for _ in self.dbs)
+        attrs = "prefer-standby" if read_only else "read-write"
+        return (f"dbi:Pg:dbname={self.a['pg_database']};host={hosts};port={ports};"
+                f"target_session_attrs={attrs};connect_timeout=3")
+
+    @property
+    def sentinel_addresses(self) -> str:
+        return ",".join(f"{n.address}:{self.sentinel_port}" for n in self.sentinels)
 
 
 def node_names(a: dict[str, Any]) -> dict[str, list[str]]:
@@ -188,25 +296,29 @@ def sentinel_hosts(a: dict[str, Any]) -> list[str]:
     return candidates[: a["sentinel_count"]]
 
 
-def derive(a: dict[str, Any]) -> Stack:
+def derive(a: dict[str, Any], target: Target = LINODE) -> Stack:
     """Complete, valid answers -> Stack (cached: templates call it once per file)."""
-    return _derive_cached(json.dumps(a, sort_keys=True))
+    return _derive_cached(json.dumps(a, sort_keys=True), target)
 
 
 @lru_cache(maxsize=16)
-def _derive_cached(canonical: str) -> Stack:
+def _derive_cached(canonical: str, target: Target) -> Stack:
     from . import __version__
+    from .sizing import PgInputs, pg_settings, redis_maxmemory_mb
 
     a = json.loads(canonical)
+    if target.is_rehearsal:
+        a = {**a, "vpc_subnet": target.loopback_subnet}
     catalogue = resources.price_catalogue()
     multiplier = catalogue["region_multipliers"].get(a["region"], 1.0)
     addresses, _ = plan_addresses(a)
     sentinels = set(sentinel_hosts(a))
     project = a["project"]
     by_role: dict[str, tuple[Node, ...]] = {}
+    plans: dict[str, Plan] = {}
     for role, names in node_names(a).items():
         plan_type = a[f"{role}_plan"]
-        plan = Plan(type=plan_type, **catalogue["plans"][plan_type])
+        plan = plans[role] = Plan(type=plan_type, **catalogue["plans"][plan_type])
         nodes = []
         for index, name in enumerate(names, start=1):
             address = addresses[name]
@@ -221,27 +333,25 @@ def _derive_cached(canonical: str) -> Stack:
             nodes.append(Node(
                 name=name, role=role, index=index, hostname=f"{project}-{name}", address=address,
                 plan=plan, monthly=round(plan.monthly * multiplier, 2),
+                paths=Paths.for_root(target.node_root(name), project, a["pg_version"]),
+                client_address=target.client_address(address),
                 sentinel=name in sentinels, instances=instances,
             ))
         by_role[role] = tuple(nodes)
-    app_root = f"/srv/{project}"
+    db_plan = plans["db"]
     return Stack(
         a=a,
         project=project,
         subnet=str(ipaddress.IPv4Network(a["vpc_subnet"], strict=False)),
         nodes=tuple(n for role in ROLES for n in by_role[role]),
-        paths=Paths(
-            nginx_conf_dir="/etc/nginx",
-            nginx_log_dir="/var/log/nginx",
-            run_dir="/run",
-            app_root=app_root,
-            app_current=f"{app_root}/current",
-            letsencrypt_dir="/etc/letsencrypt",
-            acme_root="/var/www/letsencrypt",
-        ),
+        paths=Paths.for_root("", project, a["pg_version"]),
         prices_as_of=catalogue["as_of"],
         object_storage_monthly=catalogue["object_storage_monthly"],
         backup_bucket=a["backup_bucket"] or f"{project}-backups",
         halgen_version=__version__,
+        target=target,
+        pg=pg_settings(PgInputs(db_plan.ram_mb, db_plan.vcpus, db_plan.disk_gb, a["pg_max_connections"]),
+                       a["pg_settings"]),
+        redis_maxmemory_mb=redis_maxmemory_mb(plans["redis"].ram_mb, a["redis_persistence"]),
         by_role=by_role,
     )

@@ -17,9 +17,12 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from . import resources
+from . import resources, secrets
 from .checks import check_tree
 from .engine import Blueprint
+from .model import LINODE, Target
+
+BUILD_DIR = "build"
 
 
 class RenderError(Exception):
@@ -33,24 +36,45 @@ def check_destination(dest: Path, force: bool) -> None:
         raise RenderError(f"{dest}: directory is not empty; refusing to overwrite it (use --force to replace it)")
 
 
-def render(answers: dict[str, Any], dest: Path, force: bool = False) -> Path:
-    """Complete, valid answers -> a deployment repo at ``dest`` (replaced whole with ``force``).
+def render(answers: dict[str, Any], dest: Path, force: bool = False, target: Target = LINODE) -> Path:
+    """Complete, valid answers -> a deployment repo at ``dest`` (replaced whole with ``force``,
+    keeping its secrets).
 
     The answers file it writes records no blueprint source: a render is a
     compile, not a copier-managed copy (use ``new`` for that).
     """
     dest = dest.resolve()
     check_destination(dest, force)
-    blueprint = Blueprint(resources.template_root() / "blueprints" / "stack")
-    try:
-        outputs = list(blueprint.render(answers))
-    except TemplateError as err:
-        raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
+    outputs = _render_blueprint("stack", answers, target)
     with _staging(dest) as staging:
         _write_tree(staging, outputs)
         _verify(staging)
+        _keep_secrets(dest, staging)
+        secrets.ensure(staging)
         _move_into_place(staging, dest)
     return dest
+
+
+def build(repo: Path, answers: dict[str, Any], target: Target = LINODE) -> Path:
+    """Write the secret-bearing node files of ``repo`` into ``repo/build`` (gitignored)."""
+    values = secrets.ensure(repo)
+    outputs = _render_blueprint("secrets", answers, target, {"secrets": values})
+    out = repo / BUILD_DIR
+    with _staging(out) as staging:
+        _write_tree(staging, [(path, content, 0o600) for path, content, _ in outputs])
+        if out.exists():
+            shutil.rmtree(out)  # build/ is halgen's own output, remade whole every time
+        _move_into_place(staging, out)
+    return out
+
+
+def _render_blueprint(name: str, answers: dict[str, Any], target: Target,
+                      extra: dict[str, Any] | None = None) -> list[tuple[Path, str, int]]:
+    blueprint = Blueprint(resources.template_root() / "blueprints" / name)
+    try:
+        return list(blueprint.render(answers, target, extra))
+    except TemplateError as err:
+        raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
 
 
 def new(dest: Path, answers: dict[str, Any] | None, vcs_ref: str | None = None) -> Path:
@@ -60,6 +84,7 @@ def new(dest: Path, answers: dict[str, Any] | None, vcs_ref: str | None = None) 
     with _staging(dest) as staging:
         _copier_copy(resources.template_root(), staging, answers, vcs_ref=vcs_ref)
         _verify(staging)
+        secrets.ensure(staging)
         _move_into_place(staging, dest)
     return dest
 
@@ -83,6 +108,14 @@ def _copier_copy(template: Path, staging: Path, answers: dict[str, Any] | None, 
         raise RenderError(f"copier: {err}") from None
     except TemplateError as err:
         raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
+
+
+def _keep_secrets(old: Path, new: Path) -> None:
+    """A forced re-render replaces the tree but never the stack's secrets."""
+    source = old / secrets.SECRETS_FILE
+    if source.is_file():
+        (new / secrets.SECRETS_FILE).parent.mkdir(mode=0o700)
+        shutil.copy2(source, new / secrets.SECRETS_FILE)
 
 
 def _write_tree(root: Path, outputs: list[tuple[Path, str, int]]) -> None:

@@ -152,6 +152,15 @@ def users_are_distinct(a: dict[str, Any]) -> Iterator[Finding]:
 
 
 @rule
+def pg_settings_are_not_managed(a: dict[str, Any]) -> Iterator[Finding]:
+    from .sizing import PG_MANAGED
+
+    for name in a["pg_settings"]:
+        if name in PG_MANAGED:
+            yield ("pg_settings", name), "is set by halgen from the other answers; change those instead", name
+
+
+@rule
 def static_paths_avoid_health(a: dict[str, Any]) -> Iterator[Finding]:
     for i, path in enumerate(a["lb_static_paths"]):
         if a["lb_health_path"].startswith(path.rstrip("/") + "/") or a["lb_health_path"] == path:

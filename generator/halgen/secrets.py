@@ -1,0 +1,70 @@
+"""The generated repo's secrets: made once, kept forever, never tracked.
+
+``secrets/secrets.env`` (gitignored) holds one random password per purpose.
+Tracked files only name the file a secret is read from; ``halgen build``
+renders the secret-bearing files (blueprints/secrets/) into ``build/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets as random_source
+from pathlib import Path
+
+SECRETS_FILE = Path("secrets") / "secrets.env"
+# name -> what it protects (the header of the file explains each)
+NAMES = {
+    "PG_REPLICATION_PASSWORD": "PostgreSQL role used by replicas to stream WAL",
+    "PG_APP_PASSWORD": "PostgreSQL role of the application",
+    "REDIS_PASSWORD": "Redis requirepass/masterauth and Sentinel auth-pass",
+}
+TOKEN_BYTES = 24  # 192 bits; URL-safe base64, so safe unquoted in shell, conf files and DSNs
+_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=([A-Za-z0-9_-]{22,})$")
+
+
+class SecretsError(Exception):
+    pass
+
+
+def new_secret() -> str:
+    return random_source.token_urlsafe(TOKEN_BYTES)
+
+
+def read(repo: Path) -> dict[str, str]:
+    path = repo / SECRETS_FILE
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if not match:
+            raise SecretsError(f"{path}:{number}: expected NAME=value (22+ URL-safe characters)")
+        values[match[1]] = match[2]
+    return values
+
+
+def ensure(repo: Path) -> dict[str, str]:
+    """Create missing secrets; keep every existing one. Returns them all."""
+    values = read(repo)
+    missing = [name for name in NAMES if name not in values]
+    if missing:
+        values.update({name: new_secret() for name in missing})
+        write(repo, values)
+    return values
+
+
+def write(repo: Path, values: dict[str, str]) -> None:
+    path = repo / SECRETS_FILE
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    lines = ["# Secrets of this stack. Never commit this file (it is in .gitignore).",
+             "# Rotate one: replace its value, run 'halgen build', deploy the files, then see README.md."]
+    lines += [f"# {name}: {NAMES[name]}" for name in NAMES]
+    lines += [f"{name}={values[name]}" for name in sorted(values)]
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)

@@ -4,6 +4,8 @@
 \set ON_ERROR_STOP on
 SET log_statement = 'none';
 SET log_min_duration_statement = -1;
+-- In synchronous mode no replica exists yet when this first runs: do not wait for one.
+SET synchronous_commit = local;
 
 SELECT 'CREATE ROLE replicator WITH LOGIN REPLICATION'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') \gexec

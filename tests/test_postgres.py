@@ -1,0 +1,164 @@
+"""The generated PostgreSQL tier on real servers: a primary and two replicas built with
+the generated scripts, streaming, and a manual failover with the app's DSN unchanged."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from datatier import (LoopbackStack, as_postgres, chown_postgres, cleanup, loopback_stack, require_postgres,
+                      wait_until)
+
+pytestmark = pytest.mark.realserver
+
+FAKE_SSH = """#!/usr/bin/env bash
+# Stands in for ssh on a one-machine rehearsal: runs the command here, as ssh would
+# run it through the remote shell; 'sudo -n -u postgres' becomes runuser.
+while [[ "$1" == -o ]]; do shift 2; done
+shift  # user@address
+cmd="$*"
+cmd="${cmd//sudo -n -u postgres /runuser -u postgres -- }"
+exec bash -c "$cmd"
+"""
+
+
+def _psql(ls: LoopbackStack, node: str, sql: str) -> str:
+    n = ls.node(node)
+    out = subprocess.run(as_postgres(f"{n.paths.pg_bin}/psql", "-X", "-A", "-t", "-q", "-h", n.paths.pg_run_dir,
+                                     "-p", "5432", "-d", "postgres", "-c", sql),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _app_conninfo(ls: LoopbackStack, key: str = "PG_DSN") -> str:
+    env = dict(line.split("=", 1) for line in (Path(ls.node("app1").paths.app_conf_dir) / "app.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    secrets = dict(line.split("=", 1) for line in (ls.repo / "secrets" / "secrets.env").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    dsn = env[key].removeprefix("dbi:Pg:").replace(";", " ")
+    return f"{dsn} user={env['PG_USER']} password={secrets['PG_APP_PASSWORD']}"
+
+
+def _app_sql(ls: LoopbackStack, conninfo: str, sql: str) -> str:
+    psql = f"{ls.node('db1').paths.pg_bin}/psql"
+    out = subprocess.run([psql, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _replica_conninfo(ls: LoopbackStack, node: str) -> str:
+    conninfo = _app_conninfo(ls)
+    hosts = next(part for part in conninfo.split() if part.startswith("host="))
+    ports = next(part for part in conninfo.split() if part.startswith("port="))
+    return (conninfo.replace(hosts, f"host={ls.node(node).address}").replace(ports, "port=5432")
+            .replace("target_session_attrs=read-write", "target_session_attrs=any"))
+
+
+def _start(ls: LoopbackStack, node: str) -> None:
+    n = ls.node(node)
+    ls.spawn(as_postgres(f"{n.paths.pg_bin}/postgres", "-c", f"config_file={n.paths.pg_conf_dir}/postgresql.conf"),
+             node)
+    wait_until(lambda: subprocess.run([f"{n.paths.pg_bin}/pg_isready", "-q", "-h", n.paths.pg_run_dir, "-p", "5432"])
+               .returncode == 0, 30, f"{node} to accept connections")
+
+
+def _script(ls: LoopbackStack, node: str, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = Path(ls.node(node).paths.root) / "usr/local/sbin" / f"{ls.stack.project}-{name}"
+    return subprocess.run(["bash", str(path), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(params=["async", "sync"])
+def cluster(request: pytest.FixtureRequest):
+    version = require_postgres()
+    ls = loopback_stack({"pg_version": version, "pg_replicas": 2, "pg_replication": request.param,
+                         "app_servers": 1, "lb_count": 1, "lb_keepalive": 2,
+                         "redis_mode": "single", "redis_replicas": 0})
+    try:
+        for db in ls.stack.dbs:
+            chown_postgres(Path(db.paths.root))
+        primary = ls.node("db1")
+        init = subprocess.run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data, "-U", "postgres",
+                                          "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8",
+                                          "--no-instructions"), capture_output=True, text=True)
+        assert init.returncode == 0, init.stderr
+        _start(ls, "db1")
+        setup = _script(ls, "db1", "pg-setup-primary")
+        assert setup.returncode == 0, setup.stderr
+        assert _script(ls, "db1", "pg-setup-primary").returncode == 0, "setup-primary is idempotent"
+        for replica in ("db2", "db3"):
+            boot = _script(ls, replica, "pg-bootstrap-replica")
+            assert boot.returncode == 0, boot.stderr + boot.stdout
+            _start(ls, replica)
+        yield ls, request.param
+    finally:
+        cleanup(ls)
+
+
+def test_replicas_stream_and_failover_keeps_the_dsn(cluster, record_property) -> None:
+    ls, mode = cluster
+    expected_state = "quorum" if mode == "sync" else "async"
+    rows = wait_until(lambda: _psql(ls, "db1", "SELECT application_name, state, sync_state FROM pg_stat_replication "
+                                                "ORDER BY 1").splitlines() == [f"db2|streaming|{expected_state}",
+                                                                                f"db3|streaming|{expected_state}"],
+                      30, "both replicas to stream")
+    assert rows
+
+    # The bootstrap script is idempotent and will not touch a running server's data.
+    again = _script(ls, "db2", "pg-bootstrap-replica")
+    assert again.returncode == 0 and "already runs as a replica" in again.stdout
+
+    write = _app_conninfo(ls)
+    _app_sql(ls, write, "CREATE TABLE IF NOT EXISTS t (id serial PRIMARY KEY, v text)")
+    started = time.monotonic()
+    _app_sql(ls, write, "INSERT INTO t (v) SELECT 'row ' || g FROM generate_series(1, 100) g")
+    lags = {}
+    for replica in ("db2", "db3"):
+        wait_until(lambda r=replica: _app_sql(ls, _replica_conninfo(ls, r), "SELECT count(*) FROM t") == "100",
+                   10, f"rows on {replica}", interval=0.01)
+        lags[replica] = time.monotonic() - started
+    record_property("replication_visible_after_s", {k: round(v, 3) for k, v in lags.items()})
+    print(f"\n[{mode}] rows visible on replicas after: {lags}")
+    with pytest.raises(AssertionError):  # replicas are read-only
+        _app_sql(ls, _replica_conninfo(ls, "db2"), "INSERT INTO t (v) VALUES ('no')")
+    assert _app_sql(ls, _app_conninfo(ls, "PG_DSN_READ"), "SELECT pg_is_in_recovery()") == "t"
+
+    fake = ls.base / "fake-ssh"
+    fake.write_text(FAKE_SSH)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    started = time.monotonic()
+    failover = subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), "db2"], capture_output=True,
+                              text=True, timeout=120, env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})
+    failover_s = time.monotonic() - started
+    assert failover.returncode == 0, failover.stderr
+    record_property("pg_failover_s", round(failover_s, 2))
+    print(f"[{mode}] manual failover took {failover_s:.2f} s")
+
+    # Same DSN, new primary.
+    assert _app_sql(ls, write, "INSERT INTO t (v) VALUES ('after failover') RETURNING inet_server_addr()") \
+        == ls.node("db2").address
+    assert _app_sql(ls, write, "SELECT count(*) FROM t") == "101"
+    # db3 follows db2; the old primary is fenced: stopped, and read-only if ever started again.
+    wait_until(lambda: _app_sql(ls, _replica_conninfo(ls, "db3"), "SELECT count(*) FROM t") == "101", 30,
+               "db3 to follow db2")
+    old = Path(ls.node("db1").paths.pg_data)
+    assert (old / "standby.signal").exists() and (old / "halgen.fenced").exists()
+    assert subprocess.run(as_postgres(f"{ls.node('db1').paths.pg_bin}/pg_ctl", "status", "-D", str(old)),
+                          capture_output=True).returncode == 3
+    # A second failover to a node that is already primary is refused.
+    again = subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), "db2"], capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})
+    assert again.returncode == 1 and "not a replica" in again.stderr
+    # The fenced old primary can be rebuilt as a replica of the new one.
+    rebuilt = _script(ls, "db1", "pg-bootstrap-replica", "db2")
+    assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
+    assert "moving the old data directory" in rebuilt.stdout
+    _start(ls, "db1")
+    wait_until(lambda: _app_sql(ls, _replica_conninfo(ls, "db1"), "SELECT count(*) FROM t") == "101", 30,
+               "db1 to follow db2")
+

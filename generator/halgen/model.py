@@ -296,6 +296,19 @@ def sentinel_hosts(a: dict[str, Any]) -> list[str]:
     return candidates[: a["sentinel_count"]]
 
 
+def _on_loopback(a: dict[str, Any], loopback_subnet: str) -> dict[str, Any]:
+    """The same plan on a loopback subnet: every address keeps its offset."""
+    old = ipaddress.IPv4Network(a["vpc_subnet"], strict=False)
+    new = ipaddress.IPv4Network(loopback_subnet)
+    pinned = {}
+    for name, ip in a["node_addresses"].items():
+        offset = int(ipaddress.IPv4Address(ip)) - int(old.network_address)
+        if offset >= new.num_addresses - RESERVED_TAIL:
+            raise ValueError(f"{name}'s address {ip} has no place in {new}; use a larger loopback subnet")
+        pinned[name] = str(new.network_address + offset)
+    return {**a, "vpc_subnet": str(new), "node_addresses": pinned}
+
+
 def derive(a: dict[str, Any], target: Target = LINODE) -> Stack:
     """Complete, valid answers -> Stack (cached: templates call it once per file)."""
     return _derive_cached(json.dumps(a, sort_keys=True), target)
@@ -308,7 +321,7 @@ def _derive_cached(canonical: str, target: Target) -> Stack:
 
     a = json.loads(canonical)
     if target.is_rehearsal:
-        a = {**a, "vpc_subnet": target.loopback_subnet}
+        a = _on_loopback(a, target.loopback_subnet)
     catalogue = resources.price_catalogue()
     multiplier = catalogue["region_multipliers"].get(a["region"], 1.0)
     addresses, _ = plan_addresses(a)

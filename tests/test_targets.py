@@ -1,0 +1,97 @@
+"""A rehearsal render differs from a Linode render only in addresses and path prefixes,
+and every golden case's data-tier configs are accepted by the real servers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import GOLDEN, golden_cases, require, tree
+from datatier import (LoopbackStack, as_postgres, chown_postgres, cleanup, installed_pg_version, loopback_stack,
+                      require_postgres, wait_until)
+from halgen import compiler
+from halgen.render import render
+from test_redis import redis_cli
+
+_IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?\b")
+
+
+def _normalise(text: str, prefix: str) -> str:
+    text = re.sub(re.escape(prefix) + r"/[a-z]+[0-9]+", "", text)
+    text = _IPV4.sub("<ip>", text)
+    return re.sub(r"[ \t]+", " ", text)
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_rehearsal_differs_only_in_addresses_and_prefixes(case: str, tmp_path: Path) -> None:
+    answers = compiler.load_answers(GOLDEN / case / "answers.yml")
+    prefix = tmp_path / "nodes"
+    render(answers, tmp_path / "repo", target=compiler.rehearsal_target(prefix, "127.20.0.0/16"))
+    linode, rehearsal = tree(GOLDEN / case / "expected"), tree(tmp_path / "repo")
+    assert sorted(linode) == sorted(rehearsal)
+    different = [name for name in linode
+                 if _normalise(linode[name].decode(), str(prefix)) != _normalise(rehearsal[name].decode(), str(prefix))]
+    assert not different
+    assert any(linode[name] != rehearsal[name] for name in linode), "a rehearsal must not target Linode addresses"
+    for name, content in rehearsal.items():
+        if name != ".copier-answers.yml":  # the answers themselves are not rewritten
+            found = {m.group(0).split("/")[0] for m in _IPV4.finditer(content.decode())}
+            assert all(ip.startswith("127.") for ip in found), f"{name}: {found}"
+
+
+def _golden_on_loopback(case: str, **overrides: object) -> LoopbackStack:
+    answers = compiler.load_answers(GOLDEN / case / "answers.yml")
+    return loopback_stack({**{k: v for k, v in answers.items()}, **overrides})
+
+
+@pytest.mark.realserver
+@pytest.mark.parametrize("case", golden_cases())
+def test_postgres_accepts_golden_config(case: str) -> None:
+    version = require_postgres()
+    # Settings are the same for 14-17; the machine has one server version.
+    ls = _golden_on_loopback(case, pg_version=version)
+    try:
+        for db in ls.stack.dbs:
+            chown_postgres(Path(db.paths.root))
+        n = ls.stack.dbs[0]
+        init = subprocess.run(as_postgres(f"{n.paths.pg_bin}/initdb", "-D", n.paths.pg_data, "-U", "postgres",
+                                          "--no-instructions"), capture_output=True, text=True)
+        assert init.returncode == 0, init.stderr
+        ls.spawn(as_postgres(f"{n.paths.pg_bin}/postgres", "-c", f"config_file={n.paths.pg_conf_dir}/postgresql.conf"),
+                 n.name)
+        wait_until(lambda: subprocess.run([f"{n.paths.pg_bin}/pg_isready", "-q", "-h", n.paths.pg_run_dir]).returncode == 0,
+                   30, "postgres to start")
+        errors = subprocess.run(as_postgres(f"{n.paths.pg_bin}/psql", "-X", "-A", "-t", "-h", n.paths.pg_run_dir, "-d",
+                                            "postgres", "-c", "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL"
+                                            " OR NOT applied"), capture_output=True, text=True)
+        assert errors.stdout.strip() == "0", errors.stdout + errors.stderr
+        hba = subprocess.run(as_postgres(f"{n.paths.pg_bin}/psql", "-X", "-A", "-t", "-h", n.paths.pg_run_dir, "-d",
+                                         "postgres", "-c", "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL"),
+                             capture_output=True, text=True)
+        assert hba.stdout.strip() == "0", hba.stdout + hba.stderr
+    finally:
+        cleanup(ls)
+
+
+@pytest.mark.realserver
+@pytest.mark.parametrize("case", golden_cases())
+def test_redis_and_sentinel_accept_golden_config(case: str) -> None:
+    require("redis-server", "redis-sentinel", "redis-cli")
+    ls = _golden_on_loopback(case)
+    try:
+        for node in ls.stack.redis:
+            ls.spawn(["redis-server", f"{node.paths.redis_conf_dir}/redis.conf"], f"redis-{node.name}")
+            wait_until(lambda n=node: redis_cli(ls, n.address, 6379, "PING") == "PONG", 15, f"redis on {node.name}")
+        for node in ls.stack.sentinels:
+            ls.spawn(["redis-sentinel", f"{node.paths.redis_conf_dir}/sentinel.conf"], f"sentinel-{node.name}")
+            wait_until(lambda n=node: redis_cli(ls, n.address, 26379, "PING") == "PONG", 15, f"sentinel on {node.name}")
+    finally:
+        cleanup(ls)
+
+
+def test_installed_pg_version_is_known() -> None:
+    version = installed_pg_version()
+    assert version is None or 14 <= version <= 17

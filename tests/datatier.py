@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, require
 from halgen import compiler, schema
 from halgen.model import Node, Stack, derive
 from halgen.rehearsal import install_nodes
 from halgen.render import build, render
+
+from conftest import IN_CI, require
 
 LOOPBACK = "127.20.0.0/24"
 
@@ -104,4 +105,79 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.1):
 
 def cleanup(ls: LoopbackStack) -> None:
     ls.stop_all()
+    if os.environ.get("HALGEN_KEEP_TEST_DIRS"):  # for debugging: logs stay in <base>/*.log
+        print(f"kept {ls.base}")
+        return
     shutil.rmtree(ls.base, ignore_errors=True)
+
+
+def start_pg(ls: LoopbackStack, node: str) -> None:
+    n = ls.node(node)
+    ls.spawn(as_postgres(f"{n.paths.pg_bin}/postgres", "-c", f"config_file={n.paths.pg_conf_dir}/postgresql.conf"),
+             node)
+    wait_until(lambda: subprocess.run([f"{n.paths.pg_bin}/pg_isready", "-q", "-h", n.paths.pg_run_dir, "-p", "5432"])
+               .returncode == 0, 30, f"{node} to accept connections")
+
+
+def node_script(ls: LoopbackStack, node: str, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = Path(ls.node(node).paths.root) / "usr/local/sbin" / f"{ls.stack.project}-{name}"
+    return subprocess.run(["bash", str(path), *args], capture_output=True, text=True, timeout=120)
+
+
+def start_pg_tier(ls: LoopbackStack) -> None:
+    """initdb the primary, run the generated setup and bootstrap scripts, start every DB node."""
+    for db in ls.stack.dbs:
+        chown_postgres(Path(db.paths.root))
+    primary = ls.stack.dbs[0]
+    init = subprocess.run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data, "-U", "postgres",
+                                      "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8",
+                                      "--no-instructions"), capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    start_pg(ls, primary.name)
+    setup = node_script(ls, primary.name, "pg-setup-primary")
+    assert setup.returncode == 0, setup.stderr
+    assert node_script(ls, primary.name, "pg-setup-primary").returncode == 0, "setup-primary is idempotent"
+    for replica in ls.stack.dbs[1:]:
+        boot = node_script(ls, replica.name, "pg-bootstrap-replica")
+        assert boot.returncode == 0, boot.stderr + boot.stdout
+        start_pg(ls, replica.name)
+
+
+def redis_cli(ls: LoopbackStack, address: str, port: int, *args: str) -> str:
+    password = next(line.split("=", 1)[1] for line in (ls.repo / "secrets" / "secrets.env").read_text().splitlines()
+                    if line.startswith("REDIS_PASSWORD="))
+    auth = ["-a", password, "--no-auth-warning"] if port != 26379 else []
+    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *auth, *args],
+                         capture_output=True, text=True, timeout=5)
+    return out.stdout.strip()
+
+
+def start_redis_tier(ls: LoopbackStack) -> dict[str, subprocess.Popen]:
+    procs = {}
+    for node in ls.stack.redis:
+        procs[node.name] = ls.spawn(["redis-server", f"{node.paths.redis_conf_dir}/redis.conf"], f"redis-{node.name}")
+    for node in ls.stack.redis:
+        wait_until(lambda n=node: redis_cli(ls, n.address, 6379, "PING") == "PONG", 15, f"redis on {node.name}")
+    for node in ls.stack.sentinels:
+        ls.spawn(["redis-sentinel", f"{node.paths.redis_conf_dir}/sentinel.conf"], f"sentinel-{node.name}")
+    name = ls.stack.redis_master_name
+    replicas = len(ls.stack.redis) - 1
+    others = len(ls.stack.sentinels) - 1
+    # Every replica must have finished its first sync (diskless sync waits 5 s for
+    # more replicas), or a failover right away would promote an empty replica.
+    master = ls.stack.redis[0]
+    wait_until(lambda: redis_cli(ls, master.address, 6379, "INFO", "replication").count("state=online") == replicas,
+               30, "the Redis replicas to be in sync")
+    wait_until(lambda: redis_cli(ls, master.address, 6379, "SET", "halgen:probe", "1") == "OK", 30,
+               "the Redis master to accept writes")
+    for node in ls.stack.sentinels:
+        wait_until(lambda n=node: redis_cli(ls, n.address, 26379, "SENTINEL", "replicas", name).count("slave") >= replicas
+                   and redis_cli(ls, n.address, 26379, "SENTINEL", "sentinels", name).count("runid") >= others,
+                   30, f"sentinel on {node.name} to see the topology", interval=0.2)
+    return procs
+
+
+def master_address(ls: LoopbackStack) -> str:
+    sentinel = ls.stack.sentinels[0]
+    return redis_cli(ls, sentinel.address, 26379, "SENTINEL", "get-master-addr-by-name",
+                     ls.stack.redis_master_name).splitlines()[0]

@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from datatier import (LoopbackStack, as_postgres, chown_postgres, cleanup, loopback_stack, require_postgres,
-                      wait_until)
+from datatier import (
+    LoopbackStack,
+    as_postgres,
+    cleanup,
+    loopback_stack,
+    node_script,
+    require_postgres,
+    start_pg,
+    start_pg_tier,
+    wait_until,
+)
 
 pytestmark = pytest.mark.realserver
 
@@ -60,19 +69,6 @@ def _replica_conninfo(ls: LoopbackStack, node: str) -> str:
             .replace("target_session_attrs=read-write", "target_session_attrs=any"))
 
 
-def _start(ls: LoopbackStack, node: str) -> None:
-    n = ls.node(node)
-    ls.spawn(as_postgres(f"{n.paths.pg_bin}/postgres", "-c", f"config_file={n.paths.pg_conf_dir}/postgresql.conf"),
-             node)
-    wait_until(lambda: subprocess.run([f"{n.paths.pg_bin}/pg_isready", "-q", "-h", n.paths.pg_run_dir, "-p", "5432"])
-               .returncode == 0, 30, f"{node} to accept connections")
-
-
-def _script(ls: LoopbackStack, node: str, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    path = Path(ls.node(node).paths.root) / "usr/local/sbin" / f"{ls.stack.project}-{name}"
-    return subprocess.run(["bash", str(path), *args], capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture(params=["async", "sync"])
 def cluster(request: pytest.FixtureRequest):
     version = require_postgres()
@@ -80,21 +76,7 @@ def cluster(request: pytest.FixtureRequest):
                          "app_servers": 1, "lb_count": 1, "lb_keepalive": 2,
                          "redis_mode": "single", "redis_replicas": 0})
     try:
-        for db in ls.stack.dbs:
-            chown_postgres(Path(db.paths.root))
-        primary = ls.node("db1")
-        init = subprocess.run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data, "-U", "postgres",
-                                          "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8",
-                                          "--no-instructions"), capture_output=True, text=True)
-        assert init.returncode == 0, init.stderr
-        _start(ls, "db1")
-        setup = _script(ls, "db1", "pg-setup-primary")
-        assert setup.returncode == 0, setup.stderr
-        assert _script(ls, "db1", "pg-setup-primary").returncode == 0, "setup-primary is idempotent"
-        for replica in ("db2", "db3"):
-            boot = _script(ls, replica, "pg-bootstrap-replica")
-            assert boot.returncode == 0, boot.stderr + boot.stdout
-            _start(ls, replica)
+        start_pg_tier(ls)
         yield ls, request.param
     finally:
         cleanup(ls)
@@ -110,7 +92,7 @@ def test_replicas_stream_and_failover_keeps_the_dsn(cluster, record_property) ->
     assert rows
 
     # The bootstrap script is idempotent and will not touch a running server's data.
-    again = _script(ls, "db2", "pg-bootstrap-replica")
+    again = node_script(ls, "db2", "pg-bootstrap-replica")
     assert again.returncode == 0 and "already runs as a replica" in again.stdout
 
     write = _app_conninfo(ls)
@@ -155,10 +137,10 @@ def test_replicas_stream_and_failover_keeps_the_dsn(cluster, record_property) ->
                            env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})
     assert again.returncode == 1 and "not a replica" in again.stderr
     # The fenced old primary can be rebuilt as a replica of the new one.
-    rebuilt = _script(ls, "db1", "pg-bootstrap-replica", "db2")
+    rebuilt = node_script(ls, "db1", "pg-bootstrap-replica", "db2")
     assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
     assert "moving the old data directory" in rebuilt.stdout
-    _start(ls, "db1")
+    start_pg(ls, "db1")
     wait_until(lambda: _app_sql(ls, _replica_conninfo(ls, "db1"), "SELECT count(*) FROM t") == "101", 30,
                "db1 to follow db2")
 

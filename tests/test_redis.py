@@ -11,43 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from datatier import cleanup, loopback_stack, master_address, redis_cli, start_redis_tier, wait_until
+
 from conftest import require
-from datatier import LoopbackStack, cleanup, loopback_stack, wait_until
 
 pytestmark = pytest.mark.realserver
-
-
-def redis_cli(ls: LoopbackStack, address: str, port: int, *args: str) -> str:
-    password = next(line.split("=", 1)[1] for line in (ls.repo / "secrets" / "secrets.env").read_text().splitlines()
-                    if line.startswith("REDIS_PASSWORD="))
-    auth = ["-a", password, "--no-auth-warning"] if port != 26379 else []
-    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *auth, *args],
-                         capture_output=True, text=True, timeout=5)
-    return out.stdout.strip()
-
-
-def start_redis_tier(ls: LoopbackStack) -> dict[str, subprocess.Popen]:
-    procs = {}
-    for node in ls.stack.redis:
-        procs[node.name] = ls.spawn(["redis-server", f"{node.paths.redis_conf_dir}/redis.conf"], f"redis-{node.name}")
-    for node in ls.stack.redis:
-        wait_until(lambda n=node: redis_cli(ls, n.address, 6379, "PING") == "PONG", 15, f"redis on {node.name}")
-    for node in ls.stack.sentinels:
-        ls.spawn(["redis-sentinel", f"{node.paths.redis_conf_dir}/sentinel.conf"], f"sentinel-{node.name}")
-    name = ls.stack.redis_master_name
-    replicas = len(ls.stack.redis) - 1
-    others = len(ls.stack.sentinels) - 1
-    for node in ls.stack.sentinels:
-        wait_until(lambda n=node: redis_cli(ls, n.address, 26379, "SENTINEL", "replicas", name).count("slave") >= replicas
-                   and redis_cli(ls, n.address, 26379, "SENTINEL", "sentinels", name).count("runid") >= others,
-                   30, f"sentinel on {node.name} to see the topology", interval=0.2)
-    return procs
-
-
-def master_address(ls: LoopbackStack) -> str:
-    sentinel = ls.stack.sentinels[0]
-    return redis_cli(ls, sentinel.address, 26379, "SENTINEL", "get-master-addr-by-name",
-                     ls.stack.redis_master_name).splitlines()[0]
 
 
 @pytest.fixture

@@ -9,12 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, golden_cases, require, tree
-from datatier import (LoopbackStack, as_postgres, chown_postgres, cleanup, installed_pg_version, loopback_stack,
-                      require_postgres, wait_until)
+from datatier import (
+    LoopbackStack,
+    as_postgres,
+    chown_postgres,
+    cleanup,
+    installed_pg_version,
+    loopback_stack,
+    redis_cli,
+    require_postgres,
+    wait_until,
+)
 from halgen import compiler
 from halgen.render import render
-from test_redis import redis_cli
+
+from conftest import GOLDEN, golden_cases, require, tree
 
 _IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?\b")
 

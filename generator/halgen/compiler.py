@@ -43,7 +43,8 @@ def rehearsal_target(prefix: Path, loopback_subnet: str) -> Target:
     import re
 
     if not prefix.is_absolute() or not re.fullmatch(r"[A-Za-z0-9._/-]+", str(prefix)) or ".." in prefix.parts:
-        raise ValueError(f"rehearsal prefix must be an absolute path of letters, digits, '.', '_', '-', '/' (got {prefix})")
+        raise ValueError("rehearsal prefix must be an absolute path of letters, digits, '.', '_', '-' and '/'"
+                         f" (got {prefix})")
     try:
         net = ipaddress.IPv4Network(loopback_subnet)
     except ValueError as err:

@@ -27,7 +27,9 @@ bench: $(STAMP)
 	$(PY) bench/render_bench.py $(BENCH_ARGS)
 
 # Real-server tests need these (Debian/Ubuntu, as root); without them they skip locally.
+# PostgreSQL tests also need root: they run the server as the postgres user.
 system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		nginx starman libplack-perl shellcheck openssl curl git ca-certificates
+		nginx starman libplack-perl libdbd-pg-perl libredis-perl postgresql redis-server redis-sentinel \
+		redis-tools shellcheck openssl curl git ca-certificates util-linux

@@ -94,13 +94,20 @@ def defaults_with(**overrides: object) -> dict:
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``check`` until it returns something truthy; an exception counts as 'not yet'
+    (a server that is still starting), and the last one is shown on a timeout."""
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
-        result = check()
+        try:
+            result = check()
+        except (AssertionError, OSError, IndexError, subprocess.SubprocessError) as err:
+            last_error, result = err, None
         if result:
             return result
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})"
+                                                                            if last_error else ""))
 
 
 def cleanup(ls: LoopbackStack) -> None:

@@ -51,6 +51,19 @@ def test_rehearsal_differs_only_in_addresses_and_prefixes(case: str, tmp_path: P
             assert all(ip.startswith("127.") for ip in found), f"{name}: {found}"
 
 
+@pytest.mark.parametrize("case", golden_cases())
+def test_db_nodes_share_one_postgresql_conf_but_the_address(case: str) -> None:
+    """So starting one node's config proves them all, and a promoted replica needs no edit."""
+    confs = sorted((GOLDEN / case / "expected" / "nodes").glob("db*/etc/postgresql/*/main/postgresql.conf"))
+    assert confs
+
+    def _without_node_lines(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if not ln.startswith(("listen_addresses", "# PostgreSQL", "# Initially"))]
+
+    first = _without_node_lines(confs[0].read_text())
+    assert all(_without_node_lines(c.read_text()) == first for c in confs[1:])
+
+
 def _golden_on_loopback(case: str, **overrides: object) -> LoopbackStack:
     answers = compiler.load_answers(GOLDEN / case / "answers.yml")
     return loopback_stack({**{k: v for k, v in answers.items()}, **overrides})

@@ -6,8 +6,9 @@ import math
 import stat
 from pathlib import Path
 
-from conftest import GOLDEN, halgen, tree
 from halgen import secrets
+
+from conftest import GOLDEN, halgen, tree
 
 
 def _secrets(repo: Path) -> dict[str, str]:

@@ -3,18 +3,22 @@ Redis and Sentinel, all from a rehearsal render."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from halgen import compiler, schema
+from halgen import compiler, schema, secrets
+from halgen.answers import from_mapping
 from halgen.model import Node, Stack, derive
 from halgen.rehearsal import install_nodes
 from halgen.render import build, render
@@ -55,13 +59,14 @@ class LoopbackStack:
     repo: Path
     stack: Stack
     procs: list[subprocess.Popen] = field(default_factory=list)
+    s3: Any = None
 
     def node(self, name: str) -> Node:
         return next(n for n in self.stack.nodes if n.name == name)
 
-    def spawn(self, argv: list[str], name: str) -> subprocess.Popen:
+    def spawn(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.base / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self.procs.append(proc)
         return proc
 
@@ -76,17 +81,97 @@ class LoopbackStack:
 
 
 def loopback_stack(overrides: dict) -> LoopbackStack:
-    """Render ``overrides`` for a rehearsal under a fresh, world-traversable base dir."""
+    """Render ``overrides`` for a rehearsal under a fresh, world-traversable base dir,
+    with an S3-compatible server (moto, over TLS) standing in for Object Storage."""
     base = Path(tempfile.mkdtemp(prefix="halgen-rt-"))
     base.chmod(0o755)
     target = compiler.rehearsal_target(base / "n", LOOPBACK)
-    answers = compiler.complete_answers(__import__("halgen.answers", fromlist=["x"]).from_mapping(overrides))
+    answers = compiler.complete_answers(from_mapping(overrides))
     repo = base / "repo"
     render(answers, repo, target=target)
-    build(repo, answers, target)
     stack = derive(answers, target)
+    values = secrets.read(repo)
+    secrets.write(repo, {**values, "OBJ_ACCESS_KEY": "halgentestkey", "OBJ_SECRET_KEY": "halgentestsecret"})
+    build(repo, answers, target)
     install_nodes(repo, stack)
-    return LoopbackStack(base=base, repo=repo, stack=stack)
+    ls = LoopbackStack(base=base, repo=repo, stack=stack)
+    try:
+        start_object_storage(ls)
+    except BaseException:
+        cleanup(ls)
+        raise
+    return ls
+
+
+def start_object_storage(ls: LoopbackStack) -> None:
+    """moto's S3 server on the rehearsal's storage address, TLS with a throwaway CA
+    that every node trusts, and the (empty) backup bucket."""
+    import boto3
+
+    stack = ls.stack
+    address = stack.target.object_storage_address
+    cert, key = ls.base / "s3.crt", ls.base / "s3.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    f"/CN={stack.a['backup_endpoint']}", "-addext",
+                    f"subjectAltName=DNS:{stack.a['backup_endpoint']},IP:{address},DNS:{address}",  # pgBackRest checks DNS names only
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    for node in stack.nodes:
+        shutil.copy(cert, node.paths.ca_file)
+    # moto speaks plain HTTP and closes connections that pgBackRest keeps alive, so
+    # nginx terminates TLS in front of it (pgBackRest 2.45 speaks S3 over TLS only).
+    moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    endpoint = stack.a["backup_endpoint"]
+    backend = str(ipaddress.IPv4Address(address) - 1)
+    ls.spawn([moto, "-H", backend, "-p", "80"], "s3",
+             env={**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": f"http://{endpoint},{endpoint}"})
+    wait_until(lambda: _port_open(backend, 80), 30, "the S3 server")
+    prefix = ls.base / "s3-tls"
+    (prefix / "logs").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_max_body_size 0;
+    upstream moto {{ server {backend}:80; keepalive 8; }}
+    server {{
+        listen {address}:443 ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://moto;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_request_buffering off;
+            proxy_buffering off;
+        }}
+    }}
+}}
+""")
+    ls.spawn(["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], "s3-tls")
+    wait_until(lambda: _port_open(address, 443), 30, "the S3 TLS terminator")
+    ls.s3 = boto3.client("s3", endpoint_url=f"https://{address}:443", aws_access_key_id="halgentestkey",
+                         aws_secret_access_key="halgentestsecret", region_name=stack.object_storage_region,
+                         verify=str(cert))
+    ls.s3.create_bucket(Bucket=stack.backup_bucket,
+                        CreateBucketConfiguration={"LocationConstraint": stack.object_storage_region})
+
+
+def _port_open(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def bucket_bytes(ls: LoopbackStack, prefix: str = "") -> int:
+    pages = ls.s3.get_paginator("list_objects_v2").paginate(Bucket=ls.stack.backup_bucket, Prefix=prefix)
+    return sum(obj["Size"] for page in pages for obj in page.get("Contents", []))
 
 
 def defaults_with(**overrides: object) -> dict:

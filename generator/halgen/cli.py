@@ -105,7 +105,8 @@ def build_cmd(repo: Path) -> None:
     (created on first use). Both folders are gitignored.
     """
     from .render import build
-    from .secrets import SecretsError
+    from .secrets import SECRETS_FILE, SecretsError, missing_provided
+    from .secrets import read as read_secrets
 
     try:
         answers = compiler.load_repo_answers(repo)
@@ -113,9 +114,13 @@ def build_cmd(repo: Path) -> None:
         _fail(str(err))
     try:
         out = build(repo, answers)
+        missing = missing_provided(read_secrets(repo))
     except (RenderError, SecretsError) as err:
         _fail(f"halgen build: {err}")
     click.echo(f"halgen: secret-bearing files in {out}")
+    if missing:
+        click.echo(f"halgen build: warning: {', '.join(missing)} empty in {repo / SECRETS_FILE}: backups will fail "
+                   "until you fill them in (an Object Storage access key from Cloud Manager) and build again", err=True)
 
 
 @main.command(name="schema")

@@ -56,6 +56,15 @@ class Paths:
     redis_conf_dir: str
     redis_data: str
     redis_run_dir: str
+    pgbackrest_conf_dir: str
+    pgbackrest_log_dir: str
+    pgbackrest_lock_dir: str
+    ca_file: str
+    sbin: str
+    cron_dir: str
+    log_dir: str
+    lock_dir: str
+    scratch_dir: str
 
     @classmethod
     def for_root(cls, root: str, project: str, pg_version: int) -> Paths:
@@ -79,6 +88,15 @@ class Paths:
             redis_conf_dir=f"{root}/etc/redis",
             redis_data=f"{root}/var/lib/redis",
             redis_run_dir=f"{root}/run/redis",
+            pgbackrest_conf_dir=f"{root}/etc/pgbackrest",
+            pgbackrest_log_dir=f"{root}/var/log/pgbackrest",
+            pgbackrest_lock_dir=f"{root}/run/pgbackrest",
+            ca_file=f"{root}/etc/ssl/certs/ca-certificates.crt",
+            sbin=f"{root}/usr/local/sbin",
+            cron_dir=f"{root}/etc/cron.d",
+            log_dir=f"{root}/var/log/{project}",
+            lock_dir=f"{root}/run/lock",
+            scratch_dir=f"{root}/var/tmp/{project}",
         )
 
 
@@ -99,6 +117,12 @@ class Target:
 
     def node_root(self, node: str) -> str:
         return f"{self.prefix}/{node}" if self.prefix else ""
+
+    @property
+    def object_storage_address(self) -> str:
+        """Where a rehearsal's S3-compatible server listens: just below the loopback
+        subnet, so it can never collide with a node."""
+        return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 2)
 
     def client_address(self, address: str) -> str:
         """The address a node's outgoing connections come from. On one machine
@@ -242,6 +266,24 @@ class Stack:
         attrs = "prefer-standby" if read_only else "read-write"
         return (f"dbi:Pg:dbname={self.a['pg_database']};host={hosts};port={ports};"
                 f"target_session_attrs={attrs};connect_timeout=3")
+
+    # --- backups ---------------------------------------------------------------
+    pgbackrest_stanza = "main"
+
+    @property
+    def backup_nodes(self) -> tuple[Node, ...]:
+        """Nodes that run scheduled backup jobs."""
+        return self.dbs + self.redis
+
+    @property
+    def object_storage_host(self) -> str:
+        """The host backup tools connect to (the endpoint; a loopback address in a rehearsal)."""
+        return self.target.object_storage_address if self.target.is_rehearsal else self.a["backup_endpoint"]
+
+    @property
+    def object_storage_region(self) -> str:
+        """Linode's S3 region is the endpoint's cluster ID, e.g. us-ord-1."""
+        return self.a["backup_endpoint"].split(".")[0]
 
     @property
     def sentinel_addresses(self) -> str:

@@ -22,5 +22,7 @@ def install_nodes(repo: Path, stack: Stack) -> None:
             if source.is_dir():
                 shutil.copytree(source, root, dirs_exist_ok=True)
         p = node.paths
-        for directory in (p.pg_run_dir, p.pg_log_dir, p.redis_data, p.redis_run_dir, p.run_dir, p.nginx_log_dir):
+        for directory in (p.pg_run_dir, p.pg_log_dir, p.redis_data, p.redis_run_dir, p.run_dir, p.nginx_log_dir,
+                          p.pgbackrest_log_dir, p.pgbackrest_lock_dir, p.log_dir, p.lock_dir, p.scratch_dir,
+                          str(Path(p.ca_file).parent)):
             Path(directory).mkdir(parents=True, exist_ok=True)

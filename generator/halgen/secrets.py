@@ -13,14 +13,23 @@ import secrets as random_source
 from pathlib import Path
 
 SECRETS_FILE = Path("secrets") / "secrets.env"
-# name -> what it protects (the header of the file explains each)
-NAMES = {
+# Random secrets halgen makes: name -> what it protects (the file's header explains each).
+GENERATED = {
     "PG_REPLICATION_PASSWORD": "PostgreSQL role used by replicas to stream WAL",
     "PG_APP_PASSWORD": "PostgreSQL role of the application",
     "REDIS_PASSWORD": "Redis requirepass/masterauth and Sentinel auth-pass",
+    "BACKUP_CIPHER_PASS": "encrypts every backup in Object Storage: without it no backup can be restored",
 }
+# Secrets only the user can supply (an Object Storage access key made in Cloud Manager).
+PROVIDED = {
+    "OBJ_ACCESS_KEY": "Linode Object Storage access key with read/write access to the backup bucket",
+    "OBJ_SECRET_KEY": "its secret key",
+}
+NAMES = {**GENERATED, **PROVIDED}
 TOKEN_BYTES = 24  # 192 bits; URL-safe base64, so safe unquoted in shell, conf files and DSNs
-_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=([A-Za-z0-9_-]{22,})$")
+_GENERATED_VALUE = re.compile(r"[A-Za-z0-9_-]{22,}")
+_PROVIDED_VALUE = re.compile(r"[A-Za-z0-9/+=_-]{0,128}")
+_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 
 
 class SecretsError(Exception):
@@ -41,9 +50,19 @@ def read(repo: Path) -> dict[str, str]:
             continue
         match = _LINE.match(line)
         if not match:
-            raise SecretsError(f"{path}:{number}: expected NAME=value (22+ URL-safe characters)")
-        values[match[1]] = match[2]
+            raise SecretsError(f"{path}:{number}: expected NAME=value")
+        name, value = match[1], match[2]
+        if name in PROVIDED and not _PROVIDED_VALUE.fullmatch(value):
+            raise SecretsError(f"{path}:{number}: {name}: letters, digits and / + = _ - only")
+        if name not in PROVIDED and not _GENERATED_VALUE.fullmatch(value):
+            raise SecretsError(f"{path}:{number}: {name}: expected 22+ URL-safe characters (letters, digits, _ and -)")
+        values[name] = value
     return values
+
+
+def missing_provided(values: dict[str, str]) -> list[str]:
+    """Secrets the user still has to fill in."""
+    return [name for name in PROVIDED if not values.get(name)]
 
 
 def ensure(repo: Path) -> dict[str, str]:
@@ -51,7 +70,7 @@ def ensure(repo: Path) -> dict[str, str]:
     values = read(repo)
     missing = [name for name in NAMES if name not in values]
     if missing:
-        values.update({name: new_secret() for name in missing})
+        values.update({name: new_secret() if name in GENERATED else "" for name in missing})
         write(repo, values)
     return values
 
@@ -59,9 +78,11 @@ def ensure(repo: Path) -> dict[str, str]:
 def write(repo: Path, values: dict[str, str]) -> None:
     path = repo / SECRETS_FILE
     path.parent.mkdir(mode=0o700, exist_ok=True)
-    lines = ["# Secrets of this stack. Never commit this file (it is in .gitignore).",
-             "# Rotate one: replace its value, run 'halgen build', deploy the files, then see README.md."]
-    lines += [f"# {name}: {NAMES[name]}" for name in NAMES]
+    lines = ["# Secrets of this stack. Never commit this file (it is in .gitignore), but keep a copy",
+             "# somewhere safe: BACKUP_CIPHER_PASS is needed to restore any backup.",
+             "# Rotate one: replace its value, run 'halgen build', deploy the files, then see README.md.",
+             "# Fill in the ones marked (you provide) before the first backup."]
+    lines += [f"# {name}: {NAMES[name]}{' (you provide)' if name in PROVIDED else ''}" for name in NAMES]
     lines += [f"{name}={values[name]}" for name in sorted(values)]
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -271,6 +271,12 @@ class Stack:
     pgbackrest_stanza = "main"
 
     @property
+    def verify_node(self) -> Node:
+        """Where the weekly restore test runs: the first replica, sparing the primary
+        (it needs only the bucket); the primary when there is no replica."""
+        return self.dbs[1] if len(self.dbs) > 1 else self.dbs[0]
+
+    @property
     def backup_nodes(self) -> tuple[Node, ...]:
         """Nodes that run scheduled backup jobs."""
         return self.dbs + self.redis

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, pass_context
@@ -17,9 +18,10 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 from jsonschema import Draft202012Validator
 
-from . import schema
+from . import cloudinit, schema
 from .compiler import stack_from
-from .model import LINODE, Stack, Target
+from .firewall import Rule, cloud_firewall, node_rules
+from .model import LINODE, Node, Stack, Target
 from .problems import AnswersError
 
 
@@ -28,6 +30,9 @@ class HalgenExtension(Extension):
         super().__init__(environment)
         environment.globals["stack"] = _stack
         environment.globals["halgen_field_error"] = _field_error
+        environment.globals["firewall_rules"] = _firewall_rules
+        environment.globals["cloud_firewall"] = _cloud_firewall
+        environment.globals["cloud_init"] = _cloud_init
 
 
 def _answers_in(context: Context) -> dict[str, Any]:
@@ -37,10 +42,19 @@ def _answers_in(context: Context) -> dict[str, Any]:
 # halgen's own engine passes the render target (a rehearsal) under this name;
 # copier never does, so copier renders always target Linode.
 TARGET_VARIABLE = "_halgen_target"
+# ... and the files it rendered so far, for user-data (copier: rendered again here).
+RENDERED_VARIABLE = "_halgen_rendered"
+
+
+# halgen's engine derives the stack once and passes it; copier's renders derive it here.
+STACK_VARIABLE = "_halgen_stack"
 
 
 @pass_context
 def _stack(context: Context) -> Stack:
+    given = context.get(STACK_VARIABLE)
+    if given is not None:
+        return given
     # Called once per rendered file (and path): validate each answer set once.
     target = context.get(TARGET_VARIABLE) or LINODE
     return _stack_for(json.dumps(_answers_in(context), sort_keys=True), target)
@@ -69,3 +83,34 @@ def _field_error(context: Context, name: str) -> str:
 def _field_validator(name: str) -> Draft202012Validator:
     root = schema.schema()
     return Draft202012Validator({"$defs": root["$defs"], **root["properties"][name]})
+
+
+@pass_context
+def _firewall_rules(context: Context, node: Node) -> list[Rule]:
+    return node_rules(_stack(context), node)
+
+
+@pass_context
+def _cloud_firewall(context: Context, role: str) -> dict:
+    return cloud_firewall(_stack(context), role)
+
+
+@pass_context
+def _cloud_init(context: Context, node: Node) -> str:
+    """The node's user-data without secrets, carrying the node's files as the blueprint
+    renders them (the same templates, rendered once more without the user-data files)."""
+    stack = _stack(context)
+    rendered = context.get(RENDERED_VARIABLE)
+    if rendered is None:
+        root = str(context["_copier_conf"]["src_path"])
+        rendered = _rendered_files(root, json.dumps(_answers_in(context), sort_keys=True), stack.target)
+    return cloudinit.document(stack, node, cloudinit.node_files(stack, node, rendered), with_secrets=False)
+
+
+@lru_cache(maxsize=4)
+def _rendered_files(root: str, canonical: str, target: Target) -> dict[str, tuple[bytes, int]]:
+    from .engine import Blueprint
+
+    blueprint = Blueprint(Path(root) / "blueprints" / "stack", skip=cloudinit.NOT_ON_NODE)
+    answers = schema.with_defaults(json.loads(canonical))
+    return {str(path): (content.encode(), mode) for path, content, mode in blueprint.render(answers, target)}

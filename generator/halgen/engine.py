@@ -20,10 +20,11 @@ from typing import Any
 from jinja2 import FileSystemLoader, Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from .blueprint import TARGET_VARIABLE, HalgenExtension
-from .model import LINODE, Target
+from .blueprint import RENDERED_VARIABLE, STACK_VARIABLE, TARGET_VARIABLE, HalgenExtension
+from .model import LINODE, Target, derive
 
 SUFFIX = ".jinja"
+DERIVED = ("cloud-init.yaml",)  # made from the other outputs
 ANSWERS_FILE = ".copier-answers.yml"
 # copier's default exclusions that can occur inside a blueprint folder
 _EXCLUDE = ("~*", "*.pyc", "*.pyo", "__pycache__", ".git", ".DS_Store", ".svn")
@@ -32,8 +33,10 @@ _YIELD = re.compile(r"^(?P<pre>.*?)\{%-?\s*yield\s+(?P<var>\w+)\s+from\s+(?P<exp
 
 
 class Blueprint:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, skip: tuple[str, ...] = ()):
+        """``root``: a blueprint folder (blueprints/NAME); ``skip``: output file names not to render."""
         self.root = root
+        self.skip = skip
         self.env = SandboxedEnvironment(
             loader=FileSystemLoader(str(root)),
             extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension", HalgenExtension],
@@ -43,25 +46,41 @@ class Blueprint:
 
     def render(self, answers: dict[str, Any], target: Target = LINODE,
                extra: dict[str, Any] | None = None) -> Iterator[tuple[Path, str, int]]:
-        """Yield (relative output path, content, mode) for every output file, in path order."""
+        """Yield (relative output path, content, mode) for every output file.
+
+        Files named in DERIVED are rendered last, with every other output at hand
+        (user-data packs a node's files): no second render of the blueprint."""
         context = {
             **answers,
             "_copier_answers": dict(sorted(answers.items())),
-            "_copier_conf": {"answers_file": ANSWERS_FILE},
+            "_copier_conf": {"answers_file": ANSWERS_FILE, "src_path": self.root.parent.parent},
             TARGET_VARIABLE: target,
+            STACK_VARIABLE: derive(answers, target),  # answers are complete and valid here
             **(extra or {}),
         }
-        for source in self._sources():
-            relsource = source.relative_to(self.root)
-            templated = source.name.endswith(SUFFIX)
-            parts = relsource.with_name(source.name.removesuffix(SUFFIX)).parts if templated else relsource.parts
-            mode = source.stat().st_mode & 0o777
-            for out_parts, ctx in self._expand(parts, context):
-                if templated:
-                    content = self.env.get_template(relsource.as_posix()).render(ctx)
-                else:
-                    content = source.read_text(encoding="utf-8")
-                yield Path(*out_parts), content, mode
+        rendered: dict[str, tuple[bytes, int]] = {}
+        sources = [s for s in self._sources() if self._output_name(s) not in self.skip]
+        for source in sorted(sources, key=lambda s: self._output_name(s) in DERIVED):
+            if self._output_name(source) in DERIVED:
+                context[RENDERED_VARIABLE] = rendered
+            for path, content, mode in self._render_source(source, context):
+                rendered[path.as_posix()] = (content.encode(), mode)
+                yield path, content, mode
+
+    def _output_name(self, source: Path) -> str:
+        return source.name.removesuffix(SUFFIX)
+
+    def _render_source(self, source: Path, context: dict[str, Any]) -> Iterator[tuple[Path, str, int]]:
+        relsource = source.relative_to(self.root)
+        templated = source.name.endswith(SUFFIX)
+        parts = relsource.with_name(source.name.removesuffix(SUFFIX)).parts if templated else relsource.parts
+        mode = source.stat().st_mode & 0o777
+        for out_parts, ctx in self._expand(parts, context):
+            if templated:
+                content = self.env.get_template(relsource.as_posix()).render(ctx)
+            else:
+                content = source.read_text(encoding="utf-8")
+            yield Path(*out_parts), content, mode
 
     def _sources(self) -> list[Path]:
         found = []

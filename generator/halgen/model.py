@@ -197,6 +197,10 @@ class Stack:
     by_role: dict[str, tuple[Node, ...]] = field(default_factory=dict)
 
     @property
+    def roles(self) -> tuple[str, ...]:
+        return ROLES
+
+    @property
     def lbs(self) -> tuple[Node, ...]:
         return self.by_role["lb"]
 

@@ -7,6 +7,7 @@ the whole tree rendered and passed its checks.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -17,10 +18,12 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from . import resources, secrets
+from . import cloudinit, resources, secrets
 from .checks import check_tree
+from .cloudinit import UserDataTooLarge
 from .engine import Blueprint
-from .model import LINODE, Target
+from .firewall import FirewallError
+from .model import LINODE, Target, derive
 
 BUILD_DIR = "build"
 
@@ -56,12 +59,28 @@ def render(answers: dict[str, Any], dest: Path, force: bool = False, target: Tar
 
 
 def build(repo: Path, answers: dict[str, Any], target: Target = LINODE) -> Path:
-    """Write the secret-bearing node files of ``repo`` into ``repo/build`` (gitignored)."""
+    """Write into ``repo/build`` (gitignored) the secret-bearing node files and, for
+    each node, the pasteable user-data made from the repo's files as they are now
+    (local edits included) plus those secrets: ``user-data/<node>.yaml`` for Cloud
+    Manager and ``user-data/<node>.yaml.b64`` for the API."""
     values = secrets.ensure(repo)
-    outputs = _render_blueprint("secrets", answers, target, {"secrets": values})
+    secret_files = [(path, content, 0o600) for path, content, _ in
+                    _render_blueprint("secrets", answers, target, {"secrets": values})]
+    stack = derive(answers, target)
+    repo_files = _repo_files(repo)
+    repo_files.update({str(Path(BUILD_DIR) / path): (content.encode(), mode) for path, content, mode in secret_files})
+    user_data: list[tuple[Path, str, int]] = []
+    for node in stack.nodes:
+        try:
+            text = cloudinit.document(stack, node, cloudinit.node_files(stack, node, repo_files), with_secrets=True)
+        except UserDataTooLarge as err:
+            raise RenderError(str(err)) from None
+        user_data.append((Path("user-data") / f"{node.name}.yaml", text, 0o600))
+        user_data.append((Path("user-data") / f"{node.name}.yaml.b64",
+                          base64.b64encode(text.encode()).decode(), 0o600))
     out = repo / BUILD_DIR
     with _staging(out) as staging:
-        _write_tree(staging, [(path, content, 0o600) for path, content, _ in outputs])
+        _write_tree(staging, secret_files + user_data)
         if out.exists():
             shutil.rmtree(out)  # build/ is halgen's own output, remade whole every time
         _move_into_place(staging, out)
@@ -75,6 +94,8 @@ def _render_blueprint(name: str, answers: dict[str, Any], target: Target,
         return list(blueprint.render(answers, target, extra))
     except TemplateError as err:
         raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
+    except (UserDataTooLarge, FirewallError) as err:
+        raise RenderError(str(err)) from None
 
 
 def new(dest: Path, answers: dict[str, Any] | None, vcs_ref: str | None = None) -> Path:
@@ -108,6 +129,16 @@ def _copier_copy(template: Path, staging: Path, answers: dict[str, Any] | None, 
         raise RenderError(f"copier: {err}") from None
     except TemplateError as err:
         raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
+
+
+def _repo_files(repo: Path) -> dict[str, tuple[bytes, int]]:
+    """A generated repo's node and app files as they are on disk, by relative path."""
+    files = {}
+    for top in ("nodes", "app"):
+        for path in sorted((repo / top).rglob("*")):
+            if path.is_file():
+                files[str(path.relative_to(repo))] = (path.read_bytes(), path.stat().st_mode & 0o777)
+    return files
 
 
 def _keep_secrets(old: Path, new: Path) -> None:

@@ -1,0 +1,181 @@
+"""Per-node cloud-init user-data: one #cloud-config document a user pastes into
+Linode's User Data field, carrying the node's files exactly as rendered.
+
+The node's files travel as one tar, gzip'd and base64'd in a single write_files
+entry (encoding gz+b64): compressing them together keeps a database node under
+Linode's 16 KiB limit where per-file encoding would not. The first-boot script
+(itself one of the node's files) then configures the node.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import gzip
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+
+from .model import Node, Stack
+
+USER_DATA_LIMIT = 16384  # bytes as pasted (Linode's metadata service)
+NOT_ON_NODE = ("NODE.md", "cloud-init.yaml")  # repo documentation, not node files
+
+# (path pattern on the node, owner, group, mode); the first match wins, else root:root and the file's mode.
+OWNERSHIP = [
+    ("/var/lib/postgresql/.pgpass", "postgres", "postgres", 0o600),
+    ("/etc/pgbackrest/conf.d/*", "postgres", "postgres", 0o600),
+    ("/etc/pgbackrest/*", "postgres", "postgres", None),
+    ("/etc/postgresql/*", "postgres", "postgres", None),
+    ("/etc/redis/*secrets.conf", "redis", "redis", 0o600),
+    ("/etc/redis/*", "redis", "redis", None),
+    ("/etc/*/app-secrets.env", "root", "{app_user}", 0o640),
+    ("/etc/*/*secrets.env", "root", "root", 0o600),
+    ("/etc/*/s3cmd.cfg", "root", "root", 0o600),
+]
+
+# Distribution releases that ship a PostgreSQL major version themselves.
+DISTRO_POSTGRES = {"linode/debian12": 15, "linode/ubuntu22.04": 14, "linode/ubuntu24.04": 16}
+PGDG_KEY_ID = "B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8"
+
+
+class UserDataTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    path: str  # absolute path on the node
+    content: bytes
+    mode: int
+
+
+def node_files(stack: Stack, node: Node, rendered: dict[str, tuple[bytes, int]]) -> list[NodeFile]:
+    """The files a node gets, from a repo's files by relative path (``nodes/<node>/...``,
+    ``app/...``; a build adds ``build/nodes/<node>/...``)."""
+    own = (f"nodes/{node.name}/", f"build/nodes/{node.name}/")
+    ships_app = node.role == "app" and not stack.a["app_repo"]
+    files: dict[str, NodeFile] = {}
+    for relpath, (content, mode) in sorted(rendered.items()):
+        if relpath.startswith(own):
+            inside = relpath.split("/", 3 if relpath.startswith("build/") else 2)[-1]
+            if inside.rsplit("/", 1)[-1] in NOT_ON_NODE:
+                continue
+            path = "/" + inside
+        elif ships_app and relpath.startswith("app/"):
+            path = f"{stack.paths.app_root}/releases/initial/" + relpath[len("app/"):]
+        else:
+            continue
+        files[path] = NodeFile(path, content, mode)
+    return [files[p] for p in sorted(files)]
+
+
+def _owner(stack: Stack, path: str, mode: int) -> tuple[str, str, int]:
+    for pattern, owner, group, forced in OWNERSHIP:
+        if fnmatch.fnmatch(path, pattern):
+            return owner, group.format(app_user=stack.a["app_user"]), forced if forced is not None else mode
+    return "root", "root", mode
+
+
+def pack(stack: Stack, files: list[NodeFile]) -> bytes:
+    """A reproducible tar of the files (fixed times, sorted, owners by name)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for f in files:
+            owner, group, mode = _owner(stack, f.path, f.mode)
+            info = tarfile.TarInfo(f.path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(f.content), mode, 0
+            info.uname, info.gname = owner, group
+            tar.addfile(info, io.BytesIO(f.content))
+    return buffer.getvalue()
+
+
+def packages(stack: Stack, node: Node) -> list[str]:
+    a = stack.a
+    common = ["ufw", "fail2ban", "unattended-upgrades", "ca-certificates"]
+    role = {
+        "lb": ["nginx"] + (["certbot"] if a["lb_tls"] else []),
+        "app": ["starman", "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
+               + (["git"] if a["app_repo"] else []),
+        "db": [f"postgresql-{a['pg_version']}", "pgbackrest"],
+        "redis": ["redis-server", "redis-tools", "s3cmd"],
+    }[node.role]
+    return common + role + (["redis-sentinel"] if node.sentinel else [])
+
+
+def document(stack: Stack, node: Node, files: list[NodeFile], with_secrets: bool) -> str:
+    """The #cloud-config text. Keys that equal cloud-init's defaults are left out to save room."""
+    a = stack.a
+    tar_path = f"/var/lib/{stack.project}/node-files.tar"
+    payload = base64.b64encode(gzip.compress(pack(stack, files), compresslevel=9, mtime=0)).decode()
+    q = json.dumps  # a JSON string is a YAML string: safe quoting for every value
+    lines = [
+        "#cloud-config",
+        f"# {node.hostname}: {node.role_title}{' + Sentinel' if node.sentinel else ''} of stack {stack.project}, "
+        f"halgen {stack.halgen_version}.",
+        "# Holds secrets: paste it into Linode's User Data field, never commit it." if with_secrets else
+        "# No secrets here: 'halgen build' writes the pasteable version (with them) to build/user-data/.",
+        f"hostname: {node.hostname}",
+        "preserve_hostname: false",
+        "disable_root: true",
+        "ssh_pwauth: false",
+        "package_update: true",
+        "package_upgrade: true",
+        "packages: [" + ", ".join(packages(stack, node)) + "]",
+    ]
+    if node.role == "db" and DISTRO_POSTGRES.get(a["image"]) != a["pg_version"]:
+        lines += [
+            "apt:",
+            "  sources:",
+            "    pgdg:",
+            '      source: "deb http://apt.postgresql.org/pub/repos/apt $RELEASE-pgdg main"',
+            f"      keyid: {PGDG_KEY_ID}",
+        ]
+    lines.append("users:")
+    for admin in a["admins"]:
+        lines += [
+            f"- name: {admin['name']}",
+            "  groups: [sudo]",
+            "  shell: /bin/bash",
+            '  sudo: "ALL=(ALL) NOPASSWD:ALL"',
+            "  lock_passwd: true",
+            "  ssh_authorized_keys:",
+            *[f"  - {q(key)}" for key in admin["ssh_keys"]],
+        ]
+    lines += [
+        "write_files:",
+        f"- path: {tar_path}",
+        "  encoding: gz+b64",
+        "  permissions: '0600'",
+        f"  content: {payload}",
+        "runcmd:",
+    ]
+    if node.role == "app":
+        user = a["app_user"]
+        lines.append(f"- [useradd, --system, --home-dir, {stack.paths.app_root}, --shell, /usr/sbin/nologin, {user}]")
+    lines += [
+        f"- [tar, --extract, --preserve-permissions, --same-owner, --file, {tar_path}, --directory, /]",
+        f"- [rm, -f, {tar_path}]",
+        f"- [{stack.paths.sbin}/{stack.project}-first-boot]",
+    ]
+    text = "\n".join(lines) + "\n"
+    size = len(text.encode())
+    if size > USER_DATA_LIMIT:
+        raise UserDataTooLarge(f"{node.name}: cloud-init user-data is {size} bytes; Linode accepts at most "
+                               f"{USER_DATA_LIMIT}")
+    return text
+
+
+def unpack(text: str) -> dict[str, tuple[bytes, str, str, int]]:
+    """Decode a document's files: path -> (content, owner, group, mode). For tests and lint."""
+    marker = "  content: "
+    payload = next(line[len(marker):] for line in text.splitlines() if line.startswith(marker))
+    raw = gzip.decompress(base64.b64decode(payload))
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member)
+            assert data is not None
+            out["/" + member.name] = (data.read(), member.uname, member.gname, member.mode)
+    return out

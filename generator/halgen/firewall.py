@@ -1,0 +1,99 @@
+"""Who may reach what: one list of inbound rules per node, the single source of both
+the nodes' ufw rules and the Linode Cloud Firewall of each role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .model import Node, Stack
+
+ANYWHERE = ("0.0.0.0/0",)
+ANYWHERE_V6 = ("::/0",)
+# Linode Cloud Firewall limits (shared/research/linode.md)
+MAX_RULES = 25
+MAX_PORT_ENTRIES = 15
+MAX_ADDRESSES = 255
+
+
+class FirewallError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Rule:
+    label: str  # Linode labels: letters, digits, '-', '_', '.'; 3-32 characters
+    ports: tuple[int, ...]
+    sources: tuple[str, ...]  # IPv4 CIDRs
+    public: bool = False  # also from every IPv6 address
+
+    @property
+    def ports_text(self) -> str:
+        return ",".join(str(p) for p in self.ports)
+
+
+def _hosts(nodes: tuple[Node, ...] | list[Node]) -> tuple[str, ...]:
+    return _sorted_hosts(frozenset(n.address for n in nodes))
+
+
+@lru_cache(maxsize=64)
+def _sorted_hosts(addresses: frozenset[str]) -> tuple[str, ...]:
+    # Every app node asks for the same peer lists: sort each list once.
+    return tuple(sorted((f"{a}/32" for a in addresses), key=_address_key))
+
+
+def _address_key(cidr: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in cidr.split("/")[0].split("."))
+
+
+def node_rules(stack: Stack, node: Node) -> list[Rule]:
+    rules = [Rule("ssh-admins", (22,), tuple(stack.a["admin_cidrs"]))]
+    sentinel_clients = _hosts(list(stack.apps) + list(stack.sentinels))
+    if node.role == "lb":
+        rules.append(Rule("web-public", (80, 443), ANYWHERE, public=True))
+    elif node.role == "app":
+        ports = tuple(i.port for i in node.instances)
+        rules.append(Rule("starman-from-lbs", ports, _hosts(stack.lbs)))
+    elif node.role == "db":
+        rules.append(Rule("postgres-peers", (stack.pg_port,), _hosts(list(stack.apps) + list(stack.dbs))))
+    elif node.role == "redis":
+        peers = list(stack.apps) + list(stack.redis) + list(stack.sentinels)
+        rules.append(Rule("redis-peers", (stack.redis_port,), _hosts(peers)))
+    if node.sentinel:
+        rules.append(Rule("sentinel-peers", (stack.sentinel_port,), sentinel_clients))
+    return rules
+
+
+def role_rules(stack: Stack, role: str) -> list[Rule]:
+    """The union of a role's node rules: one Cloud Firewall serves every node of a role."""
+    merged: dict[tuple[str, tuple[int, ...], bool], set[str]] = {}
+    for node in stack.by_role[role]:
+        for rule in node_rules(stack, node):
+            merged.setdefault((rule.label, rule.ports, rule.public), set()).update(rule.sources)
+    return [Rule(label, ports, tuple(sorted(sources, key=_address_key)), public)
+            for (label, ports, public), sources in merged.items()]
+
+
+def cloud_firewall(stack: Stack, role: str) -> dict:
+    """A Linode Cloud Firewall in the API's shape (POST /networking/firewalls)."""
+    rules = role_rules(stack, role)
+    inbound = []
+    for rule in rules:
+        if len(rule.ports) > MAX_PORT_ENTRIES:
+            raise FirewallError(f"{role}: rule {rule.label} has {len(rule.ports)} port entries (Linode allows "
+                                f"{MAX_PORT_ENTRIES})")
+        if len(rule.sources) > MAX_ADDRESSES:
+            raise FirewallError(f"{role}: rule {rule.label} has {len(rule.sources)} addresses (Linode allows "
+                                f"{MAX_ADDRESSES}); use fewer nodes or a subnet rule")
+        addresses: dict[str, list[str]] = {"ipv4": list(rule.sources)}
+        if rule.public:
+            addresses["ipv6"] = list(ANYWHERE_V6)
+        inbound.append({"action": "ACCEPT", "label": rule.label, "protocol": "TCP", "ports": rule.ports_text,
+                        "addresses": addresses})
+    if len(inbound) > MAX_RULES:
+        raise FirewallError(f"{role}: {len(inbound)} rules (Linode allows {MAX_RULES})")
+    return {
+        "label": f"{stack.project}-{role}"[:32],
+        "rules": {"inbound_policy": "DROP", "outbound_policy": "ACCEPT", "inbound": inbound, "outbound": []},
+        "tags": [stack.project],
+    }

@@ -1,0 +1,146 @@
+"""Per-node cloud-init user-data: valid for cloud-init, within Linode's 16 KiB, carrying
+exactly the repo's files; and Linode Cloud Firewalls that match the nodes' ufw rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from halgen import cloudinit, compiler, secrets
+from halgen.model import derive
+from halgen.render import build, render
+
+from conftest import GOLDEN, golden_cases, halgen, require, tree
+
+LIMIT = 16384
+
+
+def _expected_node_files(files: dict[str, bytes], node: str, role: str, app_root: str, has_repo: bool) -> dict:
+    expected = {}
+    for rel, content in files.items():
+        parts = rel.split("/")
+        if parts[0] == "build":
+            parts = parts[1:]
+        if parts[:2] == ["nodes", node] and parts[-1] not in cloudinit.NOT_ON_NODE:
+            expected["/" + "/".join(parts[2:])] = content
+        elif parts[0] == "app" and role == "app" and not has_repo:
+            expected[f"{app_root}/releases/initial/" + "/".join(parts[1:])] = content
+    return expected
+
+
+def _check_document(path: Path, text: str) -> None:
+    raw = text.encode()
+    assert text.startswith("#cloud-config\n"), path
+    assert len(raw) <= LIMIT, f"{path}: {len(raw)} bytes"
+    doc = YAML(typ="safe").load(text)
+    assert isinstance(doc, dict) and doc["write_files"][0]["encoding"] == "gz+b64"
+    assert doc["disable_root"] is True and doc["ssh_pwauth"] is False
+
+
+def _cloud_init_schema(paths: list[Path]) -> None:
+    require("cloud-init")
+    for path in paths:
+        result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0 and "Valid cloud-config" in result.stdout, f"{path}: {result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_tracked_user_data_is_valid_small_secret_free_and_carries_the_repo_files(case: str) -> None:
+    expected_dir = GOLDEN / case / "expected"
+    answers = compiler.load_answers(GOLDEN / case / "answers.yml")
+    stack = derive(answers)
+    files = tree(expected_dir)
+    docs = sorted(expected_dir.glob("nodes/*/cloud-init.yaml"))
+    assert [d.parent.name for d in docs] == sorted(n.name for n in stack.nodes)
+    for doc in docs:
+        text = doc.read_text()
+        _check_document(doc, text)
+        node = next(n for n in stack.nodes if n.name == doc.parent.name)
+        carried = {path: content for path, (content, *_rest) in cloudinit.unpack(text).items()}
+        assert carried == _expected_node_files(files, node.name, node.role, stack.paths.app_root,
+                                               bool(answers["app_repo"])), doc
+        assert f"/usr/local/sbin/{stack.project}-first-boot" in carried
+    _cloud_init_schema(docs)
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_built_user_data_adds_the_secrets_and_stays_within_the_limit(case: str, tmp_path: Path,
+                                                                     record_property) -> None:
+    answers = compiler.load_answers(GOLDEN / case / "answers.yml")
+    repo = render(answers, tmp_path / "repo")
+    # a local edit must travel in the pasteable document
+    conf = next((repo / "nodes").glob("db1/etc/postgresql/*/main/postgresql.conf"))
+    conf.write_text(conf.read_text() + "# local edit\n")
+    build(repo, answers)
+    stack = derive(answers)
+    values = [v for v in secrets.read(repo).values() if v]
+    docs = sorted((repo / "build" / "user-data").glob("*.yaml"))
+    assert len(docs) == len(stack.nodes)
+    sizes = {}
+    for doc in docs:
+        text = doc.read_text()
+        _check_document(doc, text)
+        sizes[doc.stem] = len(text.encode())
+        node = next(n for n in stack.nodes if n.name == doc.stem)
+        files = {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
+                 if p.is_file() and p.relative_to(repo).parts[0] in ("nodes", "app", "build")
+                 and "user-data" not in p.relative_to(repo).parts}
+        carried = cloudinit.unpack(text)
+        assert {p: c for p, (c, *_rest) in carried.items()} == _expected_node_files(
+            files, node.name, node.role, stack.paths.app_root, bool(answers["app_repo"]))
+        b64 = (doc.parent / f"{doc.name}.b64").read_text()
+        assert "\n" not in b64 and __import__("base64").b64decode(b64).decode() == text
+        if node.role == "db":
+            content, owner, group, mode = carried["/var/lib/postgresql/.pgpass"]
+            assert (owner, group, mode) == ("postgres", "postgres", 0o600)
+            assert any(v.encode() in content for v in values)
+    assert b"# local edit" in cloudinit.unpack((repo / "build/user-data/db1.yaml").read_text())[
+        next(p for p in cloudinit.unpack((repo / "build/user-data/db1.yaml").read_text()) if p.endswith("postgresql.conf"))][0]
+    for tracked in tree(repo).values():
+        assert not any(v.encode() in tracked for v in values)
+    record_property("largest_user_data", max(sizes.items(), key=lambda kv: kv[1]))
+    print(f"\n{case}: largest built user-data {max(sizes.values())} bytes ({LIMIT - max(sizes.values())} left)")
+    _cloud_init_schema(docs)
+
+
+def test_oversized_user_data_fails_the_compile_naming_node_and_size(tmp_path: Path) -> None:
+    key = "ssh-ed25519 " + "A" * 900 + " k@k"
+    admins = [{"name": f"admin{i}", "ssh_keys": [key] * 20} for i in range(3)]
+    answers = tmp_path / "answers.yml"
+    answers.write_text(json.dumps({"admins": admins}))
+    result = halgen("render", str(answers), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert re.search(r"lb1: cloud-init user-data is \d+ bytes; Linode accepts at most 16384", result.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def _ufw_rules(script: str) -> set[tuple[str, str]]:
+    return set(re.findall(r"^ufw allow proto tcp from (\S+) to any port (\S+) comment", script, re.M))
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_cloud_firewalls_match_ufw_and_linode_limits(case: str) -> None:
+    expected = GOLDEN / case / "expected"
+    stack = derive(compiler.load_answers(GOLDEN / case / "answers.yml"))
+    for role in stack.roles:
+        firewall = json.loads((expected / "firewalls" / f"{role}.json").read_text())
+        rules = firewall["rules"]
+        assert rules["inbound_policy"] == "DROP" and len(rules["inbound"]) <= 25
+        allowed = set()
+        for rule in rules["inbound"]:
+            assert rule["protocol"] == "TCP" and len(rule["ports"].split(",")) <= 15
+            assert 3 <= len(rule["label"]) <= 32
+            for source in rule["addresses"]["ipv4"]:
+                allowed.add(("any" if source == "0.0.0.0/0" else source, rule["ports"]))
+        ufw = set()
+        for node in stack.by_role[role]:
+            script = (expected / "nodes" / node.name / "usr/local/sbin" / f"{stack.project}-first-boot").read_text()
+            ufw |= _ufw_rules(script)
+        assert ufw == allowed, role
+        if role != "lb":
+            assert ("any", "80,443") not in allowed, "only load balancers are open to the world"

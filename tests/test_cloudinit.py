@@ -144,3 +144,61 @@ def test_cloud_firewalls_match_ufw_and_linode_limits(case: str) -> None:
         assert ufw == allowed, role
         if role != "lb":
             assert ("any", "80,443") not in allowed, "only load balancers are open to the world"
+
+
+APPLY = """
+import sys, yaml
+from cloudinit.config.cc_write_files import write_files
+doc = yaml.safe_load(open(sys.argv[1]))
+root = sys.argv[2]
+files = [dict(f, path=root + f["path"]) for f in doc["write_files"]]
+write_files("write_files", files, "root:root")
+"""
+
+
+def test_apply_user_data_with_cloud_init_into_a_throwaway_root(tmp_path: Path) -> None:
+    """cloud-init's own write_files module writes the payload; the document's own runcmd
+    tar command unpacks it; files land with their owners and modes."""
+    require("cloud-init", "tar", "python3")
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("unpacking with owners needs root") if not __import__("conftest").IN_CI else pytest.fail("root")
+    answers = compiler.load_answers(GOLDEN / "default-ha" / "answers.yml")
+    repo = render(answers, tmp_path / "repo")
+    build(repo, answers)
+    stack = derive(answers)
+    # the document's runcmd makes the app user before unpacking; do the same, and undo it
+    made_user = subprocess.run(["useradd", "--system", stack.a["app_user"]], capture_output=True).returncode == 0
+    try:
+        _apply_and_check(tmp_path, repo, ("db2", "redis1", "app1"))
+    finally:
+        if made_user:
+            subprocess.run(["userdel", stack.a["app_user"]], capture_output=True)
+    pgpass = (tmp_path / "root-db2" / "var/lib/postgresql/.pgpass").stat()
+    assert oct(pgpass.st_mode & 0o777) == "0o600"
+    assert (tmp_path / "root-app1" / "usr/local/sbin/shop-first-boot").stat().st_mode & 0o111
+
+
+def _apply_and_check(tmp_path: Path, repo: Path, nodes: tuple[str, ...]) -> None:
+    import grp
+    import pwd
+
+    for node in nodes:
+        doc = repo / "build" / "user-data" / f"{node}.yaml"
+        root = tmp_path / f"root-{node}"
+        root.mkdir()
+        applied = subprocess.run(["/usr/bin/python3", "-c", APPLY, str(doc), str(root)], capture_output=True, text=True)
+        assert applied.returncode == 0, applied.stderr
+        parsed = YAML(typ="safe").load(doc.read_text())
+        tar_cmd = next(c for c in parsed["runcmd"] if c[0] == "tar")
+        tar_cmd[tar_cmd.index("--directory") + 1] = str(root)
+        tar_cmd[tar_cmd.index("--file") + 1] = str(root) + tar_cmd[tar_cmd.index("--file") + 1]
+        extracted = subprocess.run(tar_cmd, capture_output=True, text=True)
+        assert extracted.returncode == 0, extracted.stderr
+        for path, (content, owner, group, mode) in cloudinit.unpack(doc.read_text()).items():
+            landed = root / path.lstrip("/")
+            assert landed.read_bytes() == content, path
+            st = landed.stat()
+            assert (pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o777) == \
+                (owner, group, mode), path

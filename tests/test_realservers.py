@@ -54,6 +54,7 @@ FAKE_SSH = """#!/usr/bin/env bash
 shift 2
 target="$1"; shift
 echo "$target $*" >> "$SSH_LOG"
+cat > /dev/null  # like ssh, take what is piped in (the release tarball), or the sender dies of SIGPIPE
 if [[ "$1" == curl && -n "${FAIL_ADDR:-}" && "$target" == *"@$FAIL_ADDR" ]]; then exit 22; fi
 exit 0
 """

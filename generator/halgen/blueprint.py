@@ -72,8 +72,9 @@ def _stack_for(canonical: str, target: Target) -> Stack:
 
 @pass_context
 def _field_error(context: Context, name: str) -> str:
-    """Copier validator: '' when the field's answer is valid, else a message."""
-    if name not in context:
+    """Copier validator: '' when the field's answer is valid, else a message. A field this
+    halgen does not know (an older blueprint's) is not checked here."""
+    if name not in context or name not in schema.fields():
         return ""
     errors = sorted(_field_validator(name).iter_errors(context[name]), key=lambda e: list(e.absolute_path))
     return errors[0].message if errors else ""

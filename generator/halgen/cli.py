@@ -123,6 +123,53 @@ def build_cmd(repo: Path) -> None:
                    "until you fill them in (an Object Storage access key from Cloud Manager) and build again", err=True)
 
 
+@main.command()
+@click.argument("role", type=click.Choice(["app"]))
+@click.argument("count", type=click.IntRange(1, 250))
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False, exists=True), default=".",
+              show_default=True, help="The stack repo (made by 'halgen new' or 'copier copy', committed).")
+@click.option("--yes", is_flag=True, help="Do not ask before removing the files of nodes that go away.")
+def scale(role: str, count: int, repo: Path, yes: bool) -> None:
+    """Set the number of ROLE nodes to COUNT: adds or removes node files and updates the
+    nginx upstreams, firewall rules, Sentinel placement and README through
+    'copier update' at the repo's current blueprint version (local edits are kept).
+    Shrinking asks before any node's files are removed.
+    """
+    from .journeys import JourneyError
+    from .journeys import scale as do_scale
+
+    try:
+        plan = do_scale(repo, role, count, confirm=lambda q: yes or click.confirm(q, default=False))
+    except (JourneyError, AnswersError) as err:
+        _fail(f"halgen scale: {err}")
+    except click.Abort:
+        _fail("halgen scale: not confirmed; nothing changed (--yes skips the question)")
+    gone = f"; removed {', '.join(plan.removed_nodes)}" if plan.removed_nodes else ""
+    click.echo(f"halgen: {role} servers {plan.before} -> {plan.after}{gone}. Review with 'git status', then commit.")
+
+
+@main.command()
+@click.argument("repo", type=click.Path(path_type=Path, file_okay=False, exists=True), default=".")
+def status(repo: Path) -> None:
+    """Show REPO's blueprint version, whether a newer one exists, and which tracked files
+    differ from a fresh render of its answers at that version (local edits)."""
+    from .journeys import JourneyError
+    from .journeys import status as get_status
+
+    try:
+        report = get_status(repo)
+    except (JourneyError, AnswersError) as err:
+        _fail(f"halgen status: {err}")
+    newer = {True: f"yes: {report.latest} (copier update)", False: "no", None: report.latest}[report.update_available]
+    click.echo(f"blueprint:   {report.source} at {report.version}")
+    click.echo(f"newer:       {newer}")
+    if not (report.edited or report.added or report.missing):
+        click.echo("local edits: none")
+    for label, paths in (("edited", report.edited), ("added", report.added), ("missing", report.missing)):
+        for path in paths:
+            click.echo(f"{label + ':':<13}{path}")
+
+
 @main.command(name="schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of the answers."""

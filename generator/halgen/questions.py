@@ -44,11 +44,14 @@ def questions() -> dict[str, dict[str, Any]]:
 
 
 def render_copier_yml() -> str:
+    from .migrate import RENAMES, migration_entry
+
     yaml = YAML()
     yaml.default_flow_style = False
     yaml.width = 4096
     out = io.StringIO()
-    yaml.dump(questions(), out)
+    migrations = [migration_entry(*rename) for rename in RENAMES]
+    yaml.dump({"_migrations": migrations, **questions()}, out)
     return SETTINGS_HEADER + "\n" + out.getvalue()
 
 

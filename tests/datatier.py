@@ -273,3 +273,24 @@ def master_address(ls: LoopbackStack) -> str:
     sentinel = ls.stack.sentinels[0]
     return redis_cli(ls, sentinel.address, 26379, "SENTINEL", "get-master-addr-by-name",
                      ls.stack.redis_master_name).splitlines()[0]
+
+
+FAKE_SSH = """#!/usr/bin/env bash
+# Stands in for ssh on a one-machine rehearsal: runs the command here, as ssh would
+# run it through the remote shell; 'sudo -n -u postgres' becomes runuser.
+while [[ "$1" == -o ]]; do shift 2; done
+shift  # user@address
+cmd="$*"
+cmd="${cmd//sudo -n -u postgres /runuser -u postgres -- }"
+exec bash -c "$cmd"
+"""
+
+
+def run_pg_failover(ls: LoopbackStack, new_primary: str) -> subprocess.CompletedProcess[str]:
+    """The generated scripts/pg-failover.sh, with a local stand-in for ssh."""
+    fake = ls.base / "fake-ssh"
+    if not fake.exists():
+        fake.write_text(FAKE_SSH)
+        fake.chmod(0o755)
+    return subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), new_primary], capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 import subprocess
 import time
 import urllib.error
@@ -19,11 +18,11 @@ from datatier import (
     loopback_stack,
     master_address,
     require_postgres,
+    run_pg_failover,
     start_pg_tier,
     start_redis_tier,
     wait_until,
 )
-from test_postgres import FAKE_SSH
 
 from conftest import require
 from realserver import exec_start, free_port, wait_for_port
@@ -86,12 +85,8 @@ def test_demo_app_survives_redis_and_postgres_failovers(record_property) -> None
         record_property("app_redis_recovery_s", round(redis_s, 2))
 
         # PostgreSQL: the generated manual failover; the app's DSN is unchanged.
-        fake = ls.base / "fake-ssh"
-        fake.write_text(FAKE_SSH)
-        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
         started = time.monotonic()
-        failover = subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), "db2"], capture_output=True,
-                                  text=True, timeout=120, env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})
+        failover = run_pg_failover(ls, "db2")
         assert failover.returncode == 0, failover.stderr
         status, new_item, _ = wait_until(lambda: (r := _call(f"{base}/items", b"second"))[0] == 201 and r, 30,
                                          "writes to resume")

@@ -3,7 +3,6 @@ the generated scripts, streaming, and a manual failover with the app's DSN uncha
 
 from __future__ import annotations
 
-import stat
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from datatier import (
     loopback_stack,
     node_script,
     require_postgres,
+    run_pg_failover,
     start_pg,
     start_pg_tier,
     wait_until,
@@ -24,15 +24,6 @@ from datatier import (
 
 pytestmark = pytest.mark.realserver
 
-FAKE_SSH = """#!/usr/bin/env bash
-# Stands in for ssh on a one-machine rehearsal: runs the command here, as ssh would
-# run it through the remote shell; 'sudo -n -u postgres' becomes runuser.
-while [[ "$1" == -o ]]; do shift 2; done
-shift  # user@address
-cmd="$*"
-cmd="${cmd//sudo -n -u postgres /runuser -u postgres -- }"
-exec bash -c "$cmd"
-"""
 
 
 def _psql(ls: LoopbackStack, node: str, sql: str) -> str:
@@ -118,12 +109,8 @@ def test_replicas_stream_and_failover_keeps_the_dsn(cluster, record_property) ->
         _app_sql(ls, _replica_conninfo(ls, "db2"), "INSERT INTO t (v) VALUES ('no')")
     assert _app_sql(ls, _app_conninfo(ls, "PG_DSN_READ"), "SELECT pg_is_in_recovery()") == "t"
 
-    fake = ls.base / "fake-ssh"
-    fake.write_text(FAKE_SSH)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     started = time.monotonic()
-    failover = subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), "db2"], capture_output=True,
-                              text=True, timeout=120, env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})
+    failover = run_pg_failover(ls, "db2")
     failover_s = time.monotonic() - started
     assert failover.returncode == 0, failover.stderr
     record_property("pg_failover_s", round(failover_s, 2))
@@ -141,8 +128,7 @@ def test_replicas_stream_and_failover_keeps_the_dsn(cluster, record_property) ->
     assert subprocess.run(as_postgres(f"{ls.node('db1').paths.pg_bin}/pg_ctl", "status", "-D", str(old)),
                           capture_output=True).returncode == 3
     # A second failover to a node that is already primary is refused.
-    again = subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), "db2"], capture_output=True, text=True,
-                           env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})
+    again = run_pg_failover(ls, "db2")
     assert again.returncode == 1 and "not a replica" in again.stderr
     # The fenced old primary can be rebuilt as a replica of the new one.
     rebuilt = node_script(ls, "db1", "pg-bootstrap-replica", "db2")

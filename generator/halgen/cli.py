@@ -100,9 +100,11 @@ def render(answers_file: Path | None, out: Path, force: bool, rehearsal_prefix: 
 @main.command(name="build")
 @click.argument("repo", type=click.Path(path_type=Path, file_okay=False, exists=True))
 def build_cmd(repo: Path) -> None:
-    """Write REPO's secret-bearing node files (Redis and PostgreSQL passwords, the
-    app's credentials) into REPO/build/nodes/<node>/, from REPO/secrets/secrets.env
-    (created on first use). Both folders are gitignored.
+    """Build what REPO's nodes need with their secrets: the pasteable cloud-init
+    user-data (REPO/build/user-data/<node>.yaml, and .yaml.b64 for the API) made from
+    the repo's files as they are now, and the secret-bearing node files
+    (REPO/build/nodes/<node>/). Secrets come from REPO/secrets/secrets.env (created on
+    first use). build/ and secrets/ are gitignored.
     """
     from .render import build
     from .secrets import SECRETS_FILE, SecretsError, missing_provided

@@ -24,6 +24,7 @@ from halgen.rehearsal import install_nodes
 from halgen.render import build, render
 
 from conftest import IN_CI, require
+from realserver import wait_for_port
 
 LOOPBACK = "127.20.0.0/24"
 
@@ -124,7 +125,7 @@ def start_object_storage(ls: LoopbackStack) -> None:
     backend = str(ipaddress.IPv4Address(address) - 1)
     ls.spawn([moto, "-H", backend, "-p", "80"], "s3",
              env={**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": f"http://{endpoint},{endpoint}"})
-    wait_until(lambda: _port_open(backend, 80), 30, "the S3 server")
+    wait_for_port(backend, 80, 30)
     prefix = ls.base / "s3-tls"
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
@@ -151,22 +152,12 @@ http {{
 }}
 """)
     ls.spawn(["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], "s3-tls")
-    wait_until(lambda: _port_open(address, 443), 30, "the S3 TLS terminator")
+    wait_for_port(address, 443, 30)
     ls.s3 = boto3.client("s3", endpoint_url=f"https://{address}:443", aws_access_key_id="halgentestkey",
                          aws_secret_access_key="halgentestsecret", region_name=stack.object_storage_region,
                          verify=str(cert))
     ls.s3.create_bucket(Bucket=stack.backup_bucket,
                         CreateBucketConfiguration={"LocationConstraint": stack.object_storage_region})
-
-
-def _port_open(host: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def bucket_bytes(ls: LoopbackStack, prefix: str = "") -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def load_repo_answers(repo: Path) -> dict[str, Any]:
     """The answers a generated repo was made from (its .copier-answers.yml)."""
     loaded = answers.load(repo / ".copier-answers.yml")
     own = {k: v for k, v in loaded.data.items() if not k.startswith("_")}
-    return complete_answers(answers.LoadedAnswers(loaded.file, own, loaded._tree))
+    return complete_answers(dataclasses.replace(loaded, data=own))
 
 
 def rehearsal_target(prefix: Path, loopback_subnet: str) -> Target:

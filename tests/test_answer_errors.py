@@ -36,7 +36,7 @@ CASES: list[tuple[str, bytes, int, str, str]] = [
     ("too-few-db-connections", b"app_servers: 50\npg_max_connections: 100\n", 2, "pg_max_connections", "connections"),
     ("weight-for-unknown-node", b"lb_weights: {app9: 3}\n", 1, "lb_weights.app9", "names no app server"),
     ("malformed-yaml", b"project: shop\n  domains: [a\n", 2, "(document)", "invalid YAML"),
-    ("unclosed-quote", b'project: "shop\n', 2, "(document)", "invalid YAML"),
+    ("unclosed-quote", b'project: "shop\n', 1, "(document)", "invalid YAML"),
     ("empty-file", b"", 1, "(document)", "empty"),
     ("only-comments", b"# nothing here\n\n", 1, "(document)", "empty"),
     ("top-level-list", b"- project: shop\n", 1, "(document)", "not a list"),

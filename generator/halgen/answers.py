@@ -80,7 +80,8 @@ def parse(raw: bytes, name: str) -> LoadedAnswers:
         raise
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark is not None else 1
+        # An error at the end of the stream points one past the last line: name the last one.
+        line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark is not None else 1
         what = (err.problem or err.context or "malformed YAML").strip().splitlines()[0]
         raise _error(name, line, f"invalid YAML: {what}") from None
     except (YAMLError, ValueError, RecursionError) as err:

@@ -50,7 +50,9 @@ def node_rules(stack: Stack, node: Node) -> list[Rule]:
     rules = [Rule("ssh-admins", (22,), tuple(stack.a["admin_cidrs"]))]
     sentinel_clients = _hosts(list(stack.apps) + list(stack.sentinels))
     if node.role == "lb":
-        rules.append(Rule("web-public", (80, 443), ANYWHERE, public=True))
+        # 443 only with TLS: an open port with nothing behind it is a hole waiting for a listener.
+        web = (80, 443) if stack.a["lb_tls"] else (80,)
+        rules.append(Rule("web-public", web, ANYWHERE, public=True))
     elif node.role == "app":
         ports = tuple(i.port for i in node.instances)
         rules.append(Rule("starman-from-lbs", ports, _hosts(stack.lbs)))

@@ -172,6 +172,72 @@ def status(repo: Path) -> None:
             click.echo(f"{label + ':':<13}{path}")
 
 
+LINT_PACKAGES = "nginx systemd cloud-init shellcheck postgresql redis-server redis-sentinel openssl"
+
+
+@main.command(name="lint", epilog=f"Real-program checks need: apt-get install {LINT_PACKAGES}")
+@click.argument("repo", type=click.Path(path_type=Path, file_okay=False, exists=True), default=".")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the report to this file instead of standard output.")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default=None,
+              help="Exit 1 when a finding is at or above this severity (default: the config's fail_on, else warning).")
+@click.option("--no-tools", is_flag=True, help="Run the file rules only, not the real programs (nginx -t, ...).")
+@click.option("--select", help="Run only these rules (comma-separated IDs or names).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Lint settings (default: REPO/.halgen-lint.yml).")
+@click.option("--explain", "explain_rule", metavar="ID", help="Show what a rule checks, why, and how to fix it.")
+@click.option("--list-rules", is_flag=True, help="List every rule: ID, severity, name, summary.")
+def lint_cmd(repo: Path, fmt: str, output: Path | None, fail_on: str | None, no_tools: bool, select: str | None,
+             config_file: Path | None, explain_rule: str | None, list_rules: bool) -> None:
+    """Check a generated stack repo for broken, inconsistent or unsafe configs:
+    each file parses, the files agree with each other and with the answers, nothing
+    is open or leaked, limits and backups are sane - and, when installed, nginx,
+    systemd-analyze, cloud-init, shellcheck, postgres and redis-server accept them.
+
+    Prints FILE:LINE: ID severity message. Exit 0 clean, 1 findings at or above
+    --fail-on, 2 usage error. Silence a rule with '# halgen-lint: disable=ID' on a
+    line (or the line above), or in .halgen-lint.yml (disable, ignore, fail_on, tools).
+    """
+    from .lint import RULES, ConfigError, Severity, lint
+    from .lint import config as lint_config
+    from .lint.docs import explain as explain_text
+    from .lint.output import FORMATS
+    from .lint.registry import find
+
+    if explain_rule:
+        try:
+            click.echo(explain_text(find(explain_rule)), nl=False)
+        except KeyError:
+            _fail(f"halgen lint: no rule {explain_rule!r} (see 'halgen lint --list-rules')")
+        return
+    if list_rules:
+        for r in sorted(RULES.values(), key=lambda r: r.id):
+            click.echo(f"{r.id}  {r.severity.label:<7}  {r.name:<30} {r.summary}")
+        return
+    try:
+        config = lint_config.load(repo, config_file)
+    except ConfigError as err:
+        _fail(str(err))
+    selected = None
+    if select:
+        try:
+            selected = {find(key.strip()).id for key in select.split(",") if key.strip()}
+        except KeyError as err:
+            _fail(f"halgen lint: --select: no rule {err.args[0]!r} (see 'halgen lint --list-rules')")
+    report = lint(repo, config, tools=not no_tools, select=selected)
+    rendered = FORMATS[fmt](report)
+    if output:
+        output.write_text(rendered)
+        if fmt != "text":
+            click.echo(FORMATS["text"](report).splitlines()[-1], err=True)
+    else:
+        click.echo(rendered, nl=False)
+    threshold = fail_on or (config.fail_on.label if config.fail_on else "warning")
+    if threshold != "never" and report.at_or_above(Severity.parse(threshold)):
+        sys.exit(1)
+
+
 @main.command(name="schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of the answers."""

@@ -1,0 +1,104 @@
+"""Per-repo lint settings (.halgen-lint.yml) and per-line suppressions."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..answers import load as load_yaml
+from ..problems import AnswersError, Problem, problem
+from .registry import RULES, Finding, Severity, find
+
+CONFIG_FILE = ".halgen-lint.yml"
+# '# halgen-lint: disable=HAL301,HAL305' on the line of a finding or the line above it.
+_INLINE = re.compile(r"halgen-lint:\s*disable=([A-Za-z0-9_,\s-]+)")
+
+
+@dataclass(frozen=True)
+class LintConfig:
+    disable: frozenset[str] = frozenset()
+    ignore: tuple[tuple[str, frozenset[str]], ...] = ()  # (path glob, rule IDs)
+    fail_on: Severity | None = None  # None: the command line decides
+    tools: bool = True
+    file: str = ""
+
+    def suppressed(self, finding: Finding) -> bool:
+        if finding.rule in self.disable:
+            return True
+        return any(finding.rule in ids and fnmatch.fnmatchcase(finding.file, glob) for glob, ids in self.ignore)
+
+
+class ConfigError(Exception):
+    """A bad .halgen-lint.yml: a usage error (exit 2), reported as FILE:LINE: field: message."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(p.format() for p in problems))
+
+
+def _rule_ids(values: object, file: str, line: int, path: tuple[str | int, ...]) -> tuple[frozenset[str], list[Problem]]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        return frozenset(), [problem(file, line, path, "must be a list of rule IDs or names", values)]
+    ids, problems = set(), []
+    for value in values:
+        try:
+            ids.add(find(value).id)
+        except KeyError:
+            problems.append(problem(file, line, path, "unknown rule (see 'halgen lint --list-rules')", value))
+    return frozenset(ids), problems
+
+
+def load(repo: Path, path: Path | None = None) -> LintConfig:
+    path = path or repo / CONFIG_FILE
+    if not path.is_file():
+        return LintConfig()
+    try:
+        loaded = load_yaml(path)
+    except AnswersError as err:
+        raise ConfigError(err.problems) from None
+    data, file, problems = loaded.data, str(path), []
+    line_of = loaded.line_of
+    known = {"disable", "ignore", "fail_on", "tools"}
+    for key in sorted(set(data) - known):
+        problems.append(problem(file, line_of((key,)), (key,), f"unknown setting; known: {', '.join(sorted(known))}"))
+    disable, found = _rule_ids(data.get("disable", []), file, line_of(("disable",)), ("disable",))
+    problems += found
+    ignore = []
+    globs = data.get("ignore", {})
+    if not isinstance(globs, dict):
+        problems.append(problem(file, line_of(("ignore",)), ("ignore",), "must map path globs to lists of rule IDs"))
+        globs = {}
+    for glob, values in globs.items():
+        ids, found = _rule_ids(values, file, line_of(("ignore", glob)), ("ignore", glob))
+        problems += found
+        ignore.append((str(glob), ids))
+    fail_on = data.get("fail_on")
+    if fail_on is not None and fail_on not in {"error", "warning", "info"}:
+        problems.append(problem(file, line_of(("fail_on",)), ("fail_on",), "must be error, warning or info", fail_on))
+    tools = data.get("tools", True)
+    if not isinstance(tools, bool):
+        problems.append(problem(file, line_of(("tools",)), ("tools",), "must be true or false", tools))
+    if problems:
+        raise ConfigError(problems)
+    return LintConfig(disable, tuple(ignore), Severity.parse(fail_on) if fail_on else None, tools,
+                      path.name)
+
+
+def inline_disabled(text_lines: list[str], line: int) -> set[str]:
+    """Rule IDs disabled by a comment on ``line`` (1-based) or the line above it."""
+    ids: set[str] = set()
+    for number in (line, line - 1):
+        if 1 <= number <= len(text_lines):
+            match = _INLINE.search(text_lines[number - 1])
+            if match:
+                for word in re.split(r"[,\s]+", match.group(1).strip()):
+                    if word:
+                        try:
+                            ids.add(find(word).id)
+                        except KeyError:
+                            ids.add(word.upper())
+    return ids
+
+
+__all__ = ["CONFIG_FILE", "ConfigError", "LintConfig", "RULES", "inline_disabled", "load"]

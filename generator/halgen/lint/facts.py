@@ -1,0 +1,115 @@
+"""Facts read off a repo's files (not its answers), shared by several rules."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass
+
+from . import nginxtree
+from .parsers import first
+from .repo import Repo, node_of
+
+
+@dataclass(frozen=True)
+class Listener:
+    node: str
+    file: str
+    line: int
+    address: str
+    port: int
+    what: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+def starman_listeners(repo: Repo) -> list[Listener]:
+    found = []
+    for rel in repo.starman_units():
+        entries, _ = repo.unit(rel)
+        for entry in entries:
+            if entry.key != "ExecStart":
+                continue
+            try:
+                argv = shlex.split(entry.value)
+            except ValueError:
+                continue
+            for i, arg in enumerate(argv):
+                value = argv[i + 1] if arg == "--listen" and i + 1 < len(argv) else (
+                    arg.split("=", 1)[1] if arg.startswith("--listen=") else None)
+                if value and ":" in value:
+                    host, _, port = value.rpartition(":")
+                    if port.isdigit():
+                        found.append(Listener(node_of(rel), rel, entry.line, host, int(port), "Starman"))
+    return found
+
+
+def upstream_servers(repo: Repo, rel: str) -> list[nginxtree.Directive]:
+    return [d for d in nginxtree.walk(repo.nginx(rel)) if d.name == "server" and d.context == "upstream"]
+
+
+def nginx_ports(repo: Repo, rel: str) -> list[tuple[int, int]]:
+    """(port, line) of every listen directive."""
+    ports = []
+    for d in nginxtree.find_all(repo.nginx(rel), "listen"):
+        match = re.search(r"(\d+)$", d.args[0]) if d.args else None
+        if match:
+            ports.append((int(match.group(1)), d.line))
+    return ports
+
+
+def redis_endpoint(repo: Repo, rel: str, default_port: int) -> tuple[str, int] | None:
+    directives, _ = repo.redis(rel)
+    bind, port = first(directives, "bind"), first(directives, "port")
+    if bind is None or not bind.args:
+        return None
+    return bind.args[0], int(port.args[0]) if port and port.args and port.args[0].isdigit() else default_port
+
+
+def redis_master(repo: Repo) -> tuple[str, int, str] | None:
+    """(address, port, file) of the one redis.conf without replicaof, if exactly one."""
+    masters = [rel for rel in repo.redis_confs() if first(repo.redis(rel)[0], "replicaof") is None]
+    if len(masters) != 1:
+        return None
+    endpoint = redis_endpoint(repo, masters[0], 6379)
+    return (*endpoint, masters[0]) if endpoint else None
+
+
+def node_listeners(repo: Repo, node: str) -> list[Listener]:
+    """Every TCP port a node's files make it listen on (beside sshd)."""
+    found: list[Listener] = [s for s in starman_listeners(repo) if s.node == node]
+    for rel in repo.node_files(node, r"etc/nginx/nginx\.conf"):
+        found += [Listener(node, rel, line, "*", port, "nginx") for port, line in nginx_ports(repo, rel)]
+    for rel in repo.node_files(node, r"etc/postgresql/\d+/main/postgresql\.conf"):
+        settings, _, _ = repo.pg_conf(rel)
+        listen = settings.get("listen_addresses")
+        port = settings.get("port")
+        if listen and listen.value.strip():
+            number = int(port.value) if port and port.value.isdigit() else 5432
+            found.append(Listener(node, rel, listen.line, listen.value, number, "PostgreSQL"))
+    for rel, default, what in ([(r, 6379, "Redis") for r in repo.node_files(node, r"etc/redis/redis\.conf")]
+                               + [(r, 26379, "Sentinel") for r in repo.node_files(node, r"etc/redis/sentinel\.conf")]):
+        endpoint = redis_endpoint(repo, rel, default)
+        if endpoint:
+            found.append(Listener(node, rel, first(repo.redis(rel)[0], "bind").line, *endpoint, what))  # type: ignore[union-attr]
+    return found
+
+
+def dsn_hosts(dsn: str) -> tuple[list[str], list[str], str]:
+    """DBI DSN -> (hosts, ports, dbname)."""
+    fields = dict(part.split("=", 1) for part in dsn.removeprefix("dbi:Pg:").split(";") if "=" in part)
+    return (fields.get("host", "").split(",") if fields.get("host") else [],
+            fields.get("port", "").split(",") if fields.get("port") else [], fields.get("dbname", ""))
+
+
+def covers(source: str, address: str) -> bool:
+    """Whether a firewall/pg_hba source ('any', a CIDR or an address) includes address."""
+    if source in {"any", "all", "0.0.0.0/0"}:
+        return True
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(source.split()[0], strict=False)
+    except ValueError:
+        return False

@@ -1,0 +1,172 @@
+"""A read-only view of a generated repo for the lint rules: its files (cached),
+parsed where a rule needs it, and the answers and model it was made from."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..model import Node, Stack, derive
+from ..problems import AnswersError, Problem
+from . import parsers
+
+ANSWERS_FILE = ".copier-answers.yml"
+# Never linted: gitignored (secret-bearing) output and VCS data.
+SKIPPED_DIRS = {".git", "secrets", "build", ".venv", "__pycache__"}
+
+
+class Repo:
+    def __init__(self, root: Path):
+        self.root = root
+
+    # --- files -------------------------------------------------------------------
+
+    @functools.cached_property
+    def files(self) -> tuple[str, ...]:
+        """Every file the lint looks at, relative and '/'-separated, sorted."""
+        found = []
+        for directory, dirs, names in os.walk(self.root):
+            rel_dir = Path(directory).relative_to(self.root)
+            dirs[:] = sorted(d for d in dirs if not (rel_dir == Path(".") and d in SKIPPED_DIRS))
+            found.extend((rel_dir / name).as_posix() for name in names)
+        return tuple(sorted(found))
+
+    def glob(self, pattern: str) -> list[str]:
+        """Files matching a regular expression on the relative path."""
+        compiled = re.compile(pattern)
+        return [f for f in self.files if compiled.fullmatch(f)]
+
+    @functools.cache
+    def text(self, rel: str) -> str:
+        try:
+            return (self.root / rel).read_text(encoding="utf-8", errors="replace")
+        except (FileNotFoundError, IsADirectoryError):
+            return ""
+
+    def exists(self, rel: str) -> bool:
+        return rel in self.files
+
+    def line_of(self, rel: str, pattern: str, default: int = 1) -> int:
+        """The first line of rel matching the regular expression pattern."""
+        compiled = re.compile(pattern)
+        for number, line in enumerate(self.text(rel).splitlines(), 1):
+            if compiled.search(line):
+                return number
+        return default
+
+    # --- nodes -------------------------------------------------------------------
+
+    @functools.cached_property
+    def node_dirs(self) -> tuple[str, ...]:
+        return tuple(sorted({f.split("/")[1] for f in self.files if f.startswith("nodes/") and f.count("/") >= 2}))
+
+    def node_files(self, node: str, pattern: str) -> list[str]:
+        return self.glob(f"nodes/{re.escape(node)}/{pattern}")
+
+    def one(self, node: str, pattern: str) -> str | None:
+        found = self.node_files(node, pattern)
+        return found[0] if found else None
+
+    # --- answers and model ---------------------------------------------------------
+
+    @functools.cached_property
+    def _answers(self) -> tuple[dict[str, Any] | None, list[Problem]]:
+        from ..compiler import load_repo_answers
+
+        try:
+            return load_repo_answers(self.root), []
+        except AnswersError as err:
+            return None, err.problems
+
+    @property
+    def answers(self) -> dict[str, Any] | None:
+        return self._answers[0]
+
+    @property
+    def answer_problems(self) -> list[Problem]:
+        return self._answers[1]
+
+    @functools.cached_property
+    def stack(self) -> Stack | None:
+        """The model of the answers (None when they are missing or invalid)."""
+        return derive(self.answers) if self.answers is not None else None
+
+    def node(self, name: str) -> Node | None:
+        if self.stack is None:
+            return None
+        return next((n for n in self.stack.nodes if n.name == name), None)
+
+    # --- parsed files ----------------------------------------------------------------
+
+    @functools.cache
+    def pg_conf(self, rel: str) -> tuple[dict[str, parsers.Setting], list[parsers.ParseError], list[parsers.Setting]]:
+        return parsers.pg_conf(self.text(rel))
+
+    @functools.cache
+    def hba(self, rel: str) -> tuple[list[parsers.HbaEntry], list[parsers.ParseError]]:
+        return parsers.pg_hba(self.text(rel))
+
+    @functools.cache
+    def redis(self, rel: str) -> tuple[list[parsers.Directive], list[parsers.ParseError]]:
+        return parsers.redis_conf(self.text(rel))
+
+    @functools.cache
+    def unit(self, rel: str) -> tuple[list[parsers.UnitEntry], list[parsers.ParseError]]:
+        return parsers.unit(self.text(rel))
+
+    @functools.cache
+    def env(self, rel: str) -> dict[str, parsers.Setting]:
+        return parsers.env_file(self.text(rel))
+
+    @functools.cache
+    def ufw(self, rel: str) -> tuple[list[parsers.UfwRule], dict[str, tuple[str, int]]]:
+        return parsers.ufw_rules(self.text(rel))
+
+    @functools.cache
+    def nginx(self, rel: str) -> dict:
+        from ..checks import parse_nginx
+
+        return parse_nginx(self.root / rel)
+
+    # --- well-known files, found by shape (not by the answers, which may be broken) ---
+
+    def nginx_confs(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/nginx/nginx\.conf")
+
+    def pg_confs(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/postgresql/\d+/main/postgresql\.conf")
+
+    def hba_files(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/postgresql/\d+/main/pg_hba\.conf")
+
+    def redis_confs(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/redis/redis\.conf")
+
+    def sentinel_confs(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/redis/sentinel\.conf")
+
+    def units(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+\.service")
+
+    def starman_units(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+-starman-\d+\.service")
+
+    def app_envs(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/[^/]+/app\.env")
+
+    def cloud_inits(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/cloud-init\.yaml")
+
+    def first_boots(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/usr/local/sbin/[^/]+-first-boot")
+
+    def scripts(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/usr/local/sbin/[^/]+|scripts/[^/]+\.sh")
+
+
+def node_of(rel: str) -> str:
+    """'nodes/db1/etc/...' -> 'db1'."""
+    return rel.split("/")[1]

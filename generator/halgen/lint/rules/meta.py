@@ -1,0 +1,24 @@
+"""Rules about the repo itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..registry import Hit, rule
+from ..repo import ANSWERS_FILE, Repo
+
+
+@rule("HAL001", "answers-valid", "error", "meta")
+def answers_valid(repo: Repo) -> Iterator[Hit]:
+    """The answers the repo was made from are present and valid.
+
+    `.copier-answers.yml` records the answers; every consistency rule compares
+    the files with what those answers say, so a missing or invalid answer file
+    makes half of the lint blind. Fix the field named in the message (see
+    `halgen explain FIELD`), then re-render with `copier update`.
+    """
+    if not repo.exists(ANSWERS_FILE):
+        yield Hit(ANSWERS_FILE, 0, "missing: this does not look like a repo made by halgen or copier")
+        return
+    for problem in repo.answer_problems:
+        yield Hit(ANSWERS_FILE, problem.line, problem.format().split(": ", 1)[1])

@@ -1,0 +1,244 @@
+"""The stack keeps running: limits, sizing, backups, leftovers."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+
+from ...cloudinit import USER_DATA_LIMIT
+from .. import facts, nginxtree
+from ..parsers import first, pg_bytes
+from ..registry import Hit, rule
+from ..repo import Repo, node_of
+
+STARMAN_DEFAULT_WORKERS = 5
+STARMAN_DEFAULT_KEEPALIVE_S = 1
+NGINX_DEFAULT_UPSTREAM_KEEPALIVE_S = 60
+
+
+@rule("HAL401", "user-data-size", "error", "operations")
+def user_data_size(repo: Repo) -> Iterator[Hit]:
+    """Each node's cloud-init user-data fits Linode's 16,384-byte limit.
+
+    Linode refuses larger user-data when the node is created. halgen embeds the
+    node files compressed; a node with many or large files must move some to a
+    package or a repo the first boot fetches.
+    """
+    paths = repo.cloud_inits() + [p.relative_to(repo.root).as_posix()
+                                  for p in sorted((repo.root / "build" / "user-data").glob("*.yaml"))]
+    for rel in paths:
+        size = (repo.root / rel).stat().st_size
+        if size > USER_DATA_LIMIT:
+            yield Hit(rel, 0, f"{size} bytes; Linode accepts at most {USER_DATA_LIMIT}")
+
+
+@rule("HAL402", "slot-wal-limit", "error", "operations")
+def slot_wal_limit(repo: Repo) -> Iterator[Hit]:
+    """With replication slots, max_slot_wal_keep_size bounds the WAL a lost replica can pin.
+
+    A slot keeps WAL until its replica has it. A replica that is gone for good
+    (or a slot nobody uses) then fills the primary's disk and stops it: the
+    seed's setup had this trap. Set max_slot_wal_keep_size below the free disk.
+    """
+    for rel in repo.pg_confs():
+        settings, _, _ = repo.pg_conf(rel)
+        slots = settings.get("max_replication_slots")
+        if slots is not None and slots.value.isdigit() and int(slots.value) == 0:
+            continue
+        keep = settings.get("max_slot_wal_keep_size")
+        if keep is None or keep.value.strip() == "-1":
+            yield Hit(rel, keep.line if keep else (slots.line if slots else 1),
+                      "replication slots without max_slot_wal_keep_size: a lost replica can fill the disk")
+
+
+def _starman_options(repo: Repo) -> list[tuple[str, int, dict[str, str]]]:
+    found = []
+    for rel in repo.starman_units():
+        for entry in repo.unit(rel)[0]:
+            if entry.key == "ExecStart":
+                try:
+                    argv = shlex.split(entry.value)
+                except ValueError:
+                    continue
+                options = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+                found.append((rel, entry.line, options))
+    return found
+
+
+def _seconds(value: str) -> float | None:
+    match = re.fullmatch(r"(\d+)(ms|s|m)?", value)
+    if not match:
+        return None
+    return int(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[match.group(2)]
+
+
+@rule("HAL403", "upstream-keepalive-timeout", "error", "operations")
+def upstream_keepalive_timeout(repo: Repo) -> Iterator[Hit]:
+    """nginx closes idle upstream connections before Starman does (upstream keepalive_timeout below --keepalive-timeout).
+
+    If Starman closes an idle connection first, nginx may send the next request
+    into a socket that is being closed: a 502 for the client, and POSTs are not
+    retried. nginx's default is 60 s, Starman's 1 s.
+    """
+    starman = [(rel, line, _seconds(o.get("--keepalive-timeout", str(STARMAN_DEFAULT_KEEPALIVE_S))))
+               for rel, line, o in _starman_options(repo)]
+    limits = [(t, rel) for rel, _line, t in starman if t is not None]
+    if not limits:
+        return
+    shortest, where = min(limits)
+    for rel in repo.nginx_confs():
+        for upstream in nginxtree.find_all(repo.nginx(rel), "upstream"):
+            if upstream.child("keepalive") is None:
+                continue
+            setting = upstream.child("keepalive_timeout")
+            timeout = _seconds(setting.args[0]) if setting and setting.args else NGINX_DEFAULT_UPSTREAM_KEEPALIVE_S
+            if timeout is not None and timeout >= shortest:
+                yield Hit(rel, setting.line if setting else upstream.line,
+                          f"upstream keepalive_timeout {timeout:g}s is not below Starman's {shortest:g}s ({where})")
+
+
+@rule("HAL404", "upstream-keepalive", "warning", "operations")
+def upstream_keepalive(repo: Repo) -> Iterator[Hit]:
+    """nginx keeps connections to Starman open (upstream keepalive, HTTP/1.1, empty Connection header).
+
+    Without keepalive every request pays a new TCP connection to Starman - the
+    seed's config did this, and it roughly halves throughput. keepalive only
+    works with `proxy_http_version 1.1` and `proxy_set_header Connection ""`
+    in the location that proxies.
+    """
+    for rel in repo.nginx_confs():
+        payload = repo.nginx(rel)
+        upstreams = {u.args[0]: u for u in nginxtree.find_all(payload, "upstream") if u.args}
+        for name, upstream in upstreams.items():
+            if upstream.child("keepalive") is None:
+                yield Hit(rel, upstream.line, f"upstream {name} has no keepalive")
+        for proxy in nginxtree.find_all(payload, "proxy_pass"):
+            target = re.sub(r"^https?://", "", proxy.args[0]) if proxy.args else ""
+            upstream = upstreams.get(target)
+            if upstream is None or upstream.child("keepalive") is None:
+                continue
+            scopes = proxy.parents
+            directives = [c for scope in scopes for c in scope.children()]
+            if not any(d.name == "proxy_http_version" and d.args == ("1.1",) for d in directives):
+                yield Hit(rel, proxy.line, "keepalive upstream without 'proxy_http_version 1.1': connections are not reused")
+            if not any(d.name == "proxy_set_header" and d.args[:1] == ("Connection",) and d.args[1:] in {("",), ('""',)}
+                       for d in directives):
+                yield Hit(rel, proxy.line, "keepalive upstream without 'proxy_set_header Connection \"\"'")
+
+
+@rule("HAL405", "pg-connections-suffice", "error", "operations")
+def pg_connections_suffice(repo: Repo) -> Iterator[Hit]:
+    """PostgreSQL's max_connections covers every Starman worker plus replication and administration.
+
+    Each Starman worker holds a connection. When they exceed max_connections,
+    the workers that come last get 'too many clients' - under peak load, when
+    it hurts most.
+    """
+    workers = sum(int(o.get("--workers", STARMAN_DEFAULT_WORKERS)) for _r, _l, o in _starman_options(repo)
+                  if o.get("--workers", "5").isdigit())
+    replicas = max(len(repo.pg_confs()) - 1, 0)
+    for rel in repo.pg_confs():
+        settings, _, _ = repo.pg_conf(rel)
+        limit = settings.get("max_connections")
+        reserved = settings.get("superuser_reserved_connections")
+        needed = workers + (int(reserved.value) if reserved and reserved.value.isdigit() else 3) + replicas
+        if limit and limit.value.isdigit() and int(limit.value) < needed:
+            yield Hit(rel, limit.line, f"max_connections = {limit.value} is below the {needed} needed: {workers} "
+                                       f"Starman workers + reserved + {replicas} replica(s)")
+
+
+def _ram_bytes(repo: Repo, node: str) -> int | None:
+    model = repo.node(node)
+    return model.plan.ram_mb * 1024**2 if model else None
+
+
+@rule("HAL406", "pg-memory-fits-plan", "warning", "operations")
+def pg_memory_fits_plan(repo: Repo) -> Iterator[Hit]:
+    """shared_buffers stays within 40 % of the DB plan's RAM, and effective_cache_size within the RAM.
+
+    shared_buffers above ~40 % starves the OS page cache PostgreSQL also relies
+    on, and leaves no room for work_mem; past the RAM the server does not start.
+    Sizing follows the plan (pgtune's web profile) unless pg_settings says otherwise.
+    """
+    for rel in repo.pg_confs():
+        ram = _ram_bytes(repo, node_of(rel))
+        if ram is None:
+            continue
+        settings, _, _ = repo.pg_conf(rel)
+        shared = settings.get("shared_buffers")
+        size = pg_bytes(shared.value, "kb", 8) if shared else None
+        if shared and size is not None and size > 0.4 * ram:
+            yield Hit(rel, shared.line, f"shared_buffers = {shared.value} is {size / ram:.0%} of the plan's "
+                                        f"{ram // 1024**2} MB RAM")
+        cache = settings.get("effective_cache_size")
+        size = pg_bytes(cache.value, "kb", 8) if cache else None
+        if cache and size is not None and size > ram:
+            yield Hit(rel, cache.line, f"effective_cache_size = {cache.value} exceeds the plan's {ram // 1024**2} MB RAM")
+
+
+@rule("HAL407", "redis-maxmemory-fits-plan", "warning", "operations")
+def redis_maxmemory_fits_plan(repo: Repo) -> Iterator[Hit]:
+    """Redis has a maxmemory within 75 % of the plan's RAM.
+
+    Without maxmemory Redis grows until the kernel's OOM killer ends it; a
+    background save (fork) needs headroom for copy-on-write on top of it.
+    """
+    for rel in repo.redis_confs():
+        directives, _ = repo.redis(rel)
+        limit = first(directives, "maxmemory")
+        if limit is None or limit.args in {("0",), ()}:
+            yield Hit(rel, limit.line if limit else 1, "no maxmemory: Redis can grow into the OOM killer")
+            continue
+        ram = _ram_bytes(repo, node_of(rel))
+        size = pg_bytes(limit.args[0].lower().replace("mb", "MB").replace("gb", "GB").replace("kb", "kB"))
+        if ram and size and size > 0.75 * ram:
+            yield Hit(rel, limit.line, f"maxmemory {limit.args[0]} is {size / ram:.0%} of the plan's "
+                                       f"{ram // 1024**2} MB RAM")
+
+
+@rule("HAL408", "backups-scheduled", "error", "operations")
+def backups_scheduled(repo: Repo) -> Iterator[Hit]:
+    """Every DB node archives WAL and has a scheduled full backup with a retention; every Redis node a scheduled dump.
+
+    The seed promised backups and scheduled none. A backup job that is
+    missing on the node that becomes primary after a failover stops backups
+    silently, so every node carries the schedule and it acts on the primary only.
+    """
+    for rel in repo.pg_confs():
+        node = node_of(rel)
+        settings, _, _ = repo.pg_conf(rel)
+        mode, command = settings.get("archive_mode"), settings.get("archive_command")
+        if mode is None or mode.value not in {"on", "always"} or not (command and command.value.strip()):
+            yield Hit(rel, mode.line if mode else 1, "WAL archiving is off: no point-in-time recovery")
+        crons = repo.node_files(node, r"etc/cron\.d/[^/]+")
+        if not any(re.search(r"^[^#]*pg-backup\S* full", repo.text(c), re.M) for c in crons):
+            yield Hit(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no full PostgreSQL backup")
+        conf = repo.one(node, r"etc/pgbackrest/pgbackrest\.conf")
+        if conf is None or not re.search(r"^repo\d+-retention-full\s*=\s*\d+", repo.text(conf), re.M):
+            yield Hit(conf or f"nodes/{node}/etc/pgbackrest", 0, "no repo1-retention-full: backups are never expired")
+    for rel in repo.redis_confs():
+        node = node_of(rel)
+        crons = repo.node_files(node, r"etc/cron\.d/[^/]+")
+        if not any(re.search(r"^[^#]*redis-backup", repo.text(c), re.M) for c in crons):
+            yield Hit(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no Redis backup")
+
+
+_CONFLICT = re.compile(r"^(<{7}|>{7})( |$)", re.M)
+
+
+@rule("HAL409", "merge-leftovers", "error", "operations")
+def merge_leftovers(repo: Repo) -> Iterator[Hit]:
+    """No conflict markers or .rej/.orig files are left over from a copier update or a merge.
+
+    copier update leaves conflicts inline (or as .rej files); a config with
+    '<<<<<<<' in it breaks the service that reads it at the next restart.
+    Resolve the conflict, delete the leftover.
+    """
+    for rel in repo.files:
+        if rel.endswith((".rej", ".orig")):
+            yield Hit(rel, 0, "leftover from a conflicting update or merge")
+            continue
+        match = _CONFLICT.search(repo.text(rel))
+        if match:
+            yield Hit(rel, repo.text(rel)[: match.start()].count("\n") + 1, "conflict marker")

@@ -1,0 +1,154 @@
+"""Each file parses the way its program will read it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...cloudinit import unpack
+from ..parsers import HBA_TYPES
+from ..registry import Hit, rule
+from ..repo import Repo
+
+# Sections systemd knows in a .service file.
+_UNIT_SECTIONS = {"Unit", "Service", "Install"}
+
+
+@rule("HAL101", "nginx-syntax", "error", "parse")
+def nginx_syntax(repo: Repo) -> Iterator[Hit]:
+    """Every nginx.conf parses, with only directives Debian's nginx knows, in the right context.
+
+    crossplane parses the file strictly (its directive table extended with what
+    Debian 12's nginx 1.22 adds), so a typo, a directive in the wrong block or a
+    wrong number of arguments is caught without a server. Fix the line named.
+    """
+    for rel in repo.nginx_confs():
+        for config in repo.nginx(rel).get("config", []):
+            for err in config.get("errors", []):
+                yield Hit(rel, err.get("line") or 1, err["error"].replace(str(repo.root / rel), rel))
+
+
+@rule("HAL102", "cloud-init-yaml", "error", "parse")
+def cloud_init_yaml(repo: Repo) -> Iterator[Hit]:
+    """Every cloud-init.yaml is a '#cloud-config' YAML mapping whose embedded node files decode.
+
+    cloud-init ignores user-data that does not start with '#cloud-config', and
+    silently skips a document that is not valid YAML: the node boots bare.
+    Re-render rather than editing the file; `halgen build` writes the pasteable copy.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    for rel in repo.cloud_inits():
+        text = repo.text(rel)
+        if not text.startswith("#cloud-config\n"):
+            yield Hit(rel, 1, "first line must be '#cloud-config'")
+        try:
+            data = YAML(typ="safe", pure=True).load(text)
+        except YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            yield Hit(rel, (mark.line + 1) if mark else 1, f"not valid YAML: {getattr(err, 'problem', err)}")
+            continue
+        if not isinstance(data, dict):
+            yield Hit(rel, 1, "not a YAML mapping")
+            continue
+        if any(f.get("encoding") == "gz+b64" for f in data.get("write_files") or [] if isinstance(f, dict)):
+            try:
+                unpack(text)
+            except Exception as err:  # noqa: BLE001 - any decode failure is the finding
+                yield Hit(rel, repo.line_of(rel, r"^\s+content: "), f"embedded node files do not decode: {err}")
+
+
+@rule("HAL103", "systemd-unit-syntax", "error", "parse")
+def systemd_unit_syntax(repo: Repo) -> Iterator[Hit]:
+    """Every systemd unit is made of known [Sections] and Key=Value lines, and a service has ExecStart.
+
+    systemd skips lines it cannot parse with a warning in the journal nobody
+    reads; a unit without ExecStart= does not start at all. Fix the line named.
+    """
+    for rel in repo.units():
+        entries, errors = repo.unit(rel)
+        for line, message in errors:
+            yield Hit(rel, line, message)
+        for entry in entries:
+            if entry.section not in _UNIT_SECTIONS:
+                yield Hit(rel, entry.line, f"unknown section [{entry.section}] in a .service unit")
+                break
+        if not any(e.section == "Service" and e.key == "ExecStart" for e in entries):
+            yield Hit(rel, 1, "no ExecStart= in [Service]")
+
+
+@rule("HAL104", "postgresql-conf-syntax", "error", "parse")
+def postgresql_conf_syntax(repo: Repo) -> Iterator[Hit]:
+    """Every postgresql.conf line is 'name = value' with balanced quotes, each name set once.
+
+    PostgreSQL refuses to start on a line it cannot parse, and when a name is
+    set twice the later line silently wins, so the earlier one is a trap for
+    whoever edits it. Fix or remove the line named.
+    """
+    for rel in repo.pg_confs():
+        _settings, errors, shadowing = repo.pg_conf(rel)
+        for line, message in errors:
+            yield Hit(rel, line, message)
+        for setting in shadowing:
+            yield Hit(rel, setting.line, f"{setting.name} is set again here; only this line takes effect")
+
+
+@rule("HAL105", "pg-hba-syntax", "error", "parse")
+def pg_hba_syntax(repo: Repo) -> Iterator[Hit]:
+    """Every pg_hba.conf line has a known type, enough fields, a valid address and a known method.
+
+    A bad pg_hba.conf line makes PostgreSQL refuse to load the whole file at
+    start, or keep the old rules on reload. Fix the line named.
+    """
+    import ipaddress
+
+    for rel in repo.hba_files():
+        entries, errors = repo.hba(rel)
+        for line, message in errors:
+            yield Hit(rel, line, message)
+        for entry in entries:
+            if entry.type in HBA_TYPES - {"local"} and entry.address not in {"all", "samehost", "samenet"}:
+                try:
+                    ipaddress.ip_network(entry.address.split()[0], strict=True)
+                except ValueError as err:
+                    yield Hit(rel, entry.line, f"bad address {entry.address!r}: {err}")
+
+
+@rule("HAL106", "redis-conf-syntax", "error", "parse")
+def redis_conf_syntax(repo: Repo) -> Iterator[Hit]:
+    """Every redis.conf and sentinel.conf line splits into words with balanced quotes, and names a known directive.
+
+    redis-server and redis-sentinel refuse to start on an unknown directive or
+    an unbalanced quote ("Bad directive or wrong number of arguments").
+    """
+    known = _redis_directives()
+    for rel in repo.redis_confs() + repo.sentinel_confs():
+        directives, errors = repo.redis(rel)
+        for line, message in errors:
+            yield Hit(rel, line, message)
+        for directive in directives:
+            base = directive.name if directive.name.startswith("sentinel ") else directive.name.split()[0]
+            if base not in known:
+                yield Hit(rel, directive.line, f"unknown directive {base!r}")
+
+
+@rule("HAL107", "json-syntax", "error", "parse")
+def json_syntax(repo: Repo) -> Iterator[Hit]:
+    """inventory.json and firewalls/*.json are valid JSON.
+
+    The firewall files are meant for the Linode API (`linode-cli firewalls create
+    --rules ...`); a broken one fails there, after you thought you were done.
+    """
+    for rel in repo.glob(r"inventory\.json|firewalls/[^/]+\.json"):
+        try:
+            json.loads(repo.text(rel))
+        except json.JSONDecodeError as err:
+            yield Hit(rel, err.lineno, f"not valid JSON: {err.msg}")
+
+
+def _redis_directives() -> frozenset[str]:
+    path = Path(__file__).resolve().parent.parent / "data" / "redis_directives.txt"
+    return frozenset(line.strip() for line in path.read_text().splitlines() if line.strip()
+                     and not line.startswith("#"))

@@ -1,0 +1,335 @@
+"""Nothing is open, weak or leaked."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterator
+
+from ...cloudinit import unpack
+from .. import nginxtree
+from ..parsers import Directive, first
+from ..registry import Hit, rule
+from ..repo import Repo, node_of
+
+WEB_PORTS = {80, 443}
+
+
+def _nginx(repo: Repo) -> Iterator[tuple[str, nginxtree.Directive]]:
+    for rel in repo.nginx_confs():
+        for directive in nginxtree.walk(repo.nginx(rel)):
+            yield rel, directive
+
+
+@rule("HAL301", "nginx-host-spoofing", "error", "security")
+def nginx_host_spoofing(repo: Repo) -> Iterator[Hit]:
+    """nginx passes the Host it matched ($host), never the client's raw $http_host.
+
+    $http_host is whatever the client sent, including hosts this server does not
+    serve: the app then builds links, redirects and password-reset mails for an
+    attacker's domain. Use `proxy_set_header Host $host;`.
+    """
+    for rel, d in _nginx(repo):
+        if d.name == "proxy_set_header" and len(d.args) >= 2 and d.args[0].lower() in {"host", "x-forwarded-host"} \
+                and "$http_host" in d.args[1]:
+            yield Hit(rel, d.line, f"proxy_set_header {d.args[0]} {d.args[1]}: the client chooses this value; use $host")
+
+
+@rule("HAL302", "nginx-add-header-redefinition", "warning", "security")
+def nginx_add_header_redefinition(repo: Repo) -> Iterator[Hit]:
+    """An add_header in a nested block does not silently drop the headers of the blocks around it.
+
+    nginx inherits add_header only into blocks that have none of their own: one
+    add_header in a location drops the server's HSTS and other security headers
+    there. Repeat the outer headers in the block, or move them all to one level.
+    """
+    for rel in repo.nginx_confs():
+        for d in nginxtree.walk(repo.nginx(rel)):
+            if d.block is None or d.child("add_header") is None:
+                continue
+            outer = [p for p in d.parents if p.child("add_header") is not None]
+            if outer:
+                names = sorted({h.args[0] for p in outer for h in p.children() if h.name == "add_header" and h.args})
+                yield Hit(rel, d.child("add_header").line,  # type: ignore[union-attr]
+                          f"add_header in {d.name} drops the outer block's headers here: {', '.join(names)}")
+
+
+@rule("HAL303", "nginx-alias-traversal", "error", "security")
+def nginx_alias_traversal(repo: Repo) -> Iterator[Hit]:
+    """A location using alias ends its path with '/' when the alias does.
+
+    `location /static { alias /srv/app/public/; }` serves /static../secret as
+    /srv/app/public/../secret: the classic off-by-slash path traversal. End
+    both with '/', or use root instead of alias.
+    """
+    for rel, d in _nginx(repo):
+        if d.name != "alias" or not d.args or d.context != "location":
+            continue
+        location = d.parents[-1]
+        if not location.args or location.args[0] in {"~", "~*"}:
+            continue
+        path = location.args[-1]
+        if d.args[0].endswith("/") and not path.endswith("/"):
+            yield Hit(rel, d.line, f"location {path} (no trailing '/') with alias {d.args[0]}: path traversal")
+
+
+@rule("HAL304", "nginx-proxy-pass-variable", "error", "security")
+def nginx_proxy_pass_variable(repo: Repo) -> Iterator[Hit]:
+    """proxy_pass names a fixed upstream, never a variable.
+
+    With a variable the destination is decided per request, often from
+    client-controlled input: a server-side request forgery into the private
+    network, and DNS lookups at request time. Proxy to the upstream block.
+    """
+    for rel, d in _nginx(repo):
+        if d.name == "proxy_pass" and d.args and "$" in d.args[0]:
+            yield Hit(rel, d.line, f"proxy_pass {d.args[0]} uses a variable")
+
+
+@rule("HAL305", "nginx-server-tokens", "warning", "security")
+def nginx_server_tokens(repo: Repo) -> Iterator[Hit]:
+    """nginx does not announce its version (server_tokens off in the http block).
+
+    The version in every error page and Server header tells a scanner which
+    published vulnerabilities to try first.
+    """
+    for rel in repo.nginx_confs():
+        payload = repo.nginx(rel)
+        tokens = nginxtree.find_all(payload, "server_tokens")
+        for d in tokens:
+            if d.args and d.args[0] != "off":
+                yield Hit(rel, d.line, f"server_tokens {d.args[0]}")
+        http = nginxtree.find_all(payload, "http")
+        if http and not any(d.context == "http" and d.args == ("off",) for d in tokens):
+            yield Hit(rel, http[0].line, "no 'server_tokens off;' in the http block")
+
+
+@rule("HAL306", "pg-weak-auth", "error", "security")
+def pg_weak_auth(repo: Repo) -> Iterator[Hit]:
+    """PostgreSQL authenticates network clients with scram-sha-256: no trust, md5, password or ident.
+
+    trust lets anyone who reaches the port in; password sends it in clear; md5
+    hashes are replayable and were deprecated in PostgreSQL 18 (the seed used
+    md5). password_encryption must be scram-sha-256 so new passwords are stored
+    that way.
+    """
+    for rel in repo.hba_files():
+        entries, _ = repo.hba(rel)
+        for entry in entries:
+            weak = entry.method in {"trust", "md5", "password"} or (entry.method == "ident" and entry.type != "local")
+            if weak:
+                yield Hit(rel, entry.line, f"{entry.type} {entry.database} {entry.user} {entry.address}: "
+                                           f"method {entry.method}")
+    for rel in repo.pg_confs():
+        setting = repo.pg_conf(rel)[0].get("password_encryption")
+        if setting is None or setting.value.lower() != "scram-sha-256":
+            yield Hit(rel, setting.line if setting else 1,
+                      f"password_encryption is {setting.value if setting else 'unset'}; want scram-sha-256")
+
+
+def _world(source: str) -> bool:
+    if source in {"all", "any", "samenet"}:
+        return True
+    try:
+        return ipaddress.ip_network(source.split()[0], strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+@rule("HAL307", "pg-open-to-world", "error", "security")
+def pg_open_to_world(repo: Repo) -> Iterator[Hit]:
+    """pg_hba.conf names single hosts, never 'all', samenet or 0.0.0.0/0, and PostgreSQL listens on its private address only.
+
+    The database should accept connections from the nodes that need it and no
+    one else; a wildcard turns a leaked password into a breach from anywhere.
+    """
+    for rel in repo.hba_files():
+        for entry in repo.hba(rel)[0]:
+            if entry.type != "local" and _world(entry.address):
+                yield Hit(rel, entry.line, f"{entry.database} access from {entry.address}")
+    for rel in repo.pg_confs():
+        listen = repo.pg_conf(rel)[0].get("listen_addresses")
+        if listen and any(a.strip() in {"*", "0.0.0.0", "::"} for a in listen.value.split(",")):
+            yield Hit(rel, listen.line, f"listen_addresses = '{listen.value}' listens on every interface")
+
+
+@rule("HAL308", "firewall-open-to-world", "error", "security")
+def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
+    """Only load balancers open ports to the world, and only 80 and 443; incoming traffic is denied by default.
+
+    Everything else (SSH, Starman, PostgreSQL, Redis, Sentinel) is reached from
+    the admins' networks or the VPC only. Checked in both firewalls: ufw and the
+    Linode Cloud Firewall.
+    """
+    stack = repo.stack
+    lb_nodes = {n.name for n in stack.lbs} if stack else {d for d in repo.node_dirs if d.startswith("lb")}
+    for rel in repo.first_boots():
+        node = node_of(rel)
+        rules, defaults = repo.ufw(rel)
+        for r in rules:
+            if _world(r.source) and (node not in lb_nodes or set(r.ports) - WEB_PORTS):
+                yield Hit(rel, r.line, f"port(s) {','.join(map(str, r.ports))} open to the world on {node}")
+        policy, line = defaults.get("incoming", ("allow", 1))
+        if policy != "deny":
+            yield Hit(rel, line, f"default incoming policy is {policy}; want deny")
+    for rel in repo.glob(r"firewalls/[^/]+\.json"):
+        role = rel.rsplit("/", 1)[1].removesuffix(".json")
+        try:
+            doc = json.loads(repo.text(rel))["rules"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+        for r in doc.get("inbound", []):
+            ports = {int(p) for p in str(r.get("ports", "")).split(",") if p.isdigit()}
+            if any(_world(s) for s in r.get("addresses", {}).get("ipv4", []) + r.get("addresses", {}).get("ipv6", [])) \
+                    and (role != "lb" or ports - WEB_PORTS or not ports):
+                yield Hit(rel, 1, f"rule {r.get('label', '?')}: port(s) {r.get('ports', 'all')} open to the world")
+        if doc.get("inbound_policy") != "DROP":
+            yield Hit(rel, 1, f"inbound_policy is {doc.get('inbound_policy')}; want DROP")
+
+
+def _has(directives: list[Directive], *names: str) -> bool:
+    return any(d.name in names for d in directives)
+
+
+@rule("HAL309", "redis-no-auth", "error", "security")
+def redis_no_auth(repo: Repo) -> Iterator[Hit]:
+    """Redis and Sentinel require a password (requirepass / auth-pass, kept in an included secrets file).
+
+    Without a password anyone who reaches the port can read every session and,
+    with CONFIG SET, write files as the redis user. halgen keeps the password
+    out of git in a file the config includes; the include must stay.
+    """
+    for rel in repo.redis_confs():
+        directives, _ = repo.redis(rel)
+        if not _has(directives, "requirepass", "include", "user"):
+            yield Hit(rel, 1, "no requirepass (nor an include of the secrets file): Redis accepts anyone")
+        mode = first(directives, "protected-mode")
+        if mode and mode.args == ("no",) and not _has(directives, "requirepass", "include", "user"):
+            yield Hit(rel, mode.line, "protected-mode no without a password")
+    for rel in repo.sentinel_confs():
+        directives, _ = repo.redis(rel)
+        if not _has(directives, "sentinel auth-pass", "include"):
+            yield Hit(rel, 1, "no sentinel auth-pass (nor an include of the secrets file): cannot talk to the master")
+
+
+@rule("HAL310", "redis-public-bind", "error", "security")
+def redis_public_bind(repo: Repo) -> Iterator[Hit]:
+    """Redis and Sentinel bind private (VPC) addresses only.
+
+    A Redis reachable from the internet is found and abused within hours;
+    without bind it listens on every interface, including the public one.
+    """
+    for rel in repo.redis_confs() + repo.sentinel_confs():
+        bind = first(repo.redis(rel)[0], "bind")
+        if bind is None:
+            yield Hit(rel, 1, "no bind: listens on every interface")
+            continue
+        for address in bind.args:
+            try:
+                ip = ipaddress.ip_address(address.lstrip("-"))
+            except ValueError:
+                yield Hit(rel, bind.line, f"bind {address}: not an address")
+                continue
+            if ip.is_unspecified or not (ip.is_private or ip.is_loopback):
+                yield Hit(rel, bind.line, f"bind {address}: not a private address")
+
+
+_SECRET_LINES = [
+    (re.compile(r"^\s*(requirepass|masterauth)\s+\S"), "a Redis password"),
+    (re.compile(r"^\s*sentinel\s+auth-pass\s+\S+\s+\S"), "a Sentinel auth-pass"),
+    (re.compile(r"^\s*repo\d+-(cipher-pass|s3-key|s3-key-secret)\s*=\s*\S"), "a pgBackRest key"),
+    (re.compile(r"^\s*[A-Z0-9_]*(PASSWORD|SECRET|SECRET_KEY|ACCESS_KEY|TOKEN)\s*=\s*\S"), "a secret variable"),
+    (re.compile(r"password=[^;'\"\s$]{4,}", re.I), "a password in a connection string"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+]
+
+
+@rule("HAL311", "secrets-in-tracked-files", "error", "security")
+def secrets_in_tracked_files(repo: Repo) -> Iterator[Hit]:
+    """No password, key or token is written into a file git tracks (secrets live in the gitignored secrets/).
+
+    Anything committed is in every clone and every backup of the repo forever.
+    halgen keeps secrets in secrets/secrets.env and writes the secret-bearing
+    node files to build/ (`halgen build`); rotate any secret that was committed.
+    """
+    known = _secret_values(repo)
+    for rel in repo.files:
+        texts = [(rel, repo.text(rel))]
+        if rel.endswith("cloud-init.yaml"):
+            try:
+                texts += [(f"{rel} (embedded {path})", content.decode("utf-8", "replace"))
+                          for path, (content, *_rest) in sorted(unpack(texts[0][1]).items())]
+            except Exception:  # noqa: BLE001 - HAL102 reports undecodable payloads
+                pass
+        for where, text in texts:
+            for number, line in enumerate(text.splitlines(), 1):
+                if "halgen-lint:" in line:
+                    continue
+                for pattern, what in _SECRET_LINES:
+                    if pattern.search(line):
+                        yield Hit(rel, number if where == rel else 0, f"{what} in {where}")
+                        break
+                else:
+                    for name, value in known:
+                        if value in line:
+                            yield Hit(rel, number if where == rel else 0, f"the value of {name} in {where}")
+                            break
+
+
+def _secret_values(repo: Repo) -> list[tuple[str, str]]:
+    path = repo.root / "secrets" / "secrets.env"
+    if not path.is_file():
+        return []
+    values = []
+    for line in path.read_text(errors="replace").splitlines():
+        name, eq, value = line.partition("=")
+        if eq and len(value.strip()) >= 12:
+            values.append((name.strip(), value.strip()))
+    return values
+
+
+@rule("HAL312", "gitignore-secrets", "error", "security")
+def gitignore_secrets(repo: Repo) -> Iterator[Hit]:
+    """.gitignore keeps secrets/ and build/ out of git.
+
+    secrets/secrets.env holds every generated password and build/ the files made
+    from them; one `git add -A` without these lines publishes them.
+    """
+    lines = {line.strip() for line in repo.text(".gitignore").splitlines()}
+    for directory in ("secrets", "build"):
+        if not lines & {directory, f"{directory}/", f"/{directory}", f"/{directory}/"}:
+            yield Hit(".gitignore", 1 if lines else 0, f"does not ignore /{directory}/")
+
+
+_SSHD_REQUIRED = {"permitrootlogin": "no", "passwordauthentication": "no", "kbdinteractiveauthentication": "no"}
+
+
+@rule("HAL313", "ssh-hardening", "error", "security")
+def ssh_hardening(repo: Repo) -> Iterator[Hit]:
+    """Every node's sshd takes keys only (no root, no passwords) and cloud-init does not turn passwords back on.
+
+    Password SSH on a public address is brute-forced all day; root login skips
+    the audit trail of personal accounts.
+    """
+    for node in repo.node_dirs:
+        drop_in = repo.one(node, r"etc/ssh/sshd_config\.d/[^/]+\.conf")
+        if drop_in is None:
+            yield Hit(f"nodes/{node}", 0, f"{node} has no sshd_config.d drop-in: sshd keeps Debian's defaults")
+        else:
+            found = {}
+            for number, line in enumerate(repo.text(drop_in).splitlines(), 1):
+                words = line.split("#", 1)[0].split()
+                if len(words) >= 2:
+                    found.setdefault(words[0].lower(), (words[1].lower(), number))
+            for key, want in _SSHD_REQUIRED.items():
+                value, number = found.get(key, ("unset", 1))
+                if value != want:
+                    yield Hit(drop_in, number, f"{key} is {value}; want {want}")
+        cloud = repo.one(node, r"cloud-init\.yaml")
+        if cloud:
+            for key, want in (("ssh_pwauth", "false"), ("disable_root", "true")):
+                line = repo.line_of(cloud, rf"^{key}:", default=0)
+                value = repo.text(cloud).splitlines()[line - 1].split(":", 1)[1].strip() if line else "unset"
+                if value != want:
+                    yield Hit(cloud, line or 1, f"{key} is {value}; want {want}")

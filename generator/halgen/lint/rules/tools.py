@@ -1,0 +1,327 @@
+"""The real programs accept the files. Each rule runs when its program is
+installed; the runner reports a missing program once (HAL002) instead.
+
+Files are checked as written; only what ties them to a node (addresses, pid and
+log paths, certificates, secrets) is pointed at a scratch directory, and a
+finding names the repo file and line."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..registry import Hit, rule
+from ..repo import Repo
+
+_TIMEOUT = 60
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, **kwargs)
+
+
+@rule("HAL501", "nginx-t", "error", "tools", program="nginx")
+def nginx_t(repo: Repo) -> Iterator[Hit]:
+    """`nginx -t` accepts every nginx.conf.
+
+    nginx itself checks what a parser cannot: argument values, duplicate
+    locations, certificate files that load. pid, log and certificate paths
+    point to a scratch directory (with a throwaway certificate).
+    """
+    for rel in repo.nginx_confs():
+        with tempfile.TemporaryDirectory(prefix="halgen-lint-") as scratch:
+            conf = _nginx_scratch(repo.text(rel), Path(scratch))
+            out = _run(["nginx", "-t", "-q", "-c", str(conf), "-p", scratch])
+            for line in (out.stderr + out.stdout).splitlines():
+                match = re.search(r"\[(emerg|crit|alert)\] (.*?)(?: in (\S+):(\d+))?$", line)
+                if match:
+                    message = match.group(2).replace(scratch, "…")
+                    yield Hit(rel, int(match.group(4)) if match.group(4) else 1, f"nginx -t: {message}")
+
+
+def _nginx_scratch(text: str, scratch: Path) -> Path:
+    """The config with node paths moved under scratch; line numbers stay the same."""
+    for directory in ("logs", "run"):
+        (scratch / directory).mkdir()
+    text = text.replace("/var/log/nginx/", f"{scratch}/logs/").replace("/run/", f"{scratch}/run/")
+    text = re.sub(r"^(\s*)user\s+[^;]+;", r"\1# user (dropped for the check)", text, flags=re.M)
+    live_dirs = set()
+    for path in sorted(set(re.findall(r"ssl_(?:certificate|certificate_key|trusted_certificate)\s+([^;\s]+);", text))):
+        local = scratch / "tls" / path.lstrip("/")
+        live_dirs.add(local.parent)
+        text = text.replace(f" {path};", f" {local};")
+    for live in sorted(live_dirs):
+        live.mkdir(parents=True, exist_ok=True)
+        _self_signed(live)
+    conf = scratch / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+def _self_signed(live: Path) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lint",
+                    "-keyout", str(live / "privkey.pem"), "-out", str(live / "fullchain.pem")],
+                   check=True, capture_output=True)
+    shutil.copy(live / "fullchain.pem", live / "chain.pem")
+
+
+@rule("HAL502", "systemd-analyze-verify", "error", "tools", program="systemd-analyze")
+def systemd_analyze_verify(repo: Repo) -> Iterator[Hit]:
+    """`systemd-analyze verify` accepts every unit.
+
+    systemd ignores an unknown key or a bad value with a log line and starts
+    the service without it - a hardening option that silently does nothing,
+    a Restart= that never restarts.
+    """
+    units = repo.units()
+    # Units of one name load once per run, so same-named units of different nodes go in separate runs.
+    batches: list[list[str]] = []
+    for rel in units:
+        name = rel.rsplit("/", 1)[1]
+        batch = next((b for b in batches if all(u.rsplit("/", 1)[1] != name for u in b)), None)
+        if batch is None:
+            batches.append(batch := [])
+        batch.append(rel)
+    for batch in batches:
+        out = _run(["systemd-analyze", "verify", "--man=no", *(str(repo.root / rel) for rel in batch)])
+        by_name = {rel.rsplit("/", 1)[1]: rel for rel in batch}
+        for line in (out.stderr + out.stdout).splitlines():
+            match = re.match(r"^(\S+?):(\d+): (.*)$", line)
+            if match and match.group(1).startswith(str(repo.root)):
+                yield Hit(Path(match.group(1)).relative_to(repo.root).as_posix(), int(match.group(2)),
+                          f"systemd: {match.group(3)}")
+                continue
+            named = re.match(r"^([^\s:]+\.service): (.*)$", line)
+            if named and named.group(1) in by_name:
+                yield Hit(by_name[named.group(1)], 0, f"systemd: {named.group(2)}")
+
+
+@rule("HAL503", "cloud-init-schema", "error", "tools", program="cloud-init")
+def cloud_init_schema(repo: Repo) -> Iterator[Hit]:
+    """`cloud-init schema` accepts every node's user-data.
+
+    cloud-init skips keys it does not know or whose values have the wrong type,
+    and the node boots half-configured with no error shown anywhere you look.
+    """
+    for rel in repo.cloud_inits():
+        out = _run(["cloud-init", "schema", "--config-file", str(repo.root / rel)])
+        if out.returncode == 0:
+            continue
+        text = (out.stderr + out.stdout).replace(str(repo.root / rel), rel)
+        problems = re.findall(r"(?:^|, )([A-Za-z_][\w.]*): (.*?)(?=, [A-Za-z_][\w.]*: |$)",
+                              text.split("errors:", 1)[1].strip() if "errors:" in text else "")
+        for key, message in problems or [("", text.strip().splitlines()[-1] if text.strip() else "invalid")]:
+            top = key.split(".")[0]
+            yield Hit(rel, repo.line_of(rel, rf"^{re.escape(top)}:") if top else 1,
+                      f"cloud-init schema: {key + ': ' if key else ''}{message}")
+
+
+@rule("HAL504", "shellcheck", "error", "tools", program="shellcheck")
+def shellcheck(repo: Repo) -> Iterator[Hit]:
+    """`shellcheck` finds nothing in the node and deploy scripts.
+
+    The scripts run as root on first boot, from cron and during a failover: an
+    unquoted variable or a missed error there fails at the worst time.
+    """
+    scripts = [rel for rel in repo.scripts() if repo.text(rel).startswith("#!") and "sh" in repo.text(rel)[:40]]
+    if not scripts:
+        return
+    out = _run(["shellcheck", "--severity=style", "--format=gcc", *scripts], cwd=repo.root)
+    for line in out.stdout.splitlines():
+        match = re.match(r"^(.+?):(\d+):\d+: (\w+): (.*)$", line)
+        if match:
+            yield Hit(match.group(1), int(match.group(2)), f"shellcheck {match.group(3)}: {match.group(4)}")
+
+
+def _as_unprivileged(argv: list[str]) -> list[str] | None:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    if os.geteuid() != 0:
+        return argv
+    runuser = shutil.which("runuser")
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return None
+    return [runuser, "-u", "postgres", "--", *argv] if runuser else None
+
+
+def _pg_bin() -> Path | None:
+    versions = sorted((p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "postgres").exists()),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    if versions:
+        return versions[-1]
+    found = shutil.which("postgres")
+    return Path(found).parent if found else None
+
+
+@rule("HAL505", "postgres-starts", "error", "tools", program="postgres")
+def postgres_starts(repo: Repo) -> Iterator[Hit]:
+    """A throwaway PostgreSQL starts with each DB node's postgresql.conf and pg_hba.conf, with no setting rejected.
+
+    Only the real server knows every parameter name and value range of its
+    version. The check uses the newest installed server, socket-only, in a
+    scratch data directory; settings stay as written, but for paths and listening.
+    """
+    bin_dir = _pg_bin()
+    confs = repo.pg_confs()
+    if bin_dir is None or not confs:
+        return
+    with tempfile.TemporaryDirectory(prefix="halgen-lint-pg-") as scratch_name:
+        scratch = Path(scratch_name)
+        scratch.chmod(0o755)
+        data = scratch / "template"
+        initdb = _as_unprivileged([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--no-instructions",
+                                   "--auth=peer"])
+        if initdb is None:
+            yield Hit(confs[0], 0, "not checked: running as root and there is no postgres user to run the server as")
+            return
+        if os.geteuid() == 0:
+            shutil.chown(scratch, "postgres")
+        made = _run(initdb)
+        if made.returncode != 0:
+            yield Hit(confs[0], 0, f"not checked: initdb failed: {made.stderr.strip()[-200:]}")
+            return
+        for rel in confs:
+            yield from _start_postgres(repo, rel, bin_dir, data, scratch)
+
+
+def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Path) -> Iterator[Hit]:
+    conf_dir = rel.rsplit("/", 1)[0]
+    hba_rel, ident_rel = f"{conf_dir}/pg_hba.conf", f"{conf_dir}/pg_ident.conf"
+    run_dir = scratch / "run"
+    run_dir.mkdir(exist_ok=True)
+    for name, source in (("postgresql.conf", rel), ("pg_hba.conf", hba_rel), ("pg_ident.conf", ident_rel)):
+        (data / name).write_text(repo.text(source))
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "postgres", str(scratch)], check=True)
+    overrides = {"data_directory": str(data), "hba_file": str(data / "pg_hba.conf"),
+                 "ident_file": str(data / "pg_ident.conf"), "config_file": str(data / "postgresql.conf"),
+                 "listen_addresses": "", "unix_socket_directories": str(run_dir), "external_pid_file": "",
+                 "logging_collector": "off", "archive_mode": "off", "port": "5432"}
+    argv = _as_unprivileged([str(bin_dir / "postgres"), *(f"-c{k}={v}" for k, v in overrides.items())])
+    assert argv is not None
+    log = scratch / "postgres.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready = _wait(lambda: server.poll() is not None or subprocess.run(
+            [str(bin_dir / "pg_isready"), "-q", "-h", str(run_dir)]).returncode == 0, 30)
+        if server.poll() is not None or not ready:
+            yield from _postgres_log_hits(repo, rel, hba_rel, log.read_text(errors="replace"), str(data))
+            return
+        psql = _as_unprivileged([str(bin_dir / "psql"), "-X", "-A", "-t", "-F", "\t", "-h", str(run_dir), "-d",
+                                 "postgres", "-c", "SELECT 'conf', sourceline, name || ': ' || error FROM "
+                                 "pg_file_settings WHERE error IS NOT NULL UNION ALL SELECT 'hba', line_number, "
+                                 "error FROM pg_hba_file_rules WHERE error IS NOT NULL"])
+        assert psql is not None
+        for row in _run(psql).stdout.splitlines():
+            kind, line, message = (row.split("\t") + ["", ""])[:3]
+            if kind == "conf" and message.split(":", 1)[0] in overrides:
+                continue  # overridden for the scratch server on purpose
+            yield Hit(rel if kind == "conf" else hba_rel, int(line) if line.isdigit() else 0, f"postgres: {message}")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            server.wait(30)
+
+
+def _postgres_log_hits(repo: Repo, rel: str, hba_rel: str, log: str, data: str) -> Iterator[Hit]:
+    reported = False
+    for line in log.splitlines():
+        match = re.search(r"(LOG|FATAL|ERROR):\s+(.*)$", line)
+        if not match or "database system is shut down" in line or "starting PostgreSQL" in line:
+            continue
+        message = match.group(2)
+        where = re.search(r'file "([^"]+)" line (\d+)', message) or re.search(r'line (\d+) of configuration file "([^"]+)"', message)
+        target, number = rel, 0
+        if where:
+            groups = where.groups()
+            path, num = (groups[0], groups[1]) if not groups[0].isdigit() else (groups[1], groups[0])
+            target, number = (hba_rel if path.endswith("pg_hba.conf") else rel), int(num)
+        else:
+            param = re.search(r'parameter "([^"]+)"', message)
+            if param:
+                number = repo.line_of(rel, rf"^\s*{re.escape(param.group(1))}\s*=", default=0)
+        if match.group(1) in {"FATAL", "ERROR"} or number or "invalid" in message:
+            reported = True
+            yield Hit(target, number, f"postgres: {message.replace(data + '/', '')}")
+    if not reported:
+        yield Hit(rel, 0, f"postgres did not start: {log.strip().splitlines()[-1] if log.strip() else 'no output'}")
+
+
+def _wait(done, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@rule("HAL506", "redis-starts", "error", "tools", program="redis-server")
+def redis_starts(repo: Repo) -> Iterator[Hit]:
+    """A throwaway redis-server (or redis-sentinel) starts with each node's redis.conf and sentinel.conf.
+
+    Redis stops at the first directive it does not accept, so one bad line
+    keeps the node's Redis down. The check runs on 127.0.0.1 in a scratch
+    directory, the included secrets file replaced by a dummy.
+    """
+    sentinels = set(repo.sentinel_confs())
+    for rel in repo.redis_confs() + sorted(sentinels):
+        with tempfile.TemporaryDirectory(prefix="halgen-lint-redis-") as scratch_name:
+            yield from _start_redis(repo, rel, rel in sentinels, Path(scratch_name))
+
+
+def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterator[Hit]:
+    secrets = scratch / "secrets.conf"
+    secrets.write_text("" if sentinel else "requirepass lint\nmasterauth lint\n")
+    conf = scratch / "redis.conf"  # Sentinel rewrites its file: always a copy
+    conf.write_text(re.sub(r"^include\s+\S+", f"include {secrets}", repo.text(rel), flags=re.M))
+    port = _free_port()
+    argv = ["redis-sentinel" if sentinel else "redis-server", str(conf), "--dir", str(scratch),
+            "--pidfile", str(scratch / "pid"), "--logfile", "", "--daemonize", "no", "--supervised", "no",
+            "--bind", "127.0.0.1", "--port", str(port)]
+    if not sentinel:
+        argv += ["--replicaof", "no", "one", "--save", ""]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        _wait(lambda: server.poll() is not None or _listening(port), 10)
+        if server.poll() is None:
+            return
+        output = server.stdout.read() if server.stdout else ""
+        line = re.search(r"at line (\d+)", output)
+        bad = re.search(r">>> '(.*)'", output)
+        reason = output.rsplit(">>>", 1)[-1].split("\n", 1)[-1].strip() if bad else output.strip()[-200:]
+        yield Hit(rel, int(line.group(1)) if line else 0,
+                  f"redis: {reason or 'exited'}" + (f" ({bad.group(1)})" if bad else ""))
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 9)
+        server.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False

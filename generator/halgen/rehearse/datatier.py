@@ -1,0 +1,195 @@
+"""Start the generated data tier of a rehearsal render: PostgreSQL (as an unprivileged
+user), Redis and Sentinel, and run the generated PostgreSQL failover locally."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+from ..model import Node
+from .layout import LoopbackStack
+from .processes import RehearsalError, wait_until
+
+# --- PostgreSQL --------------------------------------------------------------
+# PostgreSQL refuses to run as root: as root it runs as the postgres system user
+# (the Debian package makes it); as anyone else, as that user.
+
+def installed_pg_version() -> int | None:
+    versions = sorted(int(p.name) for p in Path("/usr/lib/postgresql").glob("*") if p.name.isdigit())
+    return versions[-1] if versions else None
+
+
+def as_postgres(*argv: str) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+
+
+def pg_superuser() -> str:
+    """The superuser initdb makes: the OS user PostgreSQL runs as (peer authentication)."""
+    import pwd
+
+    return "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def chown_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "postgres:postgres", str(path)], check=True)
+
+
+def pg_ready(node: Node) -> bool:
+    return subprocess.run([f"{node.paths.pg_bin}/pg_isready", "-q", "-h", node.paths.pg_run_dir, "-p", "5432"],
+                          timeout=10).returncode == 0
+
+
+def start_pg(ls: LoopbackStack, node: str) -> subprocess.Popen:
+    n = ls.node(node)
+    proc = ls.spawn(as_postgres(f"{n.paths.pg_bin}/postgres", "-c",
+                                f"config_file={n.paths.pg_conf_dir}/postgresql.conf"), node, cwd=n.paths.root)
+    wait_until(lambda: pg_ready(n), 30, f"{node} to accept connections")
+    return proc
+
+
+def psql(ls: LoopbackStack, node: str, sql: str, database: str = "postgres", timeout: float = 30) -> str:
+    """One statement as the superuser over the node's socket; its result, unaligned."""
+    n = ls.node(node)
+    out = subprocess.run(as_postgres(f"{n.paths.pg_bin}/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+                                     "-h", n.paths.pg_run_dir, "-p", "5432", "-d", database, "-c", sql),
+                         capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RehearsalError(f"psql on {node}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def node_script(ls: LoopbackStack, node: str, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = Path(ls.node(node).paths.sbin) / f"{ls.stack.project}-{name}"
+    return subprocess.run(["bash", str(path), *args], capture_output=True, text=True, timeout=120)
+
+
+def _checked(result: subprocess.CompletedProcess[str], what: str) -> None:
+    if result.returncode != 0:
+        raise RehearsalError(f"{what} failed: {(result.stderr or result.stdout).strip()[-800:]}")
+
+
+def init_primary(ls: LoopbackStack) -> None:
+    """initdb the first DB node, as the Debian package does on a fresh node."""
+    for db in ls.stack.dbs:
+        chown_postgres(Path(db.paths.root))
+    primary = ls.stack.dbs[0]
+    _checked(subprocess.run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data,
+                                        "-U", pg_superuser(), "--auth-local=peer", "--auth-host=scram-sha-256",
+                                        "-E", "UTF8", "--no-instructions"), capture_output=True, text=True),
+             "initdb")
+
+
+# The setup script prints this once roles, database and slots exist; its last step,
+# the pgBackRest stanza, needs Object Storage.
+SETUP_DONE = "roles, database and slots are in place"
+
+
+def start_pg_tier(ls: LoopbackStack, object_storage: bool = True) -> dict[str, subprocess.Popen]:
+    """initdb the primary, run the generated setup and bootstrap scripts, start every DB node.
+
+    Without ``object_storage`` the setup's last step (the pgBackRest stanza in the
+    bucket) fails and is accepted: archiving then fails harmlessly and PostgreSQL
+    keeps the WAL until a later archive succeeds."""
+    init_primary(ls)
+    primary = ls.stack.dbs[0]
+    procs = {primary.name: start_pg(ls, primary.name)}
+    setup = node_script(ls, primary.name, "pg-setup-primary")
+    if object_storage or SETUP_DONE not in setup.stdout:
+        _checked(setup, f"{ls.stack.project}-pg-setup-primary")
+    for replica in ls.stack.dbs[1:]:
+        _checked(node_script(ls, replica.name, "pg-bootstrap-replica"), f"bootstrap of replica {replica.name}")
+        procs[replica.name] = start_pg(ls, replica.name)
+    return procs
+
+
+# --- Redis and Sentinel ----------------------------------------------------------
+
+def redis_password(ls: LoopbackStack) -> str:
+    return next(line.split("=", 1)[1] for line in (ls.repo / "secrets" / "secrets.env").read_text().splitlines()
+                if line.startswith("REDIS_PASSWORD="))
+
+
+def redis_cli(ls: LoopbackStack, address: str, port: int, *args: str) -> str:
+    auth = ["-a", redis_password(ls), "--no-auth-warning"] if port != ls.stack.sentinel_port else []
+    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *auth, *args],
+                         capture_output=True, text=True, timeout=5)
+    return out.stdout.strip()
+
+
+def start_redis(ls: LoopbackStack, node: Node) -> subprocess.Popen:
+    proc = ls.spawn(["redis-server", f"{node.paths.redis_conf_dir}/redis.conf"], f"redis-{node.name}",
+                    cwd=node.paths.root)
+    wait_until(lambda: redis_cli(ls, node.address, ls.stack.redis_port, "PING") == "PONG", 15,
+               f"redis on {node.name}")
+    return proc
+
+
+def start_redis_tier(ls: LoopbackStack) -> dict[str, subprocess.Popen]:
+    """Redis nodes, then the Sentinels; returns when every Sentinel sees the whole topology."""
+    procs = {node.name: start_redis(ls, node) for node in ls.stack.redis}
+    for node in ls.stack.sentinels:
+        procs[f"sentinel-{node.name}"] = ls.spawn(["redis-sentinel", f"{node.paths.redis_conf_dir}/sentinel.conf"],
+                                                  f"sentinel-{node.name}", cwd=node.paths.root)
+    wait_for_sentinels(ls)
+    return procs
+
+
+def wait_for_sentinels(ls: LoopbackStack) -> None:
+    name = ls.stack.redis_master_name
+    replicas = len(ls.stack.redis) - 1
+    others = len(ls.stack.sentinels) - 1
+    port = ls.stack.redis_port
+    # Every replica must have finished its first sync (diskless sync waits 5 s for
+    # more replicas), or a failover right away would promote an empty replica.
+    master = ls.stack.redis[0]
+    wait_until(lambda: redis_cli(ls, master.address, port, "INFO", "replication").count("state=online") == replicas,
+               30, "the Redis replicas to be in sync")
+    wait_until(lambda: redis_cli(ls, master.address, port, "SET", "halgen:probe", "1") == "OK", 30,
+               "the Redis master to accept writes")
+
+    def sees_everyone(sentinel: Node) -> bool:
+        ask = ("SENTINEL", "replicas", name), ("SENTINEL", "sentinels", name)
+        replies = [redis_cli(ls, sentinel.address, ls.stack.sentinel_port, *question) for question in ask]
+        return replies[0].count("slave") >= replicas and replies[1].count("runid") >= others
+
+    for node in ls.stack.sentinels:
+        wait_until(functools.partial(sees_everyone, node), 30, f"sentinel on {node.name} to see the topology",
+                   interval=0.2)
+
+
+def master_address(ls: LoopbackStack) -> str:
+    sentinel = ls.stack.sentinels[0]
+    return redis_cli(ls, sentinel.address, ls.stack.sentinel_port, "SENTINEL", "get-master-addr-by-name",
+                     ls.stack.redis_master_name).splitlines()[0]
+
+
+# --- the generated PostgreSQL failover ----------------------------------------------
+
+FAKE_SSH = """#!/usr/bin/env bash
+# Stands in for ssh on a one-machine rehearsal: runs the command here, as ssh would
+# run it through the remote shell; 'sudo -n -u postgres' becomes runuser as root
+# and nothing as any other user (PostgreSQL then runs as that user).
+while [[ "$1" == -o ]]; do shift 2; done
+shift  # user@address
+cmd="$*"
+if [[ "$(id -u)" == 0 ]]; then
+    cmd="${cmd//sudo -n -u postgres /runuser -u postgres -- }"
+else
+    cmd="${cmd//sudo -n -u postgres /}"
+fi
+exec bash -c "$cmd"
+"""
+
+
+def run_pg_failover(ls: LoopbackStack, new_primary: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The generated scripts/pg-failover.sh, with a local stand-in for ssh."""
+    fake = ls.base / "fake-ssh"
+    if not fake.exists():
+        fake.write_text(FAKE_SSH)
+        fake.chmod(0o755)
+    return subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), new_primary, *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})

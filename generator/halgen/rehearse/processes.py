@@ -1,0 +1,115 @@
+"""Start long-running programs in their own process groups and stop every one of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+# Exceptions that mean "not ready yet" while a server starts.
+NOT_YET = (AssertionError, OSError, IndexError, ValueError, subprocess.SubprocessError)
+
+
+class RehearsalError(Exception):
+    """Something the rehearsal needed did not happen; the message says what."""
+
+
+@dataclass
+class Processes:
+    """Every program started, each the leader of its own process group, so that one
+    signal reaches it and everything it forked (Starman workers, PostgreSQL backends)."""
+
+    log_dir: Path
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+
+    def spawn(self, argv: list[str], name: str, env: dict[str, str] | None = None,
+              cwd: str | Path | None = None) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=env, cwd=cwd)
+        self.procs.append(proc)
+        self.names[proc.pid] = name
+        return proc
+
+    def log(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def signal_group(self, proc: subprocess.Popen, signum: int) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, proc: subprocess.Popen, timeout: float = 20) -> None:
+        """TERM the group (after CONT, in case a drill stopped it), then KILL what is left."""
+        for signum in (signal.SIGCONT, signal.SIGTERM):
+            self.signal_group(proc, signum)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        # The leader may be gone while members of its group live on: KILL the group anyway.
+        self.signal_group(proc, signal.SIGKILL)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop_all(self) -> None:
+        """In reverse start order: clients before the servers they use."""
+        for proc in reversed(self.procs):
+            self.stop(proc)
+        self.procs.clear()
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy; an exception counts as 'not yet'
+    (a server that is still starting), and the last one is shown on a timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except NOT_YET as err:
+            last_error, result = err, None
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                       + (f" (last error: {last_error})" if last_error else ""))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def can_bind(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")

@@ -1,0 +1,53 @@
+"""Run what a generated systemd unit runs, without systemd: its ExecStart, working
+directory and environment (Environment= and EnvironmentFile= lines)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServiceCommand:
+    argv: list[str]
+    cwd: str | None
+    inline_env: dict[str, str]
+    env_files: tuple[str, ...]
+
+    def environment(self) -> dict[str, str]:
+        """Environment= values, then each EnvironmentFile= in order (read now: they may
+        be written after the unit, like the secrets files of 'halgen build')."""
+        env = dict(self.inline_env)
+        for env_file in self.env_files:
+            optional = env_file.startswith("-")
+            path = Path(env_file.removeprefix("-"))
+            if path.is_file() or not optional:
+                env.update(read_env_file(path))
+        return env
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines as systemd reads them (generated files use no quoting)."""
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines()
+                if "=" in line and not line.lstrip().startswith("#"))
+
+
+def parse_unit(text: str) -> ServiceCommand:
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith(("#", ";")):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    (exec_start,) = settings["ExecStart"]
+    inline_env: dict[str, str] = {}
+    for assignment in settings.get("Environment", []):
+        for word in shlex.split(assignment):
+            name, _, value = word.partition("=")
+            inline_env[name] = value
+    return ServiceCommand(argv=shlex.split(exec_start), cwd=settings.get("WorkingDirectory", [None])[-1],
+                          inline_env=inline_env, env_files=tuple(settings.get("EnvironmentFile", [])))
+
+
+def service_command(unit: Path) -> ServiceCommand:
+    return parse_unit(unit.read_text(encoding="utf-8"))

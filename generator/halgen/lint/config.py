@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..answers import load as load_yaml
@@ -37,7 +37,8 @@ class ConfigError(Exception):
         super().__init__("\n".join(p.format() for p in problems))
 
 
-def _rule_ids(values: object, file: str, line: int, path: tuple[str | int, ...]) -> tuple[frozenset[str], list[Problem]]:
+def _rule_ids(values: object, file: str, line: int,
+              path: tuple[str | int, ...]) -> tuple[frozenset[str], list[Problem]]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         return frozenset(), [problem(file, line, path, "must be a list of rule IDs or names", values)]
     ids, problems = set(), []

@@ -11,7 +11,7 @@ class Directive:
     name: str
     args: tuple[str, ...]
     line: int
-    parents: tuple["Directive", ...]  # outermost first
+    parents: tuple[Directive, ...]  # outermost first
     block: tuple[dict, ...] | None  # the raw children, when this directive has a block
 
     @property
@@ -19,11 +19,11 @@ class Directive:
         """The innermost enclosing block's name ('main' at the top)."""
         return self.parents[-1].name if self.parents else "main"
 
-    def children(self) -> Iterator["Directive"]:
+    def children(self) -> Iterator[Directive]:
         for raw in self.block or ():
             yield _directive(raw, (*self.parents, self))
 
-    def child(self, name: str) -> "Directive | None":
+    def child(self, name: str) -> Directive | None:
         return next((c for c in self.children() if c.name == name), None)
 
 

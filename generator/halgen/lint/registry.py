@@ -79,8 +79,8 @@ RULES: dict[str, Rule] = {}
 
 
 def rule(rule_id: str, name: str, severity: str, family: str, program: str | None = None) -> Callable[[Check], Check]:
-    """Register a check. Its docstring is the rule's doc: the first line is the
-    summary, the rest says why it matters and how to fix it."""
+    """Register a check. Its docstring is the rule's doc: the first paragraph is the
+    one-line summary, the rest says why it matters and how to fix it."""
     if family not in FAMILIES:
         raise ValueError(f"{rule_id}: unknown family {family}")
 
@@ -88,8 +88,8 @@ def rule(rule_id: str, name: str, severity: str, family: str, program: str | Non
         if rule_id in RULES:
             raise ValueError(f"duplicate rule ID {rule_id}")
         doc = inspect.cleandoc(check.__doc__ or "")
-        summary, _, rest = doc.partition("\n")
-        RULES[rule_id] = Rule(rule_id, name, Severity.parse(severity), family, summary.strip(), rest.strip(),
+        summary, _, rest = doc.partition("\n\n")
+        RULES[rule_id] = Rule(rule_id, name, Severity.parse(severity), family, " ".join(summary.split()), rest.strip(),
                               check, program)
         return check
 

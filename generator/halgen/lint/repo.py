@@ -19,6 +19,9 @@ SKIPPED_DIRS = {".git", "secrets", "build", ".venv", "__pycache__"}
 
 
 class Repo:
+    # Methods are cached per instance (functools.cache keeps the instance alive, which
+    # is fine: a Repo lives for one lint run).
+
     def __init__(self, root: Path):
         self.root = root
 
@@ -27,7 +30,7 @@ class Repo:
     @functools.cached_property
     def files(self) -> tuple[str, ...]:
         """Every file the lint looks at, relative and '/'-separated, sorted."""
-        found = []
+        found: list[str] = []
         for directory, dirs, names in os.walk(self.root):
             rel_dir = Path(directory).relative_to(self.root)
             dirs[:] = sorted(d for d in dirs if not (rel_dir == Path(".") and d in SKIPPED_DIRS))
@@ -39,7 +42,7 @@ class Repo:
         compiled = re.compile(pattern)
         return [f for f in self.files if compiled.fullmatch(f)]
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def text(self, rel: str) -> str:
         try:
             return (self.root / rel).read_text(encoding="utf-8", errors="replace")
@@ -101,31 +104,31 @@ class Repo:
 
     # --- parsed files ----------------------------------------------------------------
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def pg_conf(self, rel: str) -> tuple[dict[str, parsers.Setting], list[parsers.ParseError], list[parsers.Setting]]:
         return parsers.pg_conf(self.text(rel))
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def hba(self, rel: str) -> tuple[list[parsers.HbaEntry], list[parsers.ParseError]]:
         return parsers.pg_hba(self.text(rel))
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def redis(self, rel: str) -> tuple[list[parsers.Directive], list[parsers.ParseError]]:
         return parsers.redis_conf(self.text(rel))
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def unit(self, rel: str) -> tuple[list[parsers.UnitEntry], list[parsers.ParseError]]:
         return parsers.unit(self.text(rel))
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def env(self, rel: str) -> dict[str, parsers.Setting]:
         return parsers.env_file(self.text(rel))
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def ufw(self, rel: str) -> tuple[list[parsers.UfwRule], dict[str, tuple[str, int]]]:
         return parsers.ufw_rules(self.text(rel))
 
-    @functools.cache
+    @functools.cache  # noqa: B019
     def nginx(self, rel: str) -> dict:
         from ..checks import parse_nginx
 

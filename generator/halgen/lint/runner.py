@@ -31,8 +31,9 @@ class Report:
         return {s.label: sum(1 for f in self.findings if f.severity == s) for s in sorted(Severity, reverse=True)}
 
 
-def lint(root: Path, config: LintConfig = LintConfig(), tools: bool = True, select: set[str] | None = None) -> Report:
+def lint(root: Path, config: LintConfig | None = None, tools: bool = True, select: set[str] | None = None) -> Report:
     """Lint the repo at root. ``tools`` False (or the config's tools: false) skips the real-program rules."""
+    config = config or LintConfig()
     started = time.perf_counter()
     repo = Repo(root)
     findings: list[Finding] = []

@@ -47,7 +47,7 @@ def firewall_matches_listeners(repo: Repo) -> Iterator[Hit]:
         node = node_of(rel)
         ufw, _ = repo.ufw(rel)
         opened = {port: r.line for r in ufw for port in r.ports}
-        listening = {l.port: l for l in facts.node_listeners(repo, node)}
+        listening = {x.port: x for x in facts.node_listeners(repo, node)}
         enable = repo.line_of(rel, r"^ufw --force enable")
         for port, listener in sorted(listening.items()):
             if port not in opened:
@@ -96,7 +96,8 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Hit]:
 
 @rule("HAL204", "firewall-admits-clients", "error", "consistency")
 def firewall_admits_clients(repo: Repo) -> Iterator[Hit]:
-    """Each internal port admits every node that must connect to it: load balancers to Starman, app and DB nodes to PostgreSQL, app/Redis/Sentinel nodes to Redis and Sentinel.
+    """Each internal port admits every node that must connect to it: load balancers to
+    Starman, app and DB nodes to PostgreSQL, app/Redis/Sentinel nodes to Redis and Sentinel.
 
     A missing source breaks a path only when it is used: a replica that cannot
     reach a new primary after a failover, an app server added later. Re-render
@@ -240,7 +241,8 @@ def redis_replicas_follow_master(repo: Repo) -> Iterator[Hit]:
 
 @rule("HAL209", "app-env-names-nodes", "error", "consistency")
 def app_env_names_nodes(repo: Repo) -> Iterator[Hit]:
-    """The app's DSNs name every DB node (and only those) with their ports and the stack's database, and its Sentinel list the real Sentinels.
+    """The app's DSNs name every DB node (and only those) with their ports and the stack's
+    database, and its Sentinel list the real Sentinels.
 
     The DSN lists every DB node so libpq finds the primary after a failover by
     itself; a missing node is a failover target the app cannot follow to.
@@ -261,7 +263,7 @@ def app_env_names_nodes(repo: Repo) -> Iterator[Hit]:
                 yield Hit(rel, 1, f"no {key}")
                 continue
             hosts, ports, dbname = facts.dsn_hosts(env[key].value)
-            pairs = sorted(zip(hosts, ports if len(ports) == len(hosts) else ports * len(hosts)))
+            pairs = sorted(zip(hosts, ports if len(ports) == len(hosts) else ports[:1] * len(hosts), strict=True))
             if pairs != sorted(db_endpoints):
                 yield Hit(rel, env[key].line, f"{key} names {', '.join(f'{h}:{p}' for h, p in pairs)}; the DB nodes "
                                               f"listen on {', '.join(f'{h}:{p}' for h, p in sorted(db_endpoints))}")
@@ -291,7 +293,8 @@ def node_files(repo: Repo) -> Iterator[Hit]:
     for node in stack.nodes:
         needed = ["cloud-init.yaml", f"usr/local/sbin/{stack.project}-first-boot"]
         needed += {"lb": ["etc/nginx/nginx.conf"],
-                   "app": [f"etc/{stack.project}/app.env"] + [f"etc/systemd/system/{i.unit}.service" for i in node.instances],
+                   "app": [f"etc/{stack.project}/app.env"]
+                   + [f"etc/systemd/system/{i.unit}.service" for i in node.instances],
                    "db": [f"etc/postgresql/{pg}/main/postgresql.conf", f"etc/postgresql/{pg}/main/pg_hba.conf"],
                    "redis": ["etc/redis/redis.conf"]}.get(node.role, [])
         if node.sentinel:
@@ -302,9 +305,11 @@ def node_files(repo: Repo) -> Iterator[Hit]:
         if not node.sentinel and repo.exists(f"nodes/{node.name}/etc/redis/sentinel.conf"):
             yield Hit(f"nodes/{node.name}/etc/redis/sentinel.conf", 0, f"{node.name} runs no Sentinel")
         if node.role == "app":
-            units = {u.rsplit("/", 1)[1] for u in repo.node_files(node.name, r"etc/systemd/system/[^/]+-starman-\d+\.service")}
+            pattern = r"etc/systemd/system/[^/]+-starman-\d+\.service"
+            units = {u.rsplit("/", 1)[1] for u in repo.node_files(node.name, pattern)}
             for unit in sorted(units - {f"{i.unit}.service" for i in node.instances}):
-                yield Hit(f"nodes/{node.name}/etc/systemd/system/{unit}", 0, "Starman unit for no instance of the answers")
+                yield Hit(f"nodes/{node.name}/etc/systemd/system/{unit}", 0,
+                          "Starman unit for no instance of the answers")
 
 
 @rule("HAL211", "user-data-current", "warning", "consistency")

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Iterator
 
 from ...cloudinit import USER_DATA_LIMIT
-from .. import facts, nginxtree
+from .. import nginxtree
 from ..parsers import first, pg_bytes
 from ..registry import Hit, rule
 from ..repo import Repo, node_of
@@ -75,7 +75,8 @@ def _seconds(value: str) -> float | None:
 
 @rule("HAL403", "upstream-keepalive-timeout", "error", "operations")
 def upstream_keepalive_timeout(repo: Repo) -> Iterator[Hit]:
-    """nginx closes idle upstream connections before Starman does (upstream keepalive_timeout below --keepalive-timeout).
+    """nginx closes idle upstream connections before Starman does (upstream
+    keepalive_timeout below Starman's --keepalive-timeout).
 
     If Starman closes an idle connection first, nginx may send the next request
     into a socket that is being closed: a 502 for the client, and POSTs are not
@@ -115,15 +116,14 @@ def upstream_keepalive(repo: Repo) -> Iterator[Hit]:
                 yield Hit(rel, upstream.line, f"upstream {name} has no keepalive")
         for proxy in nginxtree.find_all(payload, "proxy_pass"):
             target = re.sub(r"^https?://", "", proxy.args[0]) if proxy.args else ""
-            upstream = upstreams.get(target)
-            if upstream is None or upstream.child("keepalive") is None:
+            pool = upstreams.get(target)
+            if pool is None or pool.child("keepalive") is None:
                 continue
-            scopes = proxy.parents
-            directives = [c for scope in scopes for c in scope.children()]
-            if not any(d.name == "proxy_http_version" and d.args == ("1.1",) for d in directives):
-                yield Hit(rel, proxy.line, "keepalive upstream without 'proxy_http_version 1.1': connections are not reused")
-            if not any(d.name == "proxy_set_header" and d.args[:1] == ("Connection",) and d.args[1:] in {("",), ('""',)}
-                       for d in directives):
+            around = [c for scope in proxy.parents for c in scope.children()]
+            if not any(d.name == "proxy_http_version" and d.args == ("1.1",) for d in around):
+                yield Hit(rel, proxy.line, "keepalive upstream without 'proxy_http_version 1.1': no reuse")
+            if not any(d.name == "proxy_set_header" and d.args[:1] == ("Connection",)
+                       and d.args[1:] in {("",), ('""',)} for d in around):
                 yield Hit(rel, proxy.line, "keepalive upstream without 'proxy_set_header Connection \"\"'")
 
 
@@ -174,7 +174,8 @@ def pg_memory_fits_plan(repo: Repo) -> Iterator[Hit]:
         cache = settings.get("effective_cache_size")
         size = pg_bytes(cache.value, "kb", 8) if cache else None
         if cache and size is not None and size > ram:
-            yield Hit(rel, cache.line, f"effective_cache_size = {cache.value} exceeds the plan's {ram // 1024**2} MB RAM")
+            yield Hit(rel, cache.line,
+                      f"effective_cache_size = {cache.value} exceeds the plan's {ram // 1024**2} MB RAM")
 
 
 @rule("HAL407", "redis-maxmemory-fits-plan", "warning", "operations")

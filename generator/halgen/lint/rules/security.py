@@ -14,6 +14,10 @@ from ..registry import Hit, rule
 from ..repo import Repo, node_of
 
 WEB_PORTS = {80, 443}
+# Addresses a VPC or the node itself uses (RFC 1918, loopback, IPv6 ULA); Python's
+# is_private also counts documentation ranges, which are not on any VPC.
+_PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
+                                               "fc00::/7", "::1/128")]
 
 
 def _nginx(repo: Repo) -> Iterator[tuple[str, nginxtree.Directive]]:
@@ -31,9 +35,10 @@ def nginx_host_spoofing(repo: Repo) -> Iterator[Hit]:
     attacker's domain. Use `proxy_set_header Host $host;`.
     """
     for rel, d in _nginx(repo):
-        if d.name == "proxy_set_header" and len(d.args) >= 2 and d.args[0].lower() in {"host", "x-forwarded-host"} \
-                and "$http_host" in d.args[1]:
-            yield Hit(rel, d.line, f"proxy_set_header {d.args[0]} {d.args[1]}: the client chooses this value; use $host")
+        header = d.args[0].lower() if d.name == "proxy_set_header" and len(d.args) >= 2 else ""
+        if header in {"host", "x-forwarded-host"} and "$http_host" in d.args[1]:
+            yield Hit(rel, d.line, f"proxy_set_header {d.args[0]} {d.args[1]}: the client chooses this value; "
+                                   "use $host")
 
 
 @rule("HAL302", "nginx-add-header-redefinition", "warning", "security")
@@ -101,7 +106,7 @@ def nginx_server_tokens(repo: Repo) -> Iterator[Hit]:
             if d.args and d.args[0] != "off":
                 yield Hit(rel, d.line, f"server_tokens {d.args[0]}")
         http = nginxtree.find_all(payload, "http")
-        if http and not any(d.context == "http" and d.args == ("off",) for d in tokens):
+        if http and not tokens:
             yield Hit(rel, http[0].line, "no 'server_tokens off;' in the http block")
 
 
@@ -139,7 +144,8 @@ def _world(source: str) -> bool:
 
 @rule("HAL307", "pg-open-to-world", "error", "security")
 def pg_open_to_world(repo: Repo) -> Iterator[Hit]:
-    """pg_hba.conf names single hosts, never 'all', samenet or 0.0.0.0/0, and PostgreSQL listens on its private address only.
+    """pg_hba.conf names single hosts, never 'all', samenet or 0.0.0.0/0, and PostgreSQL
+    listens on its private address only.
 
     The database should accept connections from the nodes that need it and no
     one else; a wildcard turns a leaked password into a breach from anywhere.
@@ -181,8 +187,9 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
             continue
         for r in doc.get("inbound", []):
             ports = {int(p) for p in str(r.get("ports", "")).split(",") if p.isdigit()}
-            if any(_world(s) for s in r.get("addresses", {}).get("ipv4", []) + r.get("addresses", {}).get("ipv6", [])) \
-                    and (role != "lb" or ports - WEB_PORTS or not ports):
+            addresses = r.get("addresses", {})
+            world = any(_world(s) for s in addresses.get("ipv4", []) + addresses.get("ipv6", []))
+            if world and (role != "lb" or ports - WEB_PORTS or not ports):
                 yield Hit(rel, 1, f"rule {r.get('label', '?')}: port(s) {r.get('ports', 'all')} open to the world")
         if doc.get("inbound_policy") != "DROP":
             yield Hit(rel, 1, f"inbound_policy is {doc.get('inbound_policy')}; want DROP")
@@ -231,8 +238,8 @@ def redis_public_bind(repo: Repo) -> Iterator[Hit]:
             except ValueError:
                 yield Hit(rel, bind.line, f"bind {address}: not an address")
                 continue
-            if ip.is_unspecified or not (ip.is_private or ip.is_loopback):
-                yield Hit(rel, bind.line, f"bind {address}: not a private address")
+            if not any(ip in net for net in _PRIVATE if ip.version == net.version):
+                yield Hit(rel, bind.line, f"bind {address}: not a private (VPC or loopback) address")
 
 
 _SECRET_LINES = [
@@ -317,19 +324,19 @@ def ssh_hardening(repo: Repo) -> Iterator[Hit]:
         if drop_in is None:
             yield Hit(f"nodes/{node}", 0, f"{node} has no sshd_config.d drop-in: sshd keeps Debian's defaults")
         else:
-            found = {}
+            found: dict[str, tuple[str, int]] = {}
             for number, line in enumerate(repo.text(drop_in).splitlines(), 1):
                 words = line.split("#", 1)[0].split()
                 if len(words) >= 2:
                     found.setdefault(words[0].lower(), (words[1].lower(), number))
             for key, want in _SSHD_REQUIRED.items():
-                value, number = found.get(key, ("unset", 1))
+                value, at = found.get(key, ("unset", 1))
                 if value != want:
-                    yield Hit(drop_in, number, f"{key} is {value}; want {want}")
+                    yield Hit(drop_in, at, f"{key} is {value}; want {want}")
         cloud = repo.one(node, r"cloud-init\.yaml")
         if cloud:
             for key, want in (("ssh_pwauth", "false"), ("disable_root", "true")):
-                line = repo.line_of(cloud, rf"^{key}:", default=0)
-                value = repo.text(cloud).splitlines()[line - 1].split(":", 1)[1].strip() if line else "unset"
-                if value != want:
-                    yield Hit(cloud, line or 1, f"{key} is {value}; want {want}")
+                at = repo.line_of(cloud, rf"^{key}:", default=0)
+                setting = repo.text(cloud).splitlines()[at - 1].split(":", 1)[1].strip() if at else "unset"
+                if setting != want:
+                    yield Hit(cloud, at or 1, f"{key} is {setting}; want {want}")

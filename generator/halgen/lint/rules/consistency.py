@@ -312,14 +312,15 @@ def node_files(repo: Repo) -> Iterator[Hit]:
                           "Starman unit for no instance of the answers")
 
 
-@rule("HAL211", "user-data-current", "warning", "consistency")
+@rule("HAL211", "user-data-current", "info", "consistency")
 def user_data_current(repo: Repo) -> Iterator[Hit]:
     """Each node's cloud-init.yaml carries the node's files as they are in the repo.
 
-    cloud-init.yaml embeds a copy of the node's files; after an edit by hand
-    the copy is stale, and a node created from it boots with the old files.
-    `halgen build` makes the pasteable user-data from the files as they are
-    now; re-render (copier update) to refresh the tracked copy.
+    The tracked cloud-init.yaml embeds a copy of the node's files as rendered;
+    after an edit by hand (which copier update keeps) that copy is stale. It is
+    information, not a fault: the user-data to paste is the one `halgen build`
+    makes from the files as they are now (build/user-data/), never the tracked
+    copy. Run `halgen build` after every edit before creating nodes.
     """
     for rel in repo.cloud_inits():
         node = node_of(rel)

@@ -262,5 +262,9 @@ def check(answers_file: Path) -> None:
     click.echo(f"halgen: {answers_file} is valid")
 
 
+from .rehearse.cli import rehearse as _rehearse  # noqa: E402
+
+main.add_command(_rehearse)
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="halgen")

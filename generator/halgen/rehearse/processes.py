@@ -63,12 +63,13 @@ class Processes:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        if proc in self.procs:
+            self.procs.remove(proc)
 
     def stop_all(self) -> None:
         """In reverse start order: clients before the servers they use."""
-        for proc in reversed(self.procs):
+        for proc in reversed(list(self.procs)):
             self.stop(proc)
-        self.procs.clear()
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:

@@ -1,0 +1,200 @@
+"""Benchmark: the generated nginx config against the seed document's, verbatim, in one run.
+
+Both proxy to the same Starman instances of the running rehearsal, one at a time on
+the same address and port, loaded by the same wrk command; rounds alternate which
+config goes first. Figures: requests per second, p50 and p99 latency.
+
+The seed's config (seed-nginx.conf: lines 8-44 of the seed document, byte for byte)
+is a fragment for nginx's http context, so it is included from a minimal main file
+(pid, error and access logs under the bench directory; worker_processes and
+worker_connections copied from the generated config, so that only the proxying
+differs). Exactly two substitutions are made in the fragment, both needed to run
+on loopback:
+- its three ``server 10.10.0.N:5000 ...;`` upstream lines become one line per Starman
+  instance of the rehearsal, each with the seed's own parameters
+  (``weight=10 max_fails=3 fail_timeout=30s``);
+- ``listen 80;`` becomes ``listen ADDRESS:PORT;`` (the bench address).
+The generated config runs with its listen lines bound the same way (nginx.bind_listens).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import nginx
+from .processes import RehearsalError, wait_for_port
+from .stack import Rehearsal
+
+SEED_CONF = Path(__file__).with_name("seed-nginx.conf")
+SEED_SERVER = re.compile(r"^server 10\.10\.0\.\d+:5000 (weight=10 max_fails=3 fail_timeout=30s;)$", re.M)
+RPS_RATIO_TARGET = 2.0
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("halgen-bench requests=%d duration_us=%d p50_us=%d p99_us=%d errors=%d non2xx=%d\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+_WRK_LINE = re.compile(r"halgen-bench requests=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+) "
+                       r"errors=(\d+) non2xx=(\d+)")
+
+
+@dataclass(frozen=True)
+class Round:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass
+class ConfigFigures:
+    name: str
+    rounds: list[Round] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return sum(r.requests for r in self.rounds) / sum(r.seconds for r in self.rounds)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(r.p50_ms for r in self.rounds)
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.median(r.p99_ms for r in self.rounds)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.rounds)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    generated: ConfigFigures
+    seed: ConfigFigures
+    connections: int
+    duration_s: float
+    path: str
+
+    @property
+    def rps_ratio(self) -> float:
+        return self.generated.rps / self.seed.rps
+
+    @property
+    def passed(self) -> bool:
+        return (self.rps_ratio >= RPS_RATIO_TARGET and self.generated.p99_ms <= self.seed.p99_ms
+                and self.generated.errors == 0)
+
+    @property
+    def target(self) -> str:
+        return f"generated >= {RPS_RATIO_TARGET:g}x the seed's requests per second, p99 no worse, no errors"
+
+
+def seed_fragment(seed: str, upstreams: list[str], listen: str) -> str:
+    """The seed config with its upstream servers and listen address swapped for the rehearsal's."""
+    servers = list(SEED_SERVER.finditer(seed))
+    if len(servers) != 3 or seed.count("listen 80;") != 1:
+        raise ValueError(f"{SEED_CONF.name}: expected the seed's three upstream servers and one 'listen 80;'")
+    lines = "\n".join(f"server {upstream} {servers[0][1]}" for upstream in upstreams)
+    seed = seed[:servers[0].start()] + lines + seed[servers[-1].end():]
+    return seed.replace("listen 80;", f"listen {listen};")
+
+
+def seed_main(directory: Path, worker_processes: str, worker_connections: str) -> str:
+    """The main file around the seed's http-context fragment: only paths and sizes."""
+    return f"""# halgen rehearse --bench: the seed document's config ({SEED_CONF.name}, substituted as
+# described in halgen/rehearse/bench.py), in a main file of its own.
+pid {directory}/nginx.pid;
+error_log {directory}/error.log;
+worker_processes {worker_processes};
+events {{
+    worker_connections {worker_connections};
+}}
+http {{
+    access_log {directory}/access.log;
+    include {directory}/seed.conf;
+}}
+"""
+
+
+def _main_context(generated: str) -> tuple[str, str]:
+    workers = re.search(r"^\s*worker_processes (\S+);", generated, re.M)
+    connections = re.search(r"^\s*worker_connections (\S+);", generated, re.M)
+    return (workers[1] if workers else "auto"), (connections[1] if connections else "1024")
+
+
+def write_seed_config(r: Rehearsal, directory: Path, listen: str) -> Path:
+    lb = r.stack.lbs[0]
+    generated = (Path(lb.paths.nginx_conf_dir) / "nginx.conf").read_text()
+    directory.mkdir(parents=True, exist_ok=True)
+    upstreams = [instance.listen for instance in r.stack.instances]
+    (directory / "seed.conf").write_text(seed_fragment(SEED_CONF.read_text(), upstreams, listen))
+    main = directory / "nginx.conf"
+    main.write_text(seed_main(directory, *_main_context(generated)))
+    return main
+
+
+def wrk(url: str, host: str, script: Path, duration_s: float, connections: int, threads: int) -> Round:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "10s",
+                          "-H", f"Host: {host}", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=duration_s + 60)
+    match = _WRK_LINE.search(out.stdout)
+    if out.returncode != 0 or not match:
+        raise RehearsalError(f"wrk failed: {(out.stderr or out.stdout).strip()[-400:]}")
+    requests, duration_us, p50_us, p99_us, errors, non2xx = map(int, match.groups())
+    return Round(requests, duration_us / 1e6, p50_us / 1e3, p99_us / 1e3, errors + non2xx)
+
+
+def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int | None = None, threads: int = 2,
+        path: str = "/") -> BenchResult:
+    """Alternate the two configs on the first load balancer's address and port, with the
+    rehearsal's own load balancers stopped meanwhile (idle upstream keep-alive
+    connections of theirs would hold Starman workers).
+
+    ``connections`` defaults to the stack's Starman workers: every worker busy, and no
+    request queued in a listen backlog only because the load outnumbers the workers."""
+    connections = connections or r.stack.total_starman_workers
+    if r.stack.a["lb_tls"]:
+        raise RehearsalError("the benchmark compares plain HTTP like the seed's: render with lb_tls: false")
+    if shutil.which("wrk") is None:
+        raise RehearsalError("the benchmark needs wrk (apt-get install wrk)")
+    ls, lb = r.loopback, r.stack.lbs[0]
+    directory = ls.base / "bench"
+    endpoint = r.endpoint(lb)
+    seed_conf = write_seed_config(r, directory / "seed", f"{endpoint.address}:{endpoint.port}")
+    script = directory / "report.lua"
+    script.write_text(WRK_SCRIPT)
+    for name in list(r.lbs):
+        ls.processes.stop(r.lbs.pop(name))
+    figures = {"generated": ConfigFigures("generated"), "seed": ConfigFigures("seed")}
+    for number in range(rounds):
+        order = ["generated", "seed"] if number % 2 == 0 else ["seed", "generated"]
+        for name in order:
+            r.progress(f"bench round {number + 1}/{rounds}: {name} config, {duration_s:g} s")
+            if name == "generated":
+                r.start_nginx(lb)
+                proc = r.lbs.pop(lb.name)
+            else:
+                proc = ls.spawn(nginx.foreground(seed_conf, directory / "seed" / "error.log"), "nginx-seed",
+                                cwd=directory)
+                wait_for_port(endpoint.address, endpoint.port, 15)
+            try:
+                figures[name].rounds.append(wrk(endpoint.url + path, endpoint.host, script, duration_s,
+                                                connections, threads))
+            finally:
+                ls.processes.stop(proc)
+    for node in r.stack.lbs:
+        r.start_nginx(node)
+    return BenchResult(figures["generated"], figures["seed"], connections, duration_s, path)

@@ -1,0 +1,132 @@
+"""``halgen rehearse``: the command line of the rehearsal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import compiler, schema
+from ..problems import AnswersError
+from ..render import RenderError
+from . import bench as benchmark
+from . import programs
+from .drills import DRILLS
+from .processes import RehearsalError
+from .report import Report
+from .stack import DEFAULT_SUBNET, Interrupted, Rehearsal, stray_processes
+
+EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _usage_error(message: str) -> None:
+    click.echo(f"halgen rehearse: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+@click.command(name="rehearse")
+@click.argument("repo", type=click.Path(path_type=Path, file_okay=False), required=False)
+@click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, "all"]),
+              help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed).")
+@click.option("--bench", is_flag=True,
+              help="Benchmark the generated nginx config against the seed document's (needs wrk).")
+@click.option("--bench-rounds", default=3, show_default=True, type=click.IntRange(1, 50),
+              help="Benchmark rounds; each runs both configs, alternating which goes first.")
+@click.option("--bench-duration", default=5.0, show_default=True, type=click.FloatRange(1, 600),
+              help="Seconds of load per config and round.")
+@click.option("--bench-connections", type=click.IntRange(2, 10000),
+              help="Concurrent wrk connections.  [default: the stack's Starman workers: full load, no queue]")
+@click.option("--check", is_flag=True,
+              help="Only name the programs that are missing here and print the apt command that installs them.")
+@click.option("--loopback-subnet", default=DEFAULT_SUBNET, show_default=True,
+              help="Loopback /16 to /24 for the nodes (the test-suite uses 127.20.0.0/24).")
+@click.option("--keep", is_flag=True, help="Keep the temporary directory (render and logs) for debugging.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench_rounds: int, bench_duration: float,
+             bench_connections: int | None, check: bool, loopback_subnet: str, keep: bool, as_json: bool) -> None:
+    """Run REPO's stack on this machine on loopback addresses, in dependency order: the
+    PostgreSQL primary and replicas, Redis, the Sentinels, Starman with the demo app, nginx.
+    Smoke-test it through the load balancers, run the drills and the benchmark asked for,
+    print a report, and stop everything it started (also on Ctrl-C) and remove its
+    temporary directory.
+
+    REPO is a generated repo: its answers (.copier-answers.yml) are rendered again for
+    loopback with a temporary path prefix; nothing else differs. Progress goes to stderr,
+    the report to stdout. Exit 0 when every target is met, 1 when one is missed, 2 on a
+    usage error, bad answers or a missing program, 130 when interrupted.
+    """
+    answers = _answers(repo) if repo is not None else schema.defaults()
+    needed = programs.needed(answers["pg_version"], bench=bench or check, tls=answers["lb_tls"] or check)
+    missing = programs.missing(needed)
+    if check:
+        if missing:
+            click.echo(f"missing: {', '.join(p.name for p in missing)}")
+            click.echo(programs.apt_command(missing))
+            sys.exit(EXIT_USAGE)
+        click.echo("every program a rehearsal needs is here")
+        return
+    if repo is None:
+        _usage_error("give the generated repo to rehearse (or --check)")
+    try:
+        compiler.rehearsal_target(Path("/tmp"), loopback_subnet)
+    except ValueError as err:
+        _usage_error(str(err))
+    if missing:
+        _usage_error(f"missing {', '.join(p.name for p in missing)}; install with: {programs.apt_command(missing)}")
+    if bench and answers["lb_tls"]:
+        _usage_error("--bench compares plain HTTP like the seed's config; this stack has lb_tls: true")
+    names = list(DRILLS) if "all" in drill_names else [name for name in DRILLS if name in drill_names]
+    options = dict(rounds=bench_rounds, duration_s=bench_duration, connections=bench_connections) if bench else None
+    report = run(answers, loopback_subnet, names, options, keep)
+    click.echo(report.json() if as_json else report.text(), nl=False)
+    sys.exit(0 if report.passed else EXIT_INTERRUPTED if report.interrupted else EXIT_MISSED)
+
+
+def _answers(repo: Path) -> dict[str, Any]:
+    try:
+        return compiler.load_repo_answers(repo)
+    except AnswersError as err:
+        click.echo(str(err), err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def run(answers: dict[str, Any], loopback_subnet: str, drill_names: list[str],
+        bench_options: dict[str, Any] | None, keep: bool) -> Report:
+    report = Report(project=answers["project"], loopback_subnet=loopback_subnet, directory="")
+    rehearsal = Rehearsal(answers, loopback_subnet, keep=keep)
+    try:
+        with rehearsal:
+            try:
+                _run_steps(rehearsal, report, drill_names, bench_options)
+            except (RehearsalError, RenderError, TimeoutError, OSError, subprocess.SubprocessError) as err:
+                report.failure = str(err)
+                rehearsal.show_logs()
+    except Interrupted as signal_name:
+        report.interrupted = True
+        click.echo(f"halgen rehearse: {signal_name}: stopped everything it started", err=True)
+    if report.directory:
+        report.strays = stray_processes(Path(report.directory))
+        report.removed = not Path(report.directory).exists()
+    return report
+
+
+def _run_steps(rehearsal: Rehearsal, report: Report, drill_names: list[str],
+               bench_options: dict[str, Any] | None) -> None:
+    rehearsal.lay_out()
+    report.directory = str(rehearsal.base)
+    report.nodes = [node.name for node in rehearsal.stack.nodes]
+    rehearsal.start()
+    rehearsal.progress("smoke test through the load balancers")
+    report.smoke = rehearsal.smoke()
+    if not all(check.ok for check in report.smoke):
+        report.failure = "the smoke test failed, so no benchmark or drill ran"
+        return
+    if bench_options is not None:  # before the drills, which leave the stack changed
+        report.bench = benchmark.run(rehearsal, **bench_options)
+    for name in drill_names:
+        drill = DRILLS[name]
+        rehearsal.progress(f"drill {name}: {(drill.__doc__ or '').split(chr(10))[0]}")
+        report.drills.append(drill(rehearsal))

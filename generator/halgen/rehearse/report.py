@@ -1,0 +1,101 @@
+"""The rehearsal's report: what ran, the smoke test, each drill's figure, the benchmark."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bench import BenchResult
+from .drills import DrillResult
+from .stack import Check
+
+
+@dataclass
+class Report:
+    project: str
+    loopback_subnet: str
+    directory: str
+    nodes: list[str] = field(default_factory=list)
+    smoke: list[Check] = field(default_factory=list)
+    drills: list[DrillResult] = field(default_factory=list)
+    bench: BenchResult | None = None
+    failure: str = ""  # why the rehearsal stopped early
+    interrupted: bool = False
+    strays: list[str] = field(default_factory=list)  # processes left after the stop (should be none)
+    removed: bool = False
+
+    @property
+    def misses(self) -> list[str]:
+        found = [f"smoke: {c.name}" for c in self.smoke if not c.ok]
+        found += [f"drill {d.name}" for d in self.drills if not d.passed]
+        if self.bench is not None and not self.bench.passed:
+            found.append("benchmark")
+        if self.failure:
+            found.append(f"rehearsal: {self.failure}")
+        if self.strays:
+            found.append(f"{len(self.strays)} process(es) left running")
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return not self.misses and not self.interrupted
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.bench is not None:
+            data["bench"].update(rps_ratio=self.bench.rps_ratio, passed=self.bench.passed, target=self.bench.target)
+            for name in ("generated", "seed"):
+                figures = getattr(self.bench, name)
+                data["bench"][name].update(rps=figures.rps, p50_ms=figures.p50_ms, p99_ms=figures.p99_ms,
+                                           errors=figures.errors)
+        data["passed"] = self.passed
+        data["misses"] = self.misses
+        return data
+
+    def json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2) + "\n"
+
+    def text(self) -> str:
+        lines = [f"halgen rehearse: {self.project} on {self.loopback_subnet}: {len(self.nodes)} nodes "
+                 f"({', '.join(self.nodes)})"]
+        if self.smoke:
+            ok = sum(c.ok for c in self.smoke)
+            lines.append(f"smoke test through the load balancers: {ok}/{len(self.smoke)} checks passed")
+            lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in self.smoke]
+        if self.bench is not None:
+            lines += _bench_lines(self.bench)
+        if self.drills:
+            lines.append("drills:")
+        for drill in self.drills:
+            verdict = "SKIP" if drill.skipped else "PASS" if drill.passed else "MISS"
+            lines.append(f"  {drill.name:<16} {verdict}  target: {drill.target}")
+            if drill.figures:
+                lines.append("      " + ", ".join(f"{k}: {v}" for k, v in drill.figures.items()))
+            if drill.note:
+                lines.append(f"      {drill.note}")
+        if self.failure:
+            lines.append(f"stopped early: {self.failure}")
+        if self.interrupted:
+            lines.append("interrupted")
+        cleanup = "removed" if self.removed else "kept (--keep)"
+        lines.append(f"stopped everything it started; {self.directory} {cleanup}; "
+                     + (f"LEFT RUNNING: {'; '.join(self.strays)}" if self.strays else "no process left"))
+        lines.append("result: every target met" if self.passed else
+                     "result: " + ("interrupted" if self.interrupted else f"missed: {'; '.join(self.misses)}"))
+        return "\n".join(lines) + "\n"
+
+
+def _bench_lines(bench: BenchResult) -> list[str]:
+    rounds = len(bench.generated.rounds)
+    lines = [f"benchmark: GET {bench.path} through nginx, wrk with {bench.connections} connections, "
+             f"{rounds} round(s) x {bench.duration_s:g} s per config, alternating",
+             f"  {'config':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"]
+    for figures in (bench.generated, bench.seed):
+        lines.append(f"  {figures.name:<10} {figures.rps:>9.0f} {figures.p50_ms:>8.2f} {figures.p99_ms:>8.2f} "
+                     f"{figures.errors:>7}")
+    verdict = "met" if bench.passed else "MISSED"
+    lines.append(f"  ratio {bench.rps_ratio:.2f}x requests per second; p99 {bench.generated.p99_ms:.2f} vs "
+                 f"{bench.seed.p99_ms:.2f} ms; target ({bench.target}): {verdict}")
+    return lines

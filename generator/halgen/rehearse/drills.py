@@ -39,6 +39,16 @@ def _first_success_after(samples: list[Sample], moment: float) -> Sample | None:
     return next((s for s in sorted(samples, key=lambda s: s.ended) if s.ok and s.started > moment), None)
 
 
+def _await_success(load: Load, moment: float, timeout: float) -> None:
+    """Until a request sent after ``moment`` succeeds (or ``timeout``), then one more second
+    of traffic, to see that it holds."""
+    try:
+        wait_until(lambda: _first_success_after(load.snapshot(), moment), timeout, "a request to succeed")
+    except TimeoutError:
+        pass  # the drill reports "never"
+    time.sleep(1.0)
+
+
 def _signal_app(r: Rehearsal, node: Node, signum: int) -> None:
     for proc in r.starman[node.name]:
         r.loopback.processes.signal_group(proc, signum)
@@ -129,11 +139,7 @@ def redis_kill(r: Rehearsal) -> DrillResult:
         time.sleep(1.0)
         killed = time.monotonic()
         ls.processes.signal_group(r.redis[victim.name], signal.SIGKILL)
-        try:
-            wait_until(lambda: _first_success_after(load.snapshot(), killed), 30, "sessions to work again")
-        except TimeoutError:
-            pass
-        time.sleep(1.0)
+        _await_success(load, killed, 30)
     samples = load.stop()
     back = _first_success_after(samples, killed)
     before = [_visits(s) for s in samples if s.ok and s.ended < killed]
@@ -227,11 +233,7 @@ def pg_failover(r: Rehearsal) -> DrillResult:
         failover = run_pg_failover(ls, new.name, "--old-primary-is-gone")
         script_s = time.monotonic() - lost
         if failover.returncode == 0:
-            try:
-                wait_until(lambda: _first_success_after(writer.snapshot(), lost), 60, "writes to resume")
-            except TimeoutError:
-                pass
-        time.sleep(1.0)
+            _await_success(writer, lost, 60)
     samples = writer.stop()
     back = _first_success_after(samples, lost)
     committed_before = [int(s.body) for s in samples if s.status == 201 and s.ended < lost]

@@ -172,7 +172,7 @@ def status(repo: Path) -> None:
             click.echo(f"{label + ':':<13}{path}")
 
 
-LINT_PACKAGES = "nginx systemd cloud-init shellcheck postgresql redis-server redis-sentinel openssl"
+LINT_PACKAGES = "nginx systemd cloud-init shellcheck postgresql redis-server openssl starman"
 
 
 @main.command(name="lint", epilog=f"Real-program checks need: apt-get install {LINT_PACKAGES}")
@@ -228,13 +228,16 @@ def lint_cmd(repo: Path, fmt: str, output: Path | None, fail_on: str | None, no_
     report = lint(repo, config, tools=not no_tools, select=selected)
     rendered = FORMATS[fmt](report)
     if output:
-        output.write_text(rendered)
+        try:
+            output.write_text(rendered)
+        except OSError as err:
+            _fail(f"halgen lint: --output: {err}")
         if fmt != "text":
             click.echo(FORMATS["text"](report).splitlines()[-1], err=True)
     else:
         click.echo(rendered, nl=False)
-    threshold = fail_on or (config.fail_on.label if config.fail_on else "warning")
-    if threshold != "never" and report.at_or_above(Severity.parse(threshold)):
+    threshold = fail_on or config.fail_on or "warning"
+    if not report.complete or threshold != "never" and report.at_or_above(Severity.parse(threshold)):
         sys.exit(1)
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ..answers import load as load_yaml
 from ..problems import AnswersError, Problem, problem
-from .registry import RULES, Finding, Severity, find
+from .registry import RULES, Finding, find
 
 CONFIG_FILE = ".halgen-lint.yml"
+FAIL_ON = ("error", "warning", "info", "never")
 # '# halgen-lint: disable=HAL301,HAL305' on the line of a finding or the line above it.
 _INLINE = re.compile(r"halgen-lint:\s*disable=([A-Za-z0-9_,\s-]+)")
 
@@ -20,7 +21,7 @@ _INLINE = re.compile(r"halgen-lint:\s*disable=([A-Za-z0-9_,\s-]+)")
 class LintConfig:
     disable: frozenset[str] = frozenset()
     ignore: tuple[tuple[str, frozenset[str]], ...] = ()  # (path glob, rule IDs)
-    fail_on: Severity | None = None  # None: the command line decides
+    fail_on: str | None = None  # one of FAIL_ON; None: the command line decides
     tools: bool = True
     file: str = ""
 
@@ -54,6 +55,9 @@ def load(repo: Path, path: Path | None = None) -> LintConfig:
     path = path or repo / CONFIG_FILE
     if not path.is_file():
         return LintConfig()
+    if not "".join(line for line in path.read_text(errors="replace").splitlines()
+                   if not line.lstrip().startswith("#")).strip():
+        return LintConfig(file=path.name)  # empty: the defaults
     try:
         loaded = load_yaml(path)
     except AnswersError as err:
@@ -75,15 +79,15 @@ def load(repo: Path, path: Path | None = None) -> LintConfig:
         problems += found
         ignore.append((str(glob), ids))
     fail_on = data.get("fail_on")
-    if fail_on is not None and fail_on not in {"error", "warning", "info"}:
-        problems.append(problem(file, line_of(("fail_on",)), ("fail_on",), "must be error, warning or info", fail_on))
+    if fail_on is not None and fail_on not in FAIL_ON:
+        problems.append(problem(file, line_of(("fail_on",)), ("fail_on",), f"must be one of {', '.join(FAIL_ON)}",
+                                fail_on))
     tools = data.get("tools", True)
     if not isinstance(tools, bool):
         problems.append(problem(file, line_of(("tools",)), ("tools",), "must be true or false", tools))
     if problems:
         raise ConfigError(problems)
-    return LintConfig(disable, tuple(ignore), Severity.parse(fail_on) if fail_on else None, tools,
-                      path.name)
+    return LintConfig(disable, tuple(ignore), fail_on, tools, path.name)
 
 
 def inline_disabled(text_lines: list[str], line: int) -> set[str]:

@@ -26,24 +26,46 @@ class Listener:
         return f"{self.address}:{self.port}"
 
 
-def starman_listeners(repo: Repo) -> list[Listener]:
+@dataclass(frozen=True)
+class StarmanCommand:
+    file: str
+    line: int
+    options: dict[str, list[str]]  # '--workers' -> ['5']; both '--x y' and '--x=y' forms
+
+    def last(self, option: str, default: str) -> str:
+        return self.options.get(option, [default])[-1]
+
+
+def starman_commands(repo: Repo) -> list[StarmanCommand]:
+    """The ExecStart= of every Starman unit, its options parsed as Getopt::Long does."""
     found = []
     for rel in repo.starman_units():
-        entries, _ = repo.unit(rel)
-        for entry in entries:
+        for entry in repo.unit(rel)[0]:
             if entry.key != "ExecStart":
                 continue
             try:
                 argv = shlex.split(entry.value)
             except ValueError:
                 continue
+            options: dict[str, list[str]] = {}
             for i, arg in enumerate(argv):
-                value = argv[i + 1] if arg == "--listen" and i + 1 < len(argv) else (
-                    arg.split("=", 1)[1] if arg.startswith("--listen=") else None)
-                if value and ":" in value:
-                    host, _, port = value.rpartition(":")
-                    if port.isdigit():
-                        found.append(Listener(node_of(rel), rel, entry.line, host, int(port), "Starman"))
+                if not arg.startswith("--"):
+                    continue
+                name, eq, value = arg.partition("=")
+                if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                    value = argv[i + 1]
+                options.setdefault(name, []).append(value)
+            found.append(StarmanCommand(rel, entry.line, options))
+    return found
+
+
+def starman_listeners(repo: Repo) -> list[Listener]:
+    found = []
+    for command in starman_commands(repo):
+        for value in command.options.get("--listen", []):
+            host, _, port = value.rpartition(":")
+            if host and port.isdigit():
+                found.append(Listener(node_of(command.file), command.file, command.line, host, int(port), "Starman"))
     return found
 
 
@@ -56,7 +78,8 @@ def nginx_ports(repo: Repo, rel: str) -> list[tuple[int, int]]:
     ports = []
     for d in nginxtree.find_all(repo.nginx(rel), "listen"):
         match = re.search(r"(\d+)$", d.args[0]) if d.args else None
-        if match:
+        address = d.args[0].rsplit(":", 1)[0] if d.args and ":" in d.args[0] else "*"
+        if match and not is_loopback(address):
             ports.append((int(match.group(1)), d.line))
     return ports
 
@@ -103,6 +126,13 @@ def dsn_hosts(dsn: str) -> tuple[list[str], list[str], str]:
     fields = dict(part.split("=", 1) for part in dsn.removeprefix("dbi:Pg:").split(";") if "=" in part)
     return (fields.get("host", "").split(",") if fields.get("host") else [],
             fields.get("port", "").split(",") if fields.get("port") else [], fields.get("dbname", ""))
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def covers(source: str, address: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from .. import __version__
 from .registry import RULES, Finding, Severity
@@ -34,7 +35,7 @@ def as_json(report: Report) -> str:
 
 
 def _location(f: Finding) -> dict:
-    location: dict = {"artifactLocation": {"uri": f.file, "uriBaseId": "SRCROOT"}}
+    location: dict = {"artifactLocation": {"uri": quote(f.file), "uriBaseId": "SRCROOT"}}
     if f.line >= 1:
         location["region"] = {"startLine": f.line}
     return {"physicalLocation": location}
@@ -72,7 +73,7 @@ def sarif(report: Report) -> str:
             "tool": {"driver": driver},
             "originalUriBaseIds": {"SRCROOT": {"uri": report.root.resolve().as_uri() + "/"}},
             "results": results,
-            "invocations": [{"executionSuccessful": True}],
+            "invocations": [{"executionSuccessful": report.complete}],
         }],
     }
     return json.dumps(doc, indent=2) + "\n"

@@ -18,6 +18,9 @@ _PG_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:=\s*|\s+)(.*)$")
 _PG_VALUE = re.compile(r"""^(?:'((?:[^'\\]|''|\\.)*)'|([^\s'#]+))\s*(?:#.*)?$""")
 
 
+_PG_INCLUDES = {"include", "include_if_exists", "include_dir"}
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -43,6 +46,8 @@ def pg_conf(text: str) -> tuple[dict[str, Setting], list[ParseError], list[Setti
         name = match.group(1).lower()
         text_value = value.group(1).replace("''", "'") if value.group(1) is not None else value.group(2)
         setting = Setting(name, text_value, number)
+        if name in _PG_INCLUDES:
+            continue  # directives, not settings: they may repeat
         if name in settings:
             shadowing.append(setting)
         settings[name] = setting
@@ -199,15 +204,37 @@ def env_file(text: str) -> dict[str, Setting]:
 # --- ufw commands in the first-boot script ----------------------------------------
 
 
+ALL_PORTS = tuple(range(1, 65536))
+
+
 @dataclass(frozen=True)
 class UfwRule:
     line: int
     source: str  # 'any' or a CIDR
-    ports: tuple[int, ...]
+    ports: tuple[int, ...]  # ALL_PORTS when the rule names none
     proto: str
 
 
-_UFW_ALLOW = re.compile(r"^ufw allow proto (\w+) from (\S+) to any port (\S+)")
+def ufw_ports_of(text: str) -> tuple[int, ...]:
+    """'22', '80,443', '6000:6010' (a range) -> the ports."""
+    ports: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        if low.isdigit() and (high.isdigit() or not high):
+            ports.extend(range(int(low), int(high or low) + 1))
+    return tuple(ports)
+
+
+def _ufw_allow(words: list[str]) -> tuple[str, tuple[int, ...], str] | None:
+    """The words after 'ufw allow' (both syntaxes) -> (source, ports, proto)."""
+    if len(words) == 1 and words[0] not in {"from", "proto"}:  # 'ufw allow 6379/tcp'
+        port, _, proto = words[0].partition("/")
+        return "any", ufw_ports_of(port), proto or "any"
+    options = dict(zip(words[::2], words[1::2], strict=False))
+    if "from" not in options and "port" not in options and "proto" not in options:
+        return None
+    ports = ufw_ports_of(options["port"]) if "port" in options else ALL_PORTS
+    return options.get("from", "any"), ports, options.get("proto", "any")
 
 
 def ufw_rules(script: str) -> tuple[list[UfwRule], dict[str, tuple[str, int]]]:
@@ -215,11 +242,10 @@ def ufw_rules(script: str) -> tuple[list[UfwRule], dict[str, tuple[str, int]]]:
     rules: list[UfwRule] = []
     defaults: dict[str, tuple[str, int]] = {}
     for number, raw in enumerate(script.splitlines(), 1):
-        line = raw.strip()
-        match = _UFW_ALLOW.match(line)
-        if match:
-            ports = tuple(int(p) for p in match.group(3).split(",") if p.isdigit())
-            rules.append(UfwRule(number, match.group(2), ports, match.group(1)))
+        line = raw.split("#", 1)[0].split(" comment ", 1)[0].strip()
+        words = line.split()
+        if words[:2] == ["ufw", "allow"] and (parsed := _ufw_allow(words[2:])):
+            rules.append(UfwRule(number, parsed[0], parsed[1], parsed[2]))
         default = re.match(r"^ufw default (\w+) (incoming|outgoing)", line)
         if default:
             defaults[default.group(2)] = (default.group(1), number)

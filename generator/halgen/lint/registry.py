@@ -69,7 +69,11 @@ class Rule:
     summary: str
     doc: str
     check: Check = field(repr=False, compare=False)
-    program: str | None = None  # the real program a tools rule runs
+    programs: tuple[str, ...] = ()  # the real programs a tools rule runs
+
+    @property
+    def program(self) -> str | None:
+        return self.programs[0] if self.programs else None
 
     def finding(self, hit: Hit) -> Finding:
         return Finding(self.id, self.severity, hit.file, hit.line, hit.message)
@@ -78,7 +82,8 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, name: str, severity: str, family: str, program: str | None = None) -> Callable[[Check], Check]:
+def rule(rule_id: str, name: str, severity: str, family: str,
+         programs: tuple[str, ...] = ()) -> Callable[[Check], Check]:
     """Register a check. Its docstring is the rule's doc: the first paragraph is the
     one-line summary, the rest says why it matters and how to fix it."""
     if family not in FAMILIES:
@@ -90,7 +95,7 @@ def rule(rule_id: str, name: str, severity: str, family: str, program: str | Non
         doc = inspect.cleandoc(check.__doc__ or "")
         summary, _, rest = doc.partition("\n\n")
         RULES[rule_id] = Rule(rule_id, name, Severity.parse(severity), family, " ".join(summary.split()), rest.strip(),
-                              check, program)
+                              check, programs)
         return check
 
     return register

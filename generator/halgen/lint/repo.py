@@ -23,7 +23,7 @@ class Repo:
     # is fine: a Repo lives for one lint run).
 
     def __init__(self, root: Path):
-        self.root = root
+        self.root = root.resolve()
 
     # --- files -------------------------------------------------------------------
 
@@ -44,9 +44,11 @@ class Repo:
 
     @functools.cache  # noqa: B019
     def text(self, rel: str) -> str:
+        path = self.root / rel
         try:
-            return (self.root / rel).read_text(encoding="utf-8", errors="replace")
-        except (FileNotFoundError, IsADirectoryError):
+            # Regular files only: a FIFO would block, a symlink loop raise.
+            return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        except OSError:
             return ""
 
     def exists(self, rel: str) -> bool:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from . import rules as _rules  # noqa: F401 - registers every rule
 from .config import LintConfig, inline_disabled
-from .registry import RULES, Finding, Hit, Rule, Severity
+from .registry import RULES, Finding, Hit, Rule, Severity, rule
 from .repo import Repo
 
 MISSING_PROGRAM = "HAL002"
+RULE_CRASHED = "HAL003"
 
 
 @dataclass
@@ -23,6 +24,11 @@ class Report:
     suppressed: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """False when a rule crashed (a halgen bug): its part of the check did not happen."""
+        return not any(f.rule == RULE_CRASHED for f in self.findings)
 
     def at_or_above(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity >= severity]
@@ -39,35 +45,42 @@ def lint(root: Path, config: LintConfig | None = None, tools: bool = True, selec
     findings: list[Finding] = []
     run: list[str] = []
     timings: dict[str, float] = {}
-    for rule in RULES.values():
-        if rule.id == MISSING_PROGRAM or (select is not None and rule.id not in select):
+    reported_missing: set[str] = set()
+    for r in RULES.values():
+        if r.family == "meta" and r.id != "HAL001" or (select is not None and r.id not in select):
             continue
-        if rule.family == "tools" and not (tools and config.tools):
+        if r.family == "tools" and not (tools and config.tools):
             continue
-        if rule.program and shutil.which(rule.program) is None and not _has_program(rule):
-            findings.append(RULES[MISSING_PROGRAM].finding(
-                Hit(".", 0, f"{rule.program} is not installed: {rule.id} ({rule.name}) was not run")))
+        missing = [p for p in r.programs if not installed(p)]
+        if missing:
+            for program in sorted(set(missing) - reported_missing):
+                findings.append(RULES[MISSING_PROGRAM].finding(
+                    Hit(".", 0, f"{program} is not installed: {r.id} ({r.name}) was not run")))
+            reported_missing.update(missing)
             continue
         began = time.perf_counter()
-        findings.extend(rule.finding(hit) for hit in _safe(rule, repo))
-        timings[rule.id] = time.perf_counter() - began
-        run.append(rule.id)
-    kept = [f for f in findings if not (config.suppressed(f) or _inline(repo, f))]
-    kept = sorted(set(kept), key=Finding.sort_key)
-    return Report(root, kept, run, len(findings) - len(kept), time.perf_counter() - started, timings)
+        findings.extend(_run_rule(r, repo))
+        timings[r.id] = time.perf_counter() - began
+        run.append(r.id)
+    unique = set(findings)
+    kept = sorted((f for f in unique if not (config.suppressed(f) or _inline(repo, f))), key=Finding.sort_key)
+    return Report(root, kept, run, len(unique) - len(kept), time.perf_counter() - started, timings)
 
 
-def _has_program(rule: Rule) -> bool:
-    """postgres lives outside PATH on Debian (/usr/lib/postgresql/N/bin)."""
-    return rule.program == "postgres" and any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+def installed(program: str) -> bool:
+    """On PATH - or, for postgres, in Debian's /usr/lib/postgresql/N/bin."""
+    if shutil.which(program):
+        return True
+    return program == "postgres" and any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
 
 
-def _safe(rule: Rule, repo: Repo) -> list[Hit]:
-    """A rule that crashes is a bug in halgen; say so as a finding instead of dying."""
+def _run_rule(r: Rule, repo: Repo) -> list[Finding]:
+    """A rule that crashes is a bug in halgen: say so as an error finding instead of dying."""
     try:
-        return list(rule.check(repo))
+        return [r.finding(hit) for hit in r.check(repo)]
     except Exception as err:  # noqa: BLE001
-        return [Hit(".", 0, f"internal error in {rule.id}, please report it: {type(err).__name__}: {err}")]
+        return [RULES[RULE_CRASHED].finding(
+            Hit(".", 0, f"{r.id} ({r.name}) failed and did not check the repo: {type(err).__name__}: {err}"))]
 
 
 def _inline(repo: Repo, finding: Finding) -> bool:
@@ -76,18 +89,23 @@ def _inline(repo: Repo, finding: Finding) -> bool:
     return finding.rule in inline_disabled(repo.text(finding.file).splitlines(), finding.line)
 
 
-def _register_missing_program_rule() -> None:
-    from .registry import rule
+@rule(MISSING_PROGRAM, "program-missing", "info", "meta")
+def program_missing(repo: Repo) -> list[Hit]:
+    """A real-program check could not run because its program is not installed.
 
-    @rule(MISSING_PROGRAM, "program-missing", "info", "meta")
-    def program_missing(repo: Repo) -> list[Hit]:
-        """A real-program check could not run because its program is not installed.
-
-        Reported once per program so a check is never skipped silently. Install
-        the Debian package (`halgen lint --help` lists them) or pass --no-tools to
-        run the file rules only; CI should always have them.
-        """
-        return []
+    Reported once per program so a check is never skipped silently. Install
+    the Debian packages (`halgen lint --help` lists them) or pass --no-tools to
+    run the file rules only; CI should always have them.
+    """
+    return []
 
 
-_register_missing_program_rule()
+@rule(RULE_CRASHED, "rule-crashed", "error", "meta")
+def rule_crashed(repo: Repo) -> list[Hit]:
+    """A rule failed with an unexpected error, so part of the repo was not checked.
+
+    This is a bug in halgen (or a program it runs timed out): please report it
+    with the message. The run counts as failed, and SARIF output marks the
+    execution as unsuccessful.
+    """
+    return []

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from ...cloudinit import unpack
-from .. import facts
+from .. import facts, parsers
 from ..parsers import first
 from ..registry import Hit, rule
 from ..repo import Repo, node_of
@@ -47,7 +47,8 @@ def firewall_matches_listeners(repo: Repo) -> Iterator[Hit]:
         node = node_of(rel)
         ufw, _ = repo.ufw(rel)
         opened = {port: r.line for r in ufw for port in r.ports}
-        listening = {x.port: x for x in facts.node_listeners(repo, node)}
+        # Loopback-only listeners (a stub_status, say) need no firewall rule.
+        listening = {x.port: x for x in facts.node_listeners(repo, node) if not facts.is_loopback(x.address)}
         enable = repo.line_of(rel, r"^ufw --force enable")
         for port, listener in sorted(listening.items()):
             if port not in opened:
@@ -76,7 +77,8 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Hit]:
         except (json.JSONDecodeError, KeyError, TypeError):
             yield Hit(rel, 1, f"missing or unreadable Cloud Firewall for role {role}")
             continue
-        cloud = {(port, src) for r in inbound for port in str(r.get("ports", "")).split(",") if port
+        cloud = {(str(port), src) for r in inbound if r.get("action") == "ACCEPT"
+                 for port in parsers.ufw_ports_of(str(r.get("ports", "")))
                  for src in r.get("addresses", {}).get("ipv4", [])}
         cloud = {(p, "any" if s == "0.0.0.0/0" else s) for p, s in cloud}
         # One Cloud Firewall serves every node of the role: it is the union of their ufw rules.
@@ -141,7 +143,7 @@ def pg_hba_peers(repo: Repo) -> Iterator[Hit]:
         entries, _ = repo.hba(rel)
         seen: dict[str, set[str]] = {db: set() for db in expected}
         for entry in entries:
-            if entry.type == "local":
+            if entry.type == "local" or entry.method == "reject":
                 continue
             wanted = expected.get(entry.database)
             hits = {a for a in wanted or () if facts.covers(entry.address, a)}
@@ -263,6 +265,7 @@ def app_env_names_nodes(repo: Repo) -> Iterator[Hit]:
                 yield Hit(rel, 1, f"no {key}")
                 continue
             hosts, ports, dbname = facts.dsn_hosts(env[key].value)
+            ports = ports or ["5432"]  # libpq's default
             pairs = sorted(zip(hosts, ports if len(ports) == len(hosts) else ports[:1] * len(hosts), strict=True))
             if pairs != sorted(db_endpoints):
                 yield Hit(rel, env[key].line, f"{key} names {', '.join(f'{h}:{p}' for h, p in pairs)}; the DB nodes "

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterator
 
 from ...cloudinit import USER_DATA_LIMIT
-from .. import nginxtree
+from .. import facts, nginxtree
 from ..parsers import first, pg_bytes
 from ..registry import Hit, rule
 from ..repo import Repo, node_of
@@ -52,20 +51,6 @@ def slot_wal_limit(repo: Repo) -> Iterator[Hit]:
                       "replication slots without max_slot_wal_keep_size: a lost replica can fill the disk")
 
 
-def _starman_options(repo: Repo) -> list[tuple[str, int, dict[str, str]]]:
-    found = []
-    for rel in repo.starman_units():
-        for entry in repo.unit(rel)[0]:
-            if entry.key == "ExecStart":
-                try:
-                    argv = shlex.split(entry.value)
-                except ValueError:
-                    continue
-                options = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
-                found.append((rel, entry.line, options))
-    return found
-
-
 def _seconds(value: str) -> float | None:
     match = re.fullmatch(r"(\d+)(ms|s|m)?", value)
     if not match:
@@ -82,9 +67,9 @@ def upstream_keepalive_timeout(repo: Repo) -> Iterator[Hit]:
     into a socket that is being closed: a 502 for the client, and POSTs are not
     retried. nginx's default is 60 s, Starman's 1 s.
     """
-    starman = [(rel, line, _seconds(o.get("--keepalive-timeout", str(STARMAN_DEFAULT_KEEPALIVE_S))))
-               for rel, line, o in _starman_options(repo)]
-    limits = [(t, rel) for rel, _line, t in starman if t is not None]
+    starman = [(c.file, _seconds(c.last("--keepalive-timeout", str(STARMAN_DEFAULT_KEEPALIVE_S))))
+               for c in facts.starman_commands(repo)]
+    limits = [(t, rel) for rel, t in starman if t is not None]
     if not limits:
         return
     shortest, where = min(limits)
@@ -135,8 +120,8 @@ def pg_connections_suffice(repo: Repo) -> Iterator[Hit]:
     the workers that come last get 'too many clients' - under peak load, when
     it hurts most.
     """
-    workers = sum(int(o.get("--workers", STARMAN_DEFAULT_WORKERS)) for _r, _l, o in _starman_options(repo)
-                  if o.get("--workers", "5").isdigit())
+    counts = [c.last("--workers", str(STARMAN_DEFAULT_WORKERS)) for c in facts.starman_commands(repo)]
+    workers = sum(int(n) for n in counts if n.isdigit())
     replicas = max(len(repo.pg_confs()) - 1, 0)
     for rel in repo.pg_confs():
         settings, _, _ = repo.pg_conf(rel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from ..parsers import HBA_TYPES
 from ..registry import Hit, rule
 from ..repo import Repo
 
+# pg_hba also takes host names and '.domain' suffixes (matched by reverse DNS).
+_HOSTNAME = re.compile(r"\.?[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*")
 # Sections systemd knows in a .service file.
 _UNIT_SECTIONS = {"Unit", "Service", "Install"}
 
@@ -48,7 +51,8 @@ def cloud_init_yaml(repo: Repo) -> Iterator[Hit]:
             data = YAML(typ="safe", pure=True).load(text)
         except YAMLError as err:
             mark = getattr(err, "problem_mark", None)
-            yield Hit(rel, (mark.line + 1) if mark else 1, f"not valid YAML: {getattr(err, 'problem', err)}")
+            last = max(len(text.splitlines()), 1)  # an error at the end is on the last line, not past it
+            yield Hit(rel, min(mark.line + 1, last) if mark else 1, f"not valid YAML: {getattr(err, 'problem', err)}")
             continue
         if not isinstance(data, dict):
             yield Hit(rel, 1, "not a YAML mapping")
@@ -109,7 +113,8 @@ def pg_hba_syntax(repo: Repo) -> Iterator[Hit]:
         for line, message in errors:
             yield Hit(rel, line, message)
         for entry in entries:
-            if entry.type in HBA_TYPES - {"local"} and entry.address not in {"all", "samehost", "samenet"}:
+            if entry.type in HBA_TYPES - {"local"} and entry.address not in {"all", "samehost", "samenet"} \
+                    and not _HOSTNAME.fullmatch(entry.address):
                 try:
                     ipaddress.ip_network(entry.address.split()[0], strict=True)
                 except ValueError as err:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 
 from ...cloudinit import unpack
-from .. import nginxtree
+from .. import nginxtree, parsers
 from ..parsers import Directive, first
 from ..registry import Hit, rule
 from ..repo import Repo, node_of
@@ -53,11 +53,12 @@ def nginx_add_header_redefinition(repo: Repo) -> Iterator[Hit]:
         for d in nginxtree.walk(repo.nginx(rel)):
             if d.block is None or d.child("add_header") is None:
                 continue
-            outer = [p for p in d.parents if p.child("add_header") is not None]
-            if outer:
-                names = sorted({h.args[0] for p in outer for h in p.children() if h.name == "add_header" and h.args})
+            inner = {h.args[0].lower() for h in d.children() if h.name == "add_header" and h.args}
+            outer = {h.args[0] for p in d.parents for h in p.children() if h.name == "add_header" and h.args}
+            dropped = sorted(name for name in outer if name.lower() not in inner)
+            if dropped:
                 yield Hit(rel, d.child("add_header").line,  # type: ignore[union-attr]
-                          f"add_header in {d.name} drops the outer block's headers here: {', '.join(names)}")
+                          f"add_header in {d.name} drops the outer block's headers here: {', '.join(dropped)}")
 
 
 @rule("HAL303", "nginx-alias-traversal", "error", "security")
@@ -133,6 +134,14 @@ def pg_weak_auth(repo: Repo) -> Iterator[Hit]:
                       f"password_encryption is {setting.value if setting else 'unset'}; want scram-sha-256")
 
 
+def _private(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address == "localhost"
+    return any(ip in net for net in _PRIVATE if ip.version == net.version)
+
+
 def _world(source: str) -> bool:
     if source in {"all", "any", "samenet"}:
         return True
@@ -152,12 +161,17 @@ def pg_open_to_world(repo: Repo) -> Iterator[Hit]:
     """
     for rel in repo.hba_files():
         for entry in repo.hba(rel)[0]:
-            if entry.type != "local" and _world(entry.address):
+            if entry.type != "local" and entry.method != "reject" and _world(entry.address):
                 yield Hit(rel, entry.line, f"{entry.database} access from {entry.address}")
     for rel in repo.pg_confs():
         listen = repo.pg_conf(rel)[0].get("listen_addresses")
-        if listen and any(a.strip() in {"*", "0.0.0.0", "::"} for a in listen.value.split(",")):
-            yield Hit(rel, listen.line, f"listen_addresses = '{listen.value}' listens on every interface")
+        if listen is None:
+            continue
+        for address in (a.strip() for a in listen.value.split(",")):
+            if address in {"*", "0.0.0.0", "::"}:
+                yield Hit(rel, listen.line, f"listen_addresses = '{listen.value}' listens on every interface")
+            elif address and not _private(address):
+                yield Hit(rel, listen.line, f"listen_addresses: {address} is not a private address")
 
 
 @rule("HAL308", "firewall-open-to-world", "error", "security")
@@ -175,7 +189,8 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
         rules, defaults = repo.ufw(rel)
         for r in rules:
             if _world(r.source) and (node not in lb_nodes or set(r.ports) - WEB_PORTS):
-                yield Hit(rel, r.line, f"port(s) {','.join(map(str, r.ports))} open to the world on {node}")
+                shown = "all" if len(r.ports) > 20 else ",".join(map(str, r.ports))
+                yield Hit(rel, r.line, f"port(s) {shown} open to the world on {node}")
         policy, line = defaults.get("incoming", ("allow", 1))
         if policy != "deny":
             yield Hit(rel, line, f"default incoming policy is {policy}; want deny")
@@ -186,7 +201,9 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
         for r in doc.get("inbound", []):
-            ports = {int(p) for p in str(r.get("ports", "")).split(",") if p.isdigit()}
+            if r.get("action") != "ACCEPT":
+                continue
+            ports = set(parsers.ufw_ports_of(str(r.get("ports", ""))))
             addresses = r.get("addresses", {})
             world = any(_world(s) for s in addresses.get("ipv4", []) + addresses.get("ipv6", []))
             if world and (role != "lb" or ports - WEB_PORTS or not ports):
@@ -233,21 +250,25 @@ def redis_public_bind(repo: Repo) -> Iterator[Hit]:
             yield Hit(rel, 1, "no bind: listens on every interface")
             continue
         for address in bind.args:
-            try:
-                ip = ipaddress.ip_address(address.lstrip("-"))
-            except ValueError:
-                yield Hit(rel, bind.line, f"bind {address}: not an address")
-                continue
-            if not any(ip in net for net in _PRIVATE if ip.version == net.version):
+            if not _private(address.lstrip("-")):
                 yield Hit(rel, bind.line, f"bind {address}: not a private (VPC or loopback) address")
 
 
+# A value, not a reference to one: '$VAR', '${VAR:?}', '"$(cat file)"' are how scripts
+# read secrets at run time and are fine.
+_VALUE = r"""(?!["']?\$)["']?[^\s"'$]"""
 _SECRET_LINES = [
-    (re.compile(r"^\s*(requirepass|masterauth)\s+\S"), "a Redis password"),
-    (re.compile(r"^\s*sentinel\s+auth-pass\s+\S+\s+\S"), "a Sentinel auth-pass"),
-    (re.compile(r"^\s*repo\d+-(cipher-pass|s3-key|s3-key-secret)\s*=\s*\S"), "a pgBackRest key"),
-    (re.compile(r"^\s*[A-Z0-9_]*(PASSWORD|SECRET|SECRET_KEY|ACCESS_KEY|TOKEN)\s*=\s*\S"), "a secret variable"),
+    (re.compile(rf"^\s*(requirepass|masterauth)\s+{_VALUE}"), "a Redis password"),
+    (re.compile(rf"^\s*sentinel\s+auth-pass\s+\S+\s+{_VALUE}"), "a Sentinel auth-pass"),
+    (re.compile(rf"^\s*repo\d+-(cipher-pass|s3-key|s3-key-secret)\s*=\s*{_VALUE}"), "a pgBackRest key"),
+    (re.compile(rf"^\s*(export\s+)?[A-Z0-9_]*(PASSWORD|PASSWD|SECRET|SECRET_KEY|ACCESS_KEY|TOKEN)\s*=\s*{_VALUE}"),
+     "a secret variable"),
     (re.compile(r"password=[^;'\"\s$]{4,}", re.I), "a password in a connection string"),
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^:/@\s]*:[^@\s/$]{3,}@", re.I), "a password in a URL"),
+    (re.compile(r"""(?:^\s*-?\s*|["'])(password|passwd|secret|token)["']?\s*:\s*["'][^"'$\s]{4,}["']""", re.I),
+     "a password field"),  # a YAML key or a JSON member, not psql's :'variable'
+
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "an access key ID"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
 ]
 
@@ -271,8 +292,6 @@ def secrets_in_tracked_files(repo: Repo) -> Iterator[Hit]:
                 pass
         for where, text in texts:
             for number, line in enumerate(text.splitlines(), 1):
-                if "halgen-lint:" in line:
-                    continue
                 for pattern, what in _SECRET_LINES:
                     if pattern.search(line):
                         yield Hit(rel, number if where == rel else 0, f"{what} in {where}")
@@ -319,24 +338,32 @@ def ssh_hardening(repo: Repo) -> Iterator[Hit]:
     Password SSH on a public address is brute-forced all day; root login skips
     the audit trail of personal accounts.
     """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     for node in repo.node_dirs:
-        drop_in = repo.one(node, r"etc/ssh/sshd_config\.d/[^/]+\.conf")
-        if drop_in is None:
+        drop_ins = repo.node_files(node, r"etc/ssh/sshd_config\.d/[^/]+\.conf")
+        if not drop_ins:
             yield Hit(f"nodes/{node}", 0, f"{node} has no sshd_config.d drop-in: sshd keeps Debian's defaults")
         else:
-            found: dict[str, tuple[str, int]] = {}
-            for number, line in enumerate(repo.text(drop_in).splitlines(), 1):
-                words = line.split("#", 1)[0].split()
-                if len(words) >= 2:
-                    found.setdefault(words[0].lower(), (words[1].lower(), number))
+            found: dict[str, tuple[str, str, int]] = {}  # sshd keeps the first value it reads
+            for drop_in in drop_ins:
+                for number, line in enumerate(repo.text(drop_in).splitlines(), 1):
+                    words = re.split(r"[\s=]+", line.split("#", 1)[0].strip(), maxsplit=1)
+                    if len(words) == 2:
+                        found.setdefault(words[0].lower(), (words[1].strip().lower(), drop_in, number))
             for key, want in _SSHD_REQUIRED.items():
-                value, at = found.get(key, ("unset", 1))
+                value, where, at = found.get(key, ("unset", drop_ins[0], 1))
                 if value != want:
-                    yield Hit(drop_in, at, f"{key} is {value}; want {want}")
+                    yield Hit(where, at, f"{key} is {value}; want {want}")
         cloud = repo.one(node, r"cloud-init\.yaml")
         if cloud:
-            for key, want in (("ssh_pwauth", "false"), ("disable_root", "true")):
-                at = repo.line_of(cloud, rf"^{key}:", default=0)
-                setting = repo.text(cloud).splitlines()[at - 1].split(":", 1)[1].strip() if at else "unset"
-                if setting != want:
-                    yield Hit(cloud, at or 1, f"{key} is {setting}; want {want}")
+            try:
+                data = YAML(typ="safe", pure=True).load(repo.text(cloud))
+            except YAMLError:
+                continue  # HAL102 reports it
+            for key, required in (("ssh_pwauth", False), ("disable_root", True)):
+                found_value = data.get(key, "unset") if isinstance(data, dict) else "unset"
+                if found_value is not required:
+                    yield Hit(cloud, repo.line_of(cloud, rf"^{key}:"),
+                              f"{key} is {found_value}; want {str(required).lower()}")

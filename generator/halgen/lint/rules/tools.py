@@ -26,7 +26,7 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, **kwargs)
 
 
-@rule("HAL501", "nginx-t", "error", "tools", program="nginx")
+@rule("HAL501", "nginx-t", "error", "tools", programs=("nginx", "openssl"))
 def nginx_t(repo: Repo) -> Iterator[Hit]:
     """`nginx -t` accepts every nginx.conf.
 
@@ -51,6 +51,16 @@ def _nginx_scratch(text: str, scratch: Path) -> Path:
         (scratch / directory).mkdir()
     text = text.replace("/var/log/nginx/", f"{scratch}/logs/").replace("/run/", f"{scratch}/run/")
     text = re.sub(r"^(\s*)user\s+[^;]+;", r"\1# user (dropped for the check)", text, flags=re.M)
+    # nginx -t binds every listen socket: each distinct one becomes a free port on
+    # 127.0.0.1 (the same one for the same original, so duplicate checks still work).
+    ports: dict[str, int] = {}
+
+    def loopback(match: re.Match[str]) -> str:
+        original = match.group(2)
+        port = ports.setdefault(original, _free_port())
+        return f"{match.group(1)}127.0.0.1:{port}{match.group(3)}"
+
+    text = re.sub(r"^(\s*listen\s+)(\S+?)([\s;])", loopback, text, flags=re.M)
     live_dirs = set()
     for path in sorted(set(re.findall(r"ssl_(?:certificate|certificate_key|trusted_certificate)\s+([^;\s]+);", text))):
         local = scratch / "tls" / path.lstrip("/")
@@ -71,7 +81,7 @@ def _self_signed(live: Path) -> None:
     shutil.copy(live / "fullchain.pem", live / "chain.pem")
 
 
-@rule("HAL502", "systemd-analyze-verify", "error", "tools", program="systemd-analyze")
+@rule("HAL502", "systemd-analyze-verify", "error", "tools", programs=("systemd-analyze",))
 def systemd_analyze_verify(repo: Repo) -> Iterator[Hit]:
     """`systemd-analyze verify` accepts every unit.
 
@@ -102,7 +112,7 @@ def systemd_analyze_verify(repo: Repo) -> Iterator[Hit]:
                 yield Hit(by_name[named.group(1)], 0, f"systemd: {named.group(2)}")
 
 
-@rule("HAL503", "cloud-init-schema", "error", "tools", program="cloud-init")
+@rule("HAL503", "cloud-init-schema", "error", "tools", programs=("cloud-init",))
 def cloud_init_schema(repo: Repo) -> Iterator[Hit]:
     """`cloud-init schema` accepts every node's user-data.
 
@@ -122,7 +132,7 @@ def cloud_init_schema(repo: Repo) -> Iterator[Hit]:
                       f"cloud-init schema: {key + ': ' if key else ''}{message}")
 
 
-@rule("HAL504", "shellcheck", "error", "tools", program="shellcheck")
+@rule("HAL504", "shellcheck", "error", "tools", programs=("shellcheck",))
 def shellcheck(repo: Repo) -> Iterator[Hit]:
     """`shellcheck` finds nothing in the node and deploy scripts.
 
@@ -153,16 +163,18 @@ def _as_unprivileged(argv: list[str]) -> list[str] | None:
     return [runuser, "-u", "postgres", "--", *argv] if runuser else None
 
 
-def _pg_bin() -> Path | None:
+def _pg_bin(wanted: str) -> Path | None:
+    """The server of the repo's PostgreSQL version if installed, else the newest one."""
     versions = sorted((p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "postgres").exists()),
                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
-    if versions:
-        return versions[-1]
+    exact = [p for p in versions if p.parent.name == wanted]
+    if exact or versions:
+        return (exact or versions)[-1]
     found = shutil.which("postgres")
     return Path(found).parent if found else None
 
 
-@rule("HAL505", "postgres-starts", "error", "tools", program="postgres")
+@rule("HAL505", "postgres-starts", "error", "tools", programs=("postgres",))
 def postgres_starts(repo: Repo) -> Iterator[Hit]:
     """A throwaway PostgreSQL starts with each DB node's postgresql.conf and pg_hba.conf, with no setting rejected.
 
@@ -170,8 +182,8 @@ def postgres_starts(repo: Repo) -> Iterator[Hit]:
     version. The check uses the newest installed server, socket-only, in a
     scratch data directory; settings stay as written, but for paths and listening.
     """
-    bin_dir = _pg_bin()
     confs = repo.pg_confs()
+    bin_dir = _pg_bin(confs[0].split("/")[4] if confs else "")
     if bin_dir is None or not confs:
         return
     with tempfile.TemporaryDirectory(prefix="halgen-lint-pg-") as scratch_name:
@@ -235,7 +247,13 @@ def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Pa
 
 def _postgres_log_hits(repo: Repo, rel: str, hba_rel: str, log: str, data: str) -> Iterator[Hit]:
     reported = False
-    for line in log.splitlines():
+    lines = log.splitlines()
+    for index, line in enumerate(lines):
+        if "CONTEXT:" in line:
+            continue
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if "CONTEXT:" in following:  # 'line N of configuration file "..."' says where
+            line = f"{line} {following.split('CONTEXT:', 1)[1].strip()}"
         match = re.search(r"(LOG|FATAL|ERROR):\s+(.*)$", line)
         if not match or "database system is shut down" in line or "starting PostgreSQL" in line:
             continue
@@ -267,7 +285,7 @@ def _wait(done, timeout: float) -> bool:
     return False
 
 
-@rule("HAL506", "redis-starts", "error", "tools", program="redis-server")
+@rule("HAL506", "redis-starts", "error", "tools", programs=("redis-server",))
 def redis_starts(repo: Repo) -> Iterator[Hit]:
     """A throwaway redis-server (or redis-sentinel) starts with each node's redis.conf and sentinel.conf.
 
@@ -287,11 +305,11 @@ def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterato
     conf = scratch / "redis.conf"  # Sentinel rewrites its file: always a copy
     conf.write_text(re.sub(r"^include\s+\S+", f"include {secrets}", repo.text(rel), flags=re.M))
     port = _free_port()
-    argv = ["redis-sentinel" if sentinel else "redis-server", str(conf), "--dir", str(scratch),
+    argv = ["redis-server", str(conf), *(["--sentinel"] if sentinel else []), "--dir", str(scratch),
             "--pidfile", str(scratch / "pid"), "--logfile", "", "--daemonize", "no", "--supervised", "no",
             "--bind", "127.0.0.1", "--port", str(port)]
     if not sentinel:
-        argv += ["--replicaof", "no", "one", "--save", ""]
+        argv += ["--replicaof", "no", "one", "--save", "", "--unixsocket", str(scratch / "redis.sock")]
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     try:

@@ -163,6 +163,14 @@ def _as_unprivileged(argv: list[str]) -> list[str] | None:
     return [runuser, "-u", "postgres", "--", *argv] if runuser else None
 
 
+def _server_user() -> str:
+    """The superuser role of the scratch cluster: the OS user it runs as, so the
+    repo's 'local all all peer' lets psql in."""
+    import getpass
+
+    return "postgres" if os.geteuid() == 0 else getpass.getuser()
+
+
 def _pg_bin(wanted: str) -> Path | None:
     """The server of the repo's PostgreSQL version if installed, else the newest one."""
     versions = sorted((p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "postgres").exists()),
@@ -190,7 +198,7 @@ def postgres_starts(repo: Repo) -> Iterator[Hit]:
         scratch = Path(scratch_name)
         scratch.chmod(0o755)
         data = scratch / "template"
-        initdb = _as_unprivileged([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--no-instructions",
+        initdb = _as_unprivileged([str(bin_dir / "initdb"), "-D", str(data), "-U", _server_user(), "--no-instructions",
                                    "--auth=peer"])
         if initdb is None:
             yield Hit(confs[0], 0, "not checked: running as root and there is no postgres user to run the server as")
@@ -229,8 +237,9 @@ def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Pa
         if server.poll() is not None or not ready:
             yield from _postgres_log_hits(repo, rel, hba_rel, log.read_text(errors="replace"), str(data))
             return
-        psql = _as_unprivileged([str(bin_dir / "psql"), "-X", "-A", "-t", "-F", "\t", "-h", str(run_dir), "-d",
-                                 "postgres", "-c", "SELECT 'conf', sourceline, name || ': ' || error FROM "
+        psql = _as_unprivileged([str(bin_dir / "psql"), "-X", "-A", "-t", "-F", "\t", "-h", str(run_dir),
+                                 "-U", _server_user(), "-d", "postgres", "-c",
+                                 "SELECT 'conf', sourceline, name || ': ' || error FROM "
                                  "pg_file_settings WHERE error IS NOT NULL UNION ALL SELECT 'hba', line_number, "
                                  "error FROM pg_hba_file_rules WHERE error IS NOT NULL"])
         assert psql is not None

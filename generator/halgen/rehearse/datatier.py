@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..model import Node
 from .layout import LoopbackStack
-from .processes import RehearsalError, wait_until
+from .processes import RehearsalError, run, wait_until
 
 # --- PostgreSQL --------------------------------------------------------------
 # PostgreSQL refuses to run as root: as root it runs as the postgres system user
@@ -53,9 +53,8 @@ def start_pg(ls: LoopbackStack, node: str) -> subprocess.Popen:
 def psql(ls: LoopbackStack, node: str, sql: str, database: str = "postgres", timeout: float = 30) -> str:
     """One statement as the superuser over the node's socket; its result, unaligned."""
     n = ls.node(node)
-    out = subprocess.run(as_postgres(f"{n.paths.pg_bin}/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
-                                     "-h", n.paths.pg_run_dir, "-p", "5432", "-d", database, "-c", sql),
-                         capture_output=True, text=True, timeout=timeout)
+    out = run(as_postgres(f"{n.paths.pg_bin}/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+                          "-h", n.paths.pg_run_dir, "-p", "5432", "-d", database, "-c", sql), timeout=timeout)
     if out.returncode != 0:
         raise RehearsalError(f"psql on {node}: {out.stderr.strip()}")
     return out.stdout.strip()
@@ -63,7 +62,7 @@ def psql(ls: LoopbackStack, node: str, sql: str, database: str = "postgres", tim
 
 def node_script(ls: LoopbackStack, node: str, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = Path(ls.node(node).paths.sbin) / f"{ls.stack.project}-{name}"
-    return subprocess.run(["bash", str(path), *args], capture_output=True, text=True, timeout=120)
+    return run(["bash", str(path), *args])
 
 
 def _checked(result: subprocess.CompletedProcess[str], what: str) -> None:
@@ -76,9 +75,8 @@ def init_primary(ls: LoopbackStack) -> None:
     for db in ls.stack.dbs:
         chown_postgres(Path(db.paths.root))
     primary = ls.stack.dbs[0]
-    _checked(subprocess.run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data,
-                                        "-U", pg_superuser(), "--auth-local=peer", "--auth-host=scram-sha-256",
-                                        "-E", "UTF8", "--no-instructions"), capture_output=True, text=True),
+    _checked(run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data, "-U", pg_superuser(),
+                             "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions")),
              "initdb")
 
 
@@ -190,6 +188,5 @@ def run_pg_failover(ls: LoopbackStack, new_primary: str, *args: str) -> subproce
     if not fake.exists():
         fake.write_text(FAKE_SSH)
         fake.chmod(0o755)
-    return subprocess.run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), new_primary, *args],
-                          capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})
+    return run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), new_primary, *args],
+               env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})

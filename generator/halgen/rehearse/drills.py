@@ -7,7 +7,6 @@ They run in this order (the PostgreSQL failover last: it leaves the old primary 
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from ..model import Node
 from .datatier import as_postgres, master_address, psql, run_pg_failover, start_pg, start_redis
 from .http import Load, Sample, request
-from .processes import RehearsalError, wait_until
+from .processes import RehearsalError, run, wait_until
 from .stack import Rehearsal
 
 Figure = int | float | str
@@ -189,8 +188,8 @@ def replica_restart(r: Rehearsal) -> DrillResult:
     if len(r.stack.dbs) < 2:
         return _skip(name, REPLICA_TARGET, "no replica")
     ls, replica = r.loopback, r.stack.dbs[1]
-    stopped = subprocess.run(as_postgres(f"{replica.paths.pg_bin}/pg_ctl", "stop", "-D", replica.paths.pg_data,
-                                         "-m", "fast", "-w"), capture_output=True, text=True, timeout=60)
+    stopped = run(as_postgres(f"{replica.paths.pg_bin}/pg_ctl", "stop", "-D", replica.paths.pg_data, "-m", "fast",
+                              "-w"), timeout=60)
     if stopped.returncode != 0:
         raise RehearsalError(f"pg_ctl stop on {replica.name}: {stopped.stderr.strip()}")
     r.pg[replica.name].wait(30)

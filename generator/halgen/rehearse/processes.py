@@ -72,6 +72,23 @@ class Processes:
             self.stop(proc)
 
 
+def run(argv: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """subprocess.run for commands that start others (scripts, runuser): in a process group
+    of their own, so that a timeout or Ctrl-C ends all of it, not only its leader."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll ``check`` until it returns something truthy; an exception counts as 'not yet'
     (a server that is still starting), and the last one is shown on a timeout."""

@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__, compiler, schema
-from .problems import AnswersError
-from .render import RenderError
+from .problems import AnswersError, RenderError
 
 ANSWERS_HELP = "YAML answer file (see 'halgen schema'); missing fields take their defaults."
 
@@ -28,7 +27,25 @@ def _answers_or_exit(path: Path | None) -> dict:
         raise  # unreachable
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """Commands with heavy imports load when used, so 'halgen lint' starts fast."""
+
+    lazy = {"rehearse": ("halgen.rehearse.cli", "rehearse")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attribute = self.lazy[name]
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="halgen")
 def main() -> None:
     """Compile a short answer file into a complete deployment repo for a
@@ -264,10 +281,6 @@ def check(answers_file: Path) -> None:
     _answers_or_exit(answers_file)
     click.echo(f"halgen: {answers_file} is valid")
 
-
-from .rehearse.cli import rehearse as _rehearse  # noqa: E402
-
-main.add_command(_rehearse)
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="halgen")

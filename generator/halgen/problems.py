@@ -54,3 +54,7 @@ class AnswersError(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, dotted(p.path), p.message))
         super().__init__("\n".join(p.format() for p in self.problems))
+
+
+class RenderError(Exception):
+    """A problem with the destination or the rendered output; the CLI exits 2."""

@@ -24,12 +24,9 @@ from .cloudinit import UserDataTooLarge
 from .engine import Blueprint
 from .firewall import FirewallError
 from .model import LINODE, Target, derive
+from .problems import RenderError
 
 BUILD_DIR = "build"
-
-
-class RenderError(Exception):
-    """A problem with the destination or the rendered output; the CLI exits 2."""
 
 
 def check_destination(dest: Path, force: bool) -> None:

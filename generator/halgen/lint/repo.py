@@ -127,6 +127,20 @@ class Repo:
         return parsers.env_file(self.text(rel))
 
     @functools.cache  # noqa: B019
+    def yaml(self, rel: str) -> tuple[Any, tuple[int, str] | None]:
+        """A YAML file's data, or (None, (line, problem)) when it does not parse."""
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import YAMLError
+
+        text = self.text(rel)
+        try:
+            return YAML(typ="safe").load(text), None  # libyaml when available: these files are big
+        except YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            last = max(len(text.splitlines()), 1)  # an error at the end is on the last line, not past it
+            return None, (min(mark.line + 1, last) if mark else 1, str(getattr(err, "problem", err)))
+
+    @functools.cache  # noqa: B019
     def ufw(self, rel: str) -> tuple[list[parsers.UfwRule], dict[str, tuple[str, int]]]:
         return parsers.ufw_rules(self.text(rel))
 

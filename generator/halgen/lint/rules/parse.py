@@ -40,19 +40,13 @@ def cloud_init_yaml(repo: Repo) -> Iterator[Hit]:
     silently skips a document that is not valid YAML: the node boots bare.
     Re-render rather than editing the file; `halgen build` writes the pasteable copy.
     """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
     for rel in repo.cloud_inits():
         text = repo.text(rel)
         if not text.startswith("#cloud-config\n"):
             yield Hit(rel, 1, "first line must be '#cloud-config'")
-        try:
-            data = YAML(typ="safe", pure=True).load(text)
-        except YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            last = max(len(text.splitlines()), 1)  # an error at the end is on the last line, not past it
-            yield Hit(rel, min(mark.line + 1, last) if mark else 1, f"not valid YAML: {getattr(err, 'problem', err)}")
+        data, error = repo.yaml(rel)
+        if error:
+            yield Hit(rel, error[0], f"not valid YAML: {error[1]}")
             continue
         if not isinstance(data, dict):
             yield Hit(rel, 1, "not a YAML mapping")

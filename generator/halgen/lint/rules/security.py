@@ -338,9 +338,6 @@ def ssh_hardening(repo: Repo) -> Iterator[Hit]:
     Password SSH on a public address is brute-forced all day; root login skips
     the audit trail of personal accounts.
     """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
     for node in repo.node_dirs:
         drop_ins = repo.node_files(node, r"etc/ssh/sshd_config\.d/[^/]+\.conf")
         if not drop_ins:
@@ -358,9 +355,8 @@ def ssh_hardening(repo: Repo) -> Iterator[Hit]:
                     yield Hit(where, at, f"{key} is {value}; want {want}")
         cloud = repo.one(node, r"cloud-init\.yaml")
         if cloud:
-            try:
-                data = YAML(typ="safe", pure=True).load(repo.text(cloud))
-            except YAMLError:
+            data, error = repo.yaml(cloud)
+            if error:
                 continue  # HAL102 reports it
             for key, required in (("ssh_pwauth", False), ("disable_root", True)):
                 found_value = data.get(key, "unset") if isinstance(data, dict) else "unset"

@@ -26,9 +26,8 @@ from conftest import REPO, halgen, require
 PROGRAMS = ("nginx", "starman", "redis-server", "redis-sentinel", "redis-cli", "wrk")
 SEED_DOCUMENT = REPO.parent / "shared" / "seed" / "ha-perl-stack-on-linode.txt"
 # The drills' targets use the repo's own timeouts; the hang drill lasts the read
-# timeout plus 3 s, so a 5 s read timeout keeps it short. (With the default 30 s,
-# longer than lb_next_upstream_timeout_s, nginx never retries a timed-out request:
-# the hang drill reports those requests as failed.)
+# timeout plus 3 s, so a 5 s read timeout keeps it short (the retry window,
+# lb_next_upstream_timeout_s, must still exceed connect + read: 35 s does).
 SHORT_READ_TIMEOUT = {"lb_read_timeout_s": 5}
 
 

@@ -84,6 +84,17 @@ def weights_name_app_servers(a: dict[str, Any]) -> Iterator[Finding]:
 
 
 @rule
+def retries_fit_timeouts(a: dict[str, Any]) -> Iterator[Finding]:
+    # nginx starts another try only within proxy_next_upstream_timeout: if that is
+    # shorter than a try that timed out, a hung app server costs its requests a 504.
+    one_try = a["lb_connect_timeout_s"] + a["lb_read_timeout_s"]
+    if a["lb_next_upstream_tries"] > 1 and a["lb_next_upstream_timeout_s"] <= one_try:
+        yield (("lb_next_upstream_timeout_s",),
+               f"must exceed lb_connect_timeout_s + lb_read_timeout_s ({one_try}), or a request that timed out on "
+               "a hung app server is never retried on another (504)", a["lb_next_upstream_timeout_s"])
+
+
+@rule
 def keepalive_is_safe(a: dict[str, Any]) -> Iterator[Finding]:
     if a["lb_keepalive_timeout_s"] >= a["app_keepalive_timeout_s"]:
         yield (("lb_keepalive_timeout_s",),
@@ -117,8 +128,11 @@ def database_connections_suffice(a: dict[str, Any]) -> Iterator[Finding]:
 
 @rule
 def replication_is_coherent(a: dict[str, Any]) -> Iterator[Finding]:
-    if a["pg_replication"] == "sync" and a["pg_replicas"] < 1:
-        yield ("pg_replication",), "sync needs at least one replica (pg_replicas >= 1)", a["pg_replication"]
+    # ANY 1 of a single standby stalls every commit while that standby is down - and
+    # for good after a failover promotes it. Two standbys keep sync commits possible.
+    if a["pg_replication"] == "sync" and a["pg_replicas"] < 2:
+        yield (("pg_replication",), "sync needs at least two replicas (pg_replicas >= 2): with one, every commit "
+               "waits while it is down, and after a failover no standby is left", a["pg_replication"])
     mode, replicas = a["redis_mode"], a["redis_replicas"]
     if mode == "single" and replicas:
         yield ("redis_replicas",), "must be 0 with redis_mode single (or choose replica or sentinel)", replicas

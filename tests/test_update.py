@@ -109,7 +109,7 @@ def test_scale_out_and_in(tmp_path: Path) -> None:
     result = halgen("scale", "app", "5", "--repo", str(dst), "--yes")
     assert result.returncode == 0, result.stderr
     assert (dst / "nodes/app5/etc/systemd/system/perlstack-starman-5000.service").is_file()
-    upstream = re.findall(r"server (10\.0\.0\.\d+):5000", (dst / "nodes/lb1/etc/nginx/nginx.conf").read_text())
+    upstream = re.findall(r"server (10\.0\.0\.\d+):5000 weight=", (dst / "nodes/lb1/etc/nginx/nginx.conf").read_text())
     assert upstream == [f"10.0.0.{40 + i}" for i in range(5)]
     assert "10.0.0.44/32" in (dst / "firewalls/db.json").read_text()
     assert "10.0.0.44/32" in (dst / "nodes/db1/etc/postgresql/15/main/pg_hba.conf").read_text()

@@ -233,6 +233,14 @@ class Stack:
         return len(self.instances) * self.a["starman_workers"]
 
     @property
+    def lb_keepalive(self) -> int:
+        """The answer, or (0) the most idle connections per nginx worker that leave a
+        prefork Starman worker free even when every load balancer's cache is full."""
+        if self.a["lb_keepalive"]:
+            return int(self.a["lb_keepalive"])
+        return max(1, min(32, (self.total_starman_workers - 1) // (self.nginx_workers * len(self.lbs))))
+
+    @property
     def monthly_total(self) -> float:
         return round(sum(n.monthly for n in self.nodes) + self.object_storage_monthly, 2)
 

@@ -100,12 +100,13 @@ def keepalive_is_safe(a: dict[str, Any]) -> Iterator[Finding]:
         yield (("lb_keepalive_timeout_s",),
                f"must be shorter than app_keepalive_timeout_s ({a['app_keepalive_timeout_s']}), or nginx reuses "
                "connections Starman already closed (502 on POST)", a["lb_keepalive_timeout_s"])
-    nginx_workers = resources.price_catalogue()["plans"][a["lb_plan"]]["vcpus"]
+    # Every load balancer keeps its own idle connections, and each pins a Starman worker.
+    nginx_workers = resources.price_catalogue()["plans"][a["lb_plan"]]["vcpus"] * a["lb_count"]
     starman_workers = a["app_servers"] * a["starman_instances"] * a["starman_workers"]
-    if a["lb_keepalive"] * nginx_workers >= starman_workers:
+    if a["lb_keepalive"] and a["lb_keepalive"] * nginx_workers >= starman_workers:
         yield (("lb_keepalive",),
-               f"x {nginx_workers} nginx worker(s) would let idle connections pin all {starman_workers} Starman "
-               "workers; lower it or add workers", a["lb_keepalive"])
+               f"x {nginx_workers} nginx worker(s) on all load balancers would let idle connections pin all "
+               f"{starman_workers} Starman workers; lower it or add workers", a["lb_keepalive"])
 
 
 @rule

@@ -15,7 +15,7 @@ from ..repo import Repo, node_of
 
 @rule("HAL201", "upstream-matches-starman", "error", "consistency")
 def upstream_matches_starman(repo: Repo) -> Iterator[Hit]:
-    """Every Starman listen address is in each nginx upstream, and nothing else is.
+    """Every Starman listen address is a (non-backup) server of each nginx upstream, and nothing else is.
 
     An instance missing from the upstream never gets traffic (you pay for it
     idle); an upstream server with no Starman behind it costs every request
@@ -25,7 +25,7 @@ def upstream_matches_starman(repo: Repo) -> Iterator[Hit]:
     listeners = {s.endpoint: s for s in facts.starman_listeners(repo)}
     for rel in repo.nginx_confs():
         servers = facts.upstream_servers(repo, rel)
-        named = {d.args[0] for d in servers if d.args}
+        named = {d.args[0] for d in servers if d.args and "backup" not in d.args[1:]}
         for d in servers:
             if d.args and d.args[0] not in listeners:
                 yield Hit(rel, d.line, f"upstream server {d.args[0]} is no Starman instance's --listen address")

@@ -150,6 +150,27 @@ def test_interrupted_rehearsal_stops_everything(tmp_path: Path, signum: int, lin
     _assert_nothing_left(directory[1])
 
 
+@pytest.mark.realserver
+def test_failed_start_stops_everything(tmp_path: Path) -> None:
+    """A service that cannot start (lb1's address is taken) fails the rehearsal, which
+    still stops what it had started and removes its directory."""
+    import socket
+
+    _require_stack()
+    repo = _repo(tmp_path, **SHORT_READ_TIMEOUT)
+    # lb1's HTTP port 80 and the fallback 8080, bound (without SO_REUSEADDR) and never
+    # listening: nginx can bind neither, and connections to them are refused.
+    with socket.socket() as http, socket.socket() as fallback:
+        http.bind(("127.23.0.10", 80)) if os.geteuid() == 0 else None
+        fallback.bind(("127.23.0.10", 8080))
+        result = _rehearse(str(repo), "--loopback-subnet", "127.23.0.0/24")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "lb1" in result.stdout + result.stderr
+    directory = re.search(r"under (/tmp/halgen-rehearse-\w+)", result.stderr)
+    assert directory, result.stderr
+    _assert_nothing_left(directory[1])
+
+
 def _without_programs(tmp_path: Path) -> dict[str, str]:
     """An environment whose PATH has nothing on it."""
     empty = tmp_path / "empty-bin"

@@ -141,6 +141,17 @@ class Repo:
             return None, (min(mark.line + 1, last) if mark else 1, str(getattr(err, "problem", err)))
 
     @functools.cache  # noqa: B019
+    def cloud_firewall(self, rel: str) -> dict[str, Any] | None:
+        """The "rules" object of a Cloud Firewall file; None when it is missing or unreadable (HAL107 says why)."""
+        import json
+
+        try:
+            rules = json.loads(self.text(rel))["rules"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return None
+        return rules if isinstance(rules, dict) else None
+
+    @functools.cache  # noqa: B019
     def ufw(self, rel: str) -> tuple[list[parsers.UfwRule], dict[str, tuple[str, int]]]:
         return parsers.ufw_rules(self.text(rel))
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..localpg import installed_pg_version
 from . import rules as _rules  # noqa: F401 - registers every rule
 from .config import LintConfig, inline_disabled
 from .registry import RULES, Finding, Hit, Rule, Severity, rule
@@ -71,7 +72,7 @@ def installed(program: str) -> bool:
     """On PATH - or, for postgres, in Debian's /usr/lib/postgresql/N/bin."""
     if shutil.which(program):
         return True
-    return program == "postgres" and any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return program == "postgres" and installed_pg_version() is not None
 
 
 def _run_rule(r: Rule, repo: Repo) -> list[Finding]:

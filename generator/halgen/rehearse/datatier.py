@@ -8,29 +8,12 @@ import os
 import subprocess
 from pathlib import Path
 
+from ..localpg import as_postgres, installed_pg_version, pg_superuser  # noqa: F401 - re-exported
 from ..model import Node
 from .layout import LoopbackStack
 from .processes import RehearsalError, run, wait_until
 
-# --- PostgreSQL --------------------------------------------------------------
-# PostgreSQL refuses to run as root: as root it runs as the postgres system user
-# (the Debian package makes it); as anyone else, as that user.
-
-def installed_pg_version() -> int | None:
-    versions = sorted(int(p.name) for p in Path("/usr/lib/postgresql").glob("*") if p.name.isdigit())
-    return versions[-1] if versions else None
-
-
-def as_postgres(*argv: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
-
-
-def pg_superuser() -> str:
-    """The superuser initdb makes: the OS user PostgreSQL runs as (peer authentication)."""
-    import pwd
-
-    return "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-
+# --- PostgreSQL (as an unprivileged user: see halgen.localpg) ----------------
 
 def chown_postgres(path: Path) -> None:
     if os.geteuid() == 0:

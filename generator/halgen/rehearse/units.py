@@ -7,6 +7,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..lint import parsers
+
 
 @dataclass(frozen=True)
 class ServiceCommand:
@@ -29,16 +31,13 @@ class ServiceCommand:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=value lines as systemd reads them (generated files use no quoting)."""
-    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines()
-                if "=" in line and not line.lstrip().startswith("#"))
+    return {key: setting.value for key, setting in parsers.env_file(path.read_text(encoding="utf-8")).items()}
 
 
 def parse_unit(text: str) -> ServiceCommand:
     settings: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.startswith(("#", ";")):
-            settings.setdefault(key.strip(), []).append(value.strip())
+    for entry in parsers.unit(text)[0]:
+        settings.setdefault(entry.key, []).append(entry.value)
     (exec_start,) = settings["ExecStart"]
     inline_env: dict[str, str] = {}
     for assignment in settings.get("Environment", []):

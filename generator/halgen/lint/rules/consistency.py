@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 
@@ -71,12 +70,11 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Hit]:
         return
     for role in repo.stack.roles:
         rel = f"firewalls/{role}.json"
-        try:
-            doc = json.loads(repo.text(rel))
-            inbound = doc["rules"]["inbound"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        rules = repo.cloud_firewall(rel)
+        if rules is None or not isinstance(rules.get("inbound"), list):
             yield Hit(rel, 1, f"missing or unreadable Cloud Firewall for role {role}")
             continue
+        inbound = rules["inbound"]
         cloud = {(str(port), src) for r in inbound if r.get("action") == "ACCEPT"
                  for port in parsers.ufw_ports_of(str(r.get("ports", "")))
                  for src in r.get("addresses", {}).get("ipv4", [])}

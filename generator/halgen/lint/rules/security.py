@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterator
 
@@ -196,9 +195,8 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
             yield Hit(rel, line, f"default incoming policy is {policy}; want deny")
     for rel in repo.glob(r"firewalls/[^/]+\.json"):
         role = rel.rsplit("/", 1)[1].removesuffix(".json")
-        try:
-            doc = json.loads(repo.text(rel))["rules"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        doc = repo.cloud_firewall(rel)
+        if doc is None:
             continue
         for r in doc.get("inbound", []):
             if r.get("action") != "ACCEPT":

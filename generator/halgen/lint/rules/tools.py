@@ -16,6 +16,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ...localpg import as_postgres, pg_bin_dir, pg_superuser
+from ...rehearse.nginx import self_signed
+from ...rehearse.processes import free_port
 from ..registry import Hit, rule
 from ..repo import Repo
 
@@ -57,7 +60,7 @@ def _nginx_scratch(text: str, scratch: Path) -> Path:
 
     def loopback(match: re.Match[str]) -> str:
         original = match.group(2)
-        port = ports.setdefault(original, _free_port())
+        port = ports.setdefault(original, free_port())
         return f"{match.group(1)}127.0.0.1:{port}{match.group(3)}"
 
     text = re.sub(r"^(\s*listen\s+)(\S+?)([\s;])", loopback, text, flags=re.M)
@@ -66,19 +69,11 @@ def _nginx_scratch(text: str, scratch: Path) -> Path:
         local = scratch / "tls" / path.lstrip("/")
         live_dirs.add(local.parent)
         text = text.replace(f" {path};", f" {local};")
-    for live in sorted(live_dirs):
-        live.mkdir(parents=True, exist_ok=True)
-        _self_signed(live)
+    for live in sorted(live_dirs):  # .../live/<domain>, where certbot puts them
+        self_signed(live.parent.parent, live.name)
     conf = scratch / "nginx.conf"
     conf.write_text(text)
     return conf
-
-
-def _self_signed(live: Path) -> None:
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lint",
-                    "-keyout", str(live / "privkey.pem"), "-out", str(live / "fullchain.pem")],
-                   check=True, capture_output=True)
-    shutil.copy(live / "fullchain.pem", live / "chain.pem")
 
 
 @rule("HAL502", "systemd-analyze-verify", "error", "tools", programs=("systemd-analyze",))
@@ -149,37 +144,17 @@ def shellcheck(repo: Repo) -> Iterator[Hit]:
             yield Hit(match.group(1), int(match.group(2)), f"shellcheck {match.group(3)}: {match.group(4)}")
 
 
-def _as_unprivileged(argv: list[str]) -> list[str] | None:
-    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+def _postgres_user_missing() -> bool:
+    """As root the server runs as the postgres user, which must exist."""
     if os.geteuid() != 0:
-        return argv
-    runuser = shutil.which("runuser")
-    try:
-        import pwd
+        return False
+    import pwd
 
+    try:
         pwd.getpwnam("postgres")
     except KeyError:
-        return None
-    return [runuser, "-u", "postgres", "--", *argv] if runuser else None
-
-
-def _server_user() -> str:
-    """The superuser role of the scratch cluster: the OS user it runs as, so the
-    repo's 'local all all peer' lets psql in."""
-    import getpass
-
-    return "postgres" if os.geteuid() == 0 else getpass.getuser()
-
-
-def _pg_bin(wanted: str) -> Path | None:
-    """The server of the repo's PostgreSQL version if installed, else the newest one."""
-    versions = sorted((p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "postgres").exists()),
-                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
-    exact = [p for p in versions if p.parent.name == wanted]
-    if exact or versions:
-        return (exact or versions)[-1]
-    found = shutil.which("postgres")
-    return Path(found).parent if found else None
+        return True
+    return shutil.which("runuser") is None
 
 
 @rule("HAL505", "postgres-starts", "error", "tools", programs=("postgres",))
@@ -187,22 +162,24 @@ def postgres_starts(repo: Repo) -> Iterator[Hit]:
     """A throwaway PostgreSQL starts with each DB node's postgresql.conf and pg_hba.conf, with no setting rejected.
 
     Only the real server knows every parameter name and value range of its
-    version. The check uses the newest installed server, socket-only, in a
-    scratch data directory; settings stay as written, but for paths and listening.
+    version. The check uses the repo's PostgreSQL version if installed (else the
+    newest installed server), socket-only, in a scratch data directory; settings
+    stay as written, but for paths and listening.
     """
     confs = repo.pg_confs()
-    bin_dir = _pg_bin(confs[0].split("/")[4] if confs else "")
+    version = confs[0].split("/")[4] if confs else ""
+    bin_dir = pg_bin_dir(int(version) if version.isdigit() else None)
     if bin_dir is None or not confs:
         return
     with tempfile.TemporaryDirectory(prefix="halgen-lint-pg-") as scratch_name:
         scratch = Path(scratch_name)
         scratch.chmod(0o755)
         data = scratch / "template"
-        initdb = _as_unprivileged([str(bin_dir / "initdb"), "-D", str(data), "-U", _server_user(), "--no-instructions",
-                                   "--auth=peer"])
-        if initdb is None:
+        if _postgres_user_missing():
             yield Hit(confs[0], 0, "not checked: running as root and there is no postgres user to run the server as")
             return
+        initdb = as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-U", pg_superuser(), "--no-instructions",
+                             "--auth=peer")
         if os.geteuid() == 0:
             shutil.chown(scratch, "postgres")
         made = _run(initdb)
@@ -226,8 +203,7 @@ def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Pa
                  "ident_file": str(data / "pg_ident.conf"), "config_file": str(data / "postgresql.conf"),
                  "listen_addresses": "", "unix_socket_directories": str(run_dir), "external_pid_file": "",
                  "logging_collector": "off", "archive_mode": "off", "port": "5432"}
-    argv = _as_unprivileged([str(bin_dir / "postgres"), *(f"-c{k}={v}" for k, v in overrides.items())])
-    assert argv is not None
+    argv = as_postgres(str(bin_dir / "postgres"), *(f"-c{k}={v}" for k, v in overrides.items()))
     log = scratch / "postgres.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -237,12 +213,11 @@ def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Pa
         if server.poll() is not None or not ready:
             yield from _postgres_log_hits(repo, rel, hba_rel, log.read_text(errors="replace"), str(data))
             return
-        psql = _as_unprivileged([str(bin_dir / "psql"), "-X", "-A", "-t", "-F", "\t", "-h", str(run_dir),
-                                 "-U", _server_user(), "-d", "postgres", "-c",
-                                 "SELECT 'conf', sourceline, name || ': ' || error FROM "
-                                 "pg_file_settings WHERE error IS NOT NULL UNION ALL SELECT 'hba', line_number, "
-                                 "error FROM pg_hba_file_rules WHERE error IS NOT NULL"])
-        assert psql is not None
+        psql = as_postgres(str(bin_dir / "psql"), "-X", "-A", "-t", "-F", "\t", "-h", str(run_dir),
+                           "-U", pg_superuser(), "-d", "postgres", "-c",
+                           "SELECT 'conf', sourceline, name || ': ' || error FROM "
+                           "pg_file_settings WHERE error IS NOT NULL UNION ALL SELECT 'hba', line_number, "
+                           "error FROM pg_hba_file_rules WHERE error IS NOT NULL")
         for row in _run(psql).stdout.splitlines():
             kind, line, message = (row.split("\t") + ["", ""])[:3]
             if kind == "conf" and message.split(":", 1)[0] in overrides:
@@ -313,7 +288,7 @@ def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterato
     secrets.write_text("" if sentinel else "requirepass lint\nmasterauth lint\n")
     conf = scratch / "redis.conf"  # Sentinel rewrites its file: always a copy
     conf.write_text(re.sub(r"^include\s+\S+", f"include {secrets}", repo.text(rel), flags=re.M))
-    port = _free_port()
+    port = free_port()
     argv = ["redis-server", str(conf), *(["--sentinel"] if sentinel else []), "--dir", str(scratch),
             "--pidfile", str(scratch / "pid"), "--logfile", "", "--daemonize", "no", "--supervised", "no",
             "--bind", "127.0.0.1", "--port", str(port)]
@@ -335,14 +310,6 @@ def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterato
         if server.poll() is None:
             os.killpg(server.pid, 9)
         server.wait(10)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _listening(port: int) -> bool:

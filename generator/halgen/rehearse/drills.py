@@ -34,6 +34,20 @@ def _failed(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if not s.ok]
 
 
+# Starman writes a response's headers and its body in two write() calls. A worker
+# killed or stopped between them leaves nginx with a response it has already begun
+# sending to the client: nobody can retry that request. It is the one request each
+# victim worker was answering at that instant; such cuts are counted apart, and the
+# target allows no other failure and no more cuts than the victim has workers.
+CUT_NOTE = ("; a response the victim had begun when it stopped cannot be retried by anyone (at most one per "
+            "worker: counted as cut mid-response)")
+
+
+def _app_fault_passed(samples: list[Sample], failed: list[Sample], workers: int) -> bool:
+    cut = [s for s in failed if s.cut]
+    return bool(samples) and len(failed) == len(cut) and len(cut) <= workers
+
+
 def _first_success_after(samples: list[Sample], moment: float) -> Sample | None:
     return next((s for s in sorted(samples, key=lambda s: s.ended) if s.ok and s.started > moment), None)
 
@@ -59,7 +73,7 @@ def _skip(name: str, target: str, why: str) -> DrillResult:
 
 # --- app servers ---------------------------------------------------------------------
 
-APP_KILL_TARGET = "0 failed idempotent requests"
+APP_KILL_TARGET = "0 failed idempotent requests" + CUT_NOTE
 
 
 def app_kill(r: Rehearsal) -> DrillResult:
@@ -76,11 +90,13 @@ def app_kill(r: Rehearsal) -> DrillResult:
     samples = load.stop()
     failed = _failed(samples)
     r.start_starman(victim)  # back in service for the drills that follow
-    return DrillResult(name, APP_KILL_TARGET, passed=not failed and bool(samples), figures={
+    workers = r.stack.a["starman_workers"] * r.stack.a["starman_instances"]
+    return DrillResult(name, APP_KILL_TARGET, passed=_app_fault_passed(samples, failed, workers), figures={
         "victim": victim.name,
         "requests": len(samples),
         "requests after the kill": sum(1 for s in samples if s.started >= killed),
         "failed requests": len(failed),
+        "cut mid-response": sum(1 for s in failed if s.cut),
     }, note=_first_errors(failed))
 
 
@@ -92,7 +108,7 @@ def app_hang(r: Rehearsal) -> DrillResult:
     name = "app-hang"
     a = r.stack.a
     bound = a["lb_connect_timeout_s"] + a["lb_read_timeout_s"]
-    target = f"0 failed requests, none delayed over the configured timeouts ({bound} s: connect + read)"
+    target = f"0 failed requests, none delayed over the configured timeouts ({bound} s: connect + read){CUT_NOTE}"
     if len(r.stack.apps) < 2:
         return _skip(name, target, "one app server has no peer to take over")
     victim = r.stack.apps[0]  # not app-kill's victim, which nginx may still count as failed
@@ -106,11 +122,14 @@ def app_hang(r: Rehearsal) -> DrillResult:
     samples = load.stop()
     failed = _failed(samples)
     slowest = max((s.seconds for s in samples), default=0.0)
-    return DrillResult(name, target, passed=not failed and bool(samples) and slowest <= bound + 1, figures={
+    workers = a["starman_workers"] * a["starman_instances"]
+    passed = _app_fault_passed(samples, failed, workers) and slowest <= bound + 1
+    return DrillResult(name, target, passed=passed, figures={
         "victim": victim.name,
         "hang seconds": hang_s,
         "requests": len(samples),
         "failed requests": len(failed),
+        "cut mid-response": sum(1 for s in failed if s.cut),
         "slowest request s": round(slowest, 2),
     }, note=_first_errors(failed))
 

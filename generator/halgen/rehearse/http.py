@@ -64,6 +64,8 @@ class Sample:
     seconds: float
     status: int  # 0: no HTTP answer (connection error or timeout)
     body: str
+    cut: bool = False  # the answer began (status line, headers) and then broke off
+
 
     @property
     def ok(self) -> bool:
@@ -131,10 +133,13 @@ class Load:
                 status, body = response.status, response.body
             except (OSError, http.client.HTTPException) as err:
                 status, body = 0, f"{type(err).__name__}: {err}"
+                cut = isinstance(err, http.client.IncompleteRead)
                 conn.close()
                 conn = None
+            else:
+                cut = False
             with self._lock:
-                self.samples.append(Sample(started, time.monotonic() - started, status, body))
+                self.samples.append(Sample(started, time.monotonic() - started, status, body, cut))
             if self.pause:
                 self._stop.wait(self.pause)
         if conn is not None:

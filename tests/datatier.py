@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from halgen import compiler, schema
-from halgen.answers import from_mapping
+from halgen.compiler import pipeline
+from halgen.compiler.loader import from_mapping
+from halgen.host.processes import wait_for_port, wait_until  # noqa: F401
 from halgen.rehearse import datatier, layout
 from halgen.rehearse.datatier import (  # noqa: F401  (re-exported for the tests)
     as_postgres,
@@ -29,7 +30,6 @@ from halgen.rehearse.datatier import (  # noqa: F401  (re-exported for the tests
     start_redis_tier,
 )
 from halgen.rehearse.layout import lay_out, make_base
-from halgen.rehearse.processes import wait_for_port, wait_until  # noqa: F401
 
 from conftest import IN_CI, require
 
@@ -57,7 +57,7 @@ def loopback_stack(overrides: dict) -> LoopbackStack:
     """Render ``overrides`` for a rehearsal under a fresh, world-traversable base dir,
     with an S3-compatible server (moto, over TLS) standing in for Object Storage."""
     base = make_base("halgen-rt-")
-    answers = compiler.complete_answers(from_mapping(overrides))
+    answers = pipeline.complete_answers(from_mapping(overrides))
     ls = lay_out(answers, base, LOOPBACK, LoopbackStack,
                  provided_secrets={"OBJ_ACCESS_KEY": "halgentestkey", "OBJ_SECRET_KEY": "halgentestsecret"})
     try:
@@ -77,15 +77,15 @@ def start_object_storage(ls: LoopbackStack) -> None:
     address = stack.target.object_storage_address
     cert, key = ls.base / "s3.crt", ls.base / "s3.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    f"/CN={stack.a['backup_endpoint']}", "-addext",
-                    f"subjectAltName=DNS:{stack.a['backup_endpoint']},IP:{address},DNS:{address}",  # pgBackRest checks DNS names only
+                    f"/CN={stack.a.backup_endpoint}", "-addext",
+                    f"subjectAltName=DNS:{stack.a.backup_endpoint},IP:{address},DNS:{address}",  # pgBackRest checks DNS names only
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     for node in stack.nodes:
         shutil.copy(cert, node.paths.ca_file)
     # moto speaks plain HTTP and closes connections that pgBackRest keeps alive, so
     # nginx terminates TLS in front of it (pgBackRest 2.45 speaks S3 over TLS only).
     moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    endpoint = stack.a["backup_endpoint"]
+    endpoint = stack.a.backup_endpoint
     backend = str(ipaddress.IPv4Address(address) - 1)
     ls.spawn([moto, "-H", backend, "-p", "80"], "s3",
              env={**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": f"http://{endpoint},{endpoint}"})
@@ -127,10 +127,6 @@ http {{
 def bucket_bytes(ls: LoopbackStack, prefix: str = "") -> int:
     pages = ls.s3.get_paginator("list_objects_v2").paginate(Bucket=ls.stack.backup_bucket, Prefix=prefix)
     return sum(obj["Size"] for page in pages for obj in page.get("Contents", []))
-
-
-def defaults_with(**overrides: object) -> dict:
-    return {**schema.defaults(), **overrides}
 
 
 def cleanup(ls: LoopbackStack) -> None:

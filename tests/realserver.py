@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halgen.rehearse.nginx import bind_listens, self_signed  # noqa: F401  (re-exported for the tests)
-from halgen.rehearse.processes import free_port, wait_for_port  # noqa: F401
+from halgen.host.processes import free_port, wait_for_port  # noqa: F401
+from halgen.host.tls import self_signed  # noqa: F401  (re-exported for the tests)
+from halgen.rehearse.nginx import bind_listens  # noqa: F401  (re-exported for the tests)
 from halgen.rehearse.units import parse_unit
 
 NODE_PATHS = ("/var/log/nginx", "/run/nginx.pid", "/etc/letsencrypt")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from halgen import resources
+from halgen.compiler import resources
 
-from conftest import GOLDEN, REPO, halgen, tree
+from conftest import GOLDEN, REPO, golden_cases, halgen, tree
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -54,6 +54,23 @@ def test_halgen_new_equals_copier_copy(blueprint_clone: Path, tmp_path: Path, mo
     assert _without_source(demo) == _without_source(demo2)
     recorded = (tmp_path / "demo" / ".copier-answers.yml").read_text()
     assert "_commit: v0.1.0" in recorded and f"_src_path: {blueprint_clone}" in recorded
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_copier_copy_equals_halgen_render(case: str, blueprint_clone: Path, tmp_path: Path) -> None:
+    """Both engines give the same tree for every golden case (the expected trees are
+    halgen render's output: test_golden)."""
+    copier = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet",
+                             "--data-file", str(GOLDEN / case / "answers.yml"), str(blueprint_clone),
+                             str(tmp_path / "copied")], capture_output=True, text=True)
+    assert copier.returncode == 0, copier.stderr
+    copied, rendered = tree(tmp_path / "copied"), tree(GOLDEN / case / "expected")
+    copied_answers = copied.pop(".copier-answers.yml").decode()
+    rendered_answers = rendered.pop(".copier-answers.yml").decode()
+    assert sorted(copied) == sorted(rendered)
+    assert copied == rendered
+    kept = [line for line in copied_answers.splitlines() if not line.startswith(("_src_path", "_commit"))]
+    assert kept == rendered_answers.splitlines()
 
 
 def test_new_with_answers_matches_render(blueprint_clone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from halgen import compiler
-from halgen.render import render
+from halgen.compiler import pipeline
+from halgen.compiler.write import render
 
 from conftest import GOLDEN, UNTRACKED, golden_cases, tree
 
 
 def _render_case(case: str, dest: Path) -> dict[str, bytes]:
-    answers = compiler.load_answers(GOLDEN / case / "answers.yml")
+    answers = pipeline.load_answers(GOLDEN / case / "answers.yml")
     render(answers, dest)
     return tree(dest)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 
-from halgen import schema
-from halgen.compiler import stack_from
-from halgen.model import plan_addresses
+from halgen.compiler import schema
+from halgen.compiler.answers import Answers
+from halgen.compiler.model import plan_addresses
+from halgen.compiler.pipeline import stack_from
 
 
-def _answers(**overrides: object) -> dict:
-    return {**schema.defaults(), **overrides}
+def _answers(**overrides: object) -> Answers:
+    """Defaults with overrides, unvalidated: the planner must cope with what validation refuses."""
+    return Answers.from_dict({**schema.defaults(), **overrides})
 
 
 def test_default_plan_uses_role_blocks_and_skips_reserved() -> None:
@@ -30,7 +32,7 @@ def test_every_address_is_unique_inside_subnet_and_not_reserved() -> None:
     a = _answers(app_servers=214, pg_max_connections=1200)
     plan, overflow = plan_addresses(a)
     assert not overflow
-    net = ipaddress.IPv4Network(a["vpc_subnet"])
+    net = ipaddress.IPv4Network(a.vpc_subnet)
     reserved = {net.network_address, net.network_address + 1, net.broadcast_address, net.broadcast_address - 1}
     addresses = [ipaddress.IPv4Address(ip) for ip in plan.values()]
     assert len(set(addresses)) == len(addresses)

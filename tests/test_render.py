@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from halgen import resources, schema
-from halgen.render import RenderError, render
+from halgen.compiler import pipeline, resources
+from halgen.compiler.write import render
+from halgen.errors import RenderError
 
 from conftest import GOLDEN, halgen, tree
 
@@ -44,7 +45,7 @@ def test_force_replaces_whole_tree(tmp_path: Path) -> None:
 
 def test_empty_existing_dir_is_fine(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
-    render(schema.defaults(), tmp_path / "out")
+    render(pipeline.default_answers(), tmp_path / "out")
     assert (tmp_path / "out" / "README.md").is_file()
 
 
@@ -70,7 +71,7 @@ def broken_blueprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_crossplane_error_aborts_with_file_and_line(broken_blueprint: Path, tmp_path: Path) -> None:
     with pytest.raises(RenderError) as err:
-        render(schema.defaults(), tmp_path / "out")
+        render(pipeline.default_answers(), tmp_path / "out")
     message = str(err.value)
     assert "nodes/lb1/etc/nginx/nginx.conf:" in message
     assert 'unknown directive "proxy_http_verison"' in message

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from halgen import questions, resources, schema
-from halgen.answers import from_mapping
-from halgen.compiler import complete_answers
+from halgen.compiler import questions, resources, schema
+from halgen.compiler.loader import from_mapping
+from halgen.compiler.pipeline import complete_answers
 
 from conftest import REPO, halgen
 
@@ -68,14 +68,14 @@ def test_string_items_are_pattern_restricted() -> None:
 
 def test_defaults_are_valid_and_complete() -> None:
     complete = complete_answers(from_mapping({}))
-    assert complete == schema.defaults()
+    assert complete.to_dict() == schema.defaults()
 
 
 def test_copier_questions_match_schema() -> None:
     on_disk = YAML(typ="safe").load((REPO / "copier.yml").read_text())
     generated = questions.questions()
     asked = {k: v for k, v in on_disk.items() if not k.startswith("_")}
-    assert list(asked) == list(generated), "copier.yml questions drifted from the schema: python -m halgen.questions"
+    assert list(asked) == list(generated), "copier.yml questions drifted from the schema: python -m halgen.compiler.questions"
     assert asked == generated
     assert (REPO / "copier.yml").read_text() == questions.render_copier_yml()
 

@@ -6,7 +6,7 @@ import math
 import stat
 from pathlib import Path
 
-from halgen import secrets
+from halgen.compiler import secrets
 
 from conftest import GOLDEN, halgen, tree
 

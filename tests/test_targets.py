@@ -20,8 +20,8 @@ from datatier import (
     require_postgres,
     wait_until,
 )
-from halgen import cloudinit, compiler
-from halgen.render import render
+from halgen.compiler import pipeline
+from halgen.compiler.write import render
 
 from conftest import GOLDEN, golden_cases, require, tree
 
@@ -37,20 +37,14 @@ def _normalise(text: str, prefix: str) -> str:
 
 
 def _comparable(content: bytes, prefix: str) -> str:
-    """Normalised text; a user-data document's payload is decoded and normalised file by file."""
-    text = content.decode()
-    if text.startswith("#cloud-config"):
-        files = cloudinit.unpack(text)
-        text = re.sub(r"(?m)^  content: .*$", "", text) + "".join(
-            f"\n{path} {owner}:{group} {mode:o}\n{body.decode()}" for path, (body, owner, group, mode) in files.items())
-    return _normalise(text, prefix)
+    return _normalise(content.decode(), prefix)
 
 
 @pytest.mark.parametrize("case", golden_cases())
 def test_rehearsal_differs_only_in_addresses_and_prefixes(case: str, tmp_path: Path) -> None:
-    answers = compiler.load_answers(GOLDEN / case / "answers.yml")
+    answers = pipeline.load_answers(GOLDEN / case / "answers.yml")
     prefix = tmp_path / "nodes"
-    render(answers, tmp_path / "repo", target=compiler.rehearsal_target(prefix, "127.20.0.0/16"))
+    render(answers, tmp_path / "repo", target=pipeline.rehearsal_target(prefix, "127.20.0.0/16"))
     linode, rehearsal = tree(GOLDEN / case / "expected"), tree(tmp_path / "repo")
     assert sorted(linode) == sorted(rehearsal)
     different = [name for name in linode
@@ -60,7 +54,7 @@ def test_rehearsal_differs_only_in_addresses_and_prefixes(case: str, tmp_path: P
     for name, content in rehearsal.items():
         if name != ".copier-answers.yml":  # the answers themselves are not rewritten
             found = {m.group(0).split("/")[0] for m in _IPV4.finditer(content.decode())}
-            outside = {c.split("/")[0] for c in answers["admin_cidrs"]} | {"0.0.0.0"}  # not node addresses
+            outside = {c.split("/")[0] for c in answers.admin_cidrs} | {"0.0.0.0"}  # not node addresses
             assert all(ip.startswith("127.") or ip in outside for ip in found), f"{name}: {found}"
 
 
@@ -78,8 +72,8 @@ def test_db_nodes_share_one_postgresql_conf_but_the_address(case: str) -> None:
 
 
 def _golden_on_loopback(case: str, **overrides: object) -> LoopbackStack:
-    answers = compiler.load_answers(GOLDEN / case / "answers.yml")
-    return loopback_stack({**{k: v for k, v in answers.items()}, **overrides})
+    answers = pipeline.load_answers(GOLDEN / case / "answers.yml")
+    return loopback_stack({**answers.to_dict(), **overrides})
 
 
 @pytest.mark.realserver

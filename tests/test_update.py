@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from halgen import secrets
-from halgen.migrate import migration_entry
+from halgen.compiler import secrets
+from halgen.compiler.migrate import migration_entry
 
 from conftest import REPO, halgen
 

@@ -5,30 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from . import __version__, compiler, schema
-from .problems import AnswersError, RenderError
+from halgen import __version__
+from halgen.compiler import pipeline, schema
+from halgen.errors import HalgenError
 
 ANSWERS_HELP = "YAML answer file (see 'halgen schema'); missing fields take their defaults."
 
 
-def _fail(message: str) -> None:
-    click.echo(message, err=True)
-    sys.exit(2)
-
-
-def _answers_or_exit(path: Path | None) -> dict:
-    try:
-        return compiler.load_answers(path)
-    except AnswersError as err:
-        _fail(str(err))
-        raise  # unreachable
-
-
 class _Commands(click.Group):
-    """Commands with heavy imports load when used, so 'halgen lint' starts fast."""
+    """Commands with heavy imports load when used, so 'halgen lint' starts fast. A
+    HalgenError from any command is shown as 'halgen COMMAND: message', exit code 2."""
 
     lazy = {"rehearse": ("halgen.rehearse.cli", "rehearse")}
 
@@ -43,6 +33,13 @@ class _Commands(click.Group):
             command: click.Command = getattr(importlib.import_module(module), attribute)
             return command
         return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HalgenError as err:
+            err.command = err.command or f"halgen {ctx.invoked_subcommand}"
+            raise
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -66,13 +63,10 @@ def new(dest: Path, answers_file: Path | None, defaults: bool, vcs_ref: str | No
 
     Without --answers or --defaults, copier asks each question interactively.
     """
-    from .render import new as scaffold
+    from halgen.journeys.new import new as scaffold
 
-    answers = _answers_or_exit(answers_file) if (answers_file or defaults) else None
-    try:
-        out = scaffold(dest, answers, vcs_ref=vcs_ref)
-    except RenderError as err:
-        _fail(f"halgen new: {err}")
+    answers = pipeline.load_answers(answers_file) if (answers_file or defaults) else None
+    out = scaffold(dest, answers, vcs_ref=vcs_ref)
     click.echo(f"halgen: new stack in {out}")
 
 
@@ -93,23 +87,17 @@ def render(answers_file: Path | None, out: Path, force: bool, rehearsal_prefix: 
     then move it to --out. Without ANSWERS the built-in defaults are used.
     Creates secrets/secrets.env (gitignored) unless it exists.
     """
-    from .model import LINODE
-    from .render import build
-    from .render import render as compile_repo
+    from halgen.compiler.model import LINODE
+    from halgen.compiler.write import build
+    from halgen.compiler.write import render as compile_repo
 
-    answers = _answers_or_exit(answers_file)
+    answers = pipeline.load_answers(answers_file)
     target = LINODE
     if rehearsal_prefix is not None:
-        try:
-            target = compiler.rehearsal_target(rehearsal_prefix.resolve(), loopback_subnet)
-        except ValueError as err:
-            _fail(f"halgen render: {err}")
-    try:
-        dest = compile_repo(answers, out, force=force, target=target)
-        if target.is_rehearsal:
-            build(dest, answers, target)
-    except RenderError as err:
-        _fail(f"halgen render: {err}")
+        target = pipeline.rehearsal_target(rehearsal_prefix.resolve(), loopback_subnet)
+    dest = compile_repo(answers, out, force=force, target=target)
+    if target.is_rehearsal:
+        build(dest, answers, target)
     files = sum(1 for p in dest.rglob("*") if p.is_file())
     click.echo(f"halgen: rendered {files} files into {dest}")
 
@@ -123,19 +111,13 @@ def build_cmd(repo: Path) -> None:
     (REPO/build/nodes/<node>/). Secrets come from REPO/secrets/secrets.env (created on
     first use). build/ and secrets/ are gitignored.
     """
-    from .render import build
-    from .secrets import SECRETS_FILE, SecretsError, missing_provided
-    from .secrets import read as read_secrets
+    from halgen.compiler.secrets import SECRETS_FILE, missing_provided
+    from halgen.compiler.secrets import read as read_secrets
+    from halgen.compiler.write import build
 
-    try:
-        answers = compiler.load_repo_answers(repo)
-    except AnswersError as err:
-        _fail(str(err))
-    try:
-        out = build(repo, answers)
-        missing = missing_provided(read_secrets(repo))
-    except (RenderError, SecretsError) as err:
-        _fail(f"halgen build: {err}")
+    answers = pipeline.load_repo_answers(repo)
+    out = build(repo, answers)
+    missing = missing_provided(read_secrets(repo))
     click.echo(f"halgen: secret-bearing files in {out}")
     if missing:
         click.echo(f"halgen build: warning: {', '.join(missing)} empty in {repo / SECRETS_FILE}: backups will fail "
@@ -154,15 +136,12 @@ def scale(role: str, count: int, repo: Path, yes: bool) -> None:
     'copier update' at the repo's current blueprint version (local edits are kept).
     Shrinking asks before any node's files are removed.
     """
-    from .journeys import JourneyError
-    from .journeys import scale as do_scale
+    from halgen.journeys.scale import scale as do_scale
 
     try:
         plan = do_scale(repo, role, count, confirm=lambda q: yes or click.confirm(q, default=False))
-    except (JourneyError, AnswersError) as err:
-        _fail(f"halgen scale: {err}")
     except click.Abort:
-        _fail("halgen scale: not confirmed; nothing changed (--yes skips the question)")
+        raise HalgenError("not confirmed; nothing changed (--yes skips the question)") from None
     gone = f"; removed {', '.join(plan.removed_nodes)}" if plan.removed_nodes else ""
     click.echo(f"halgen: {role} servers {plan.before} -> {plan.after}{gone}. Review with 'git status', then commit.")
 
@@ -172,13 +151,9 @@ def scale(role: str, count: int, repo: Path, yes: bool) -> None:
 def status(repo: Path) -> None:
     """Show REPO's blueprint version, whether a newer one exists, and which tracked files
     differ from a fresh render of its answers at that version (local edits)."""
-    from .journeys import JourneyError
-    from .journeys import status as get_status
+    from halgen.journeys.status import status as get_status
 
-    try:
-        report = get_status(repo)
-    except (JourneyError, AnswersError) as err:
-        _fail(f"halgen status: {err}")
+    report = get_status(repo)
     newer = {True: f"yes: {report.latest} (copier update)", False: "no", None: report.latest}[report.update_available]
     click.echo(f"blueprint:   {report.source} at {report.version}")
     click.echo(f"newer:       {newer}")
@@ -216,39 +191,36 @@ def lint_cmd(repo: Path, fmt: str, output: Path | None, fail_on: str | None, no_
     --fail-on, 2 usage error. Silence a rule with '# halgen-lint: disable=ID' on a
     line (or the line above), or in .halgen-lint.yml (disable, ignore, fail_on, tools).
     """
-    from .lint import RULES, ConfigError, Severity, lint
-    from .lint import config as lint_config
-    from .lint.docs import explain as explain_text
-    from .lint.output import FORMATS
-    from .lint.registry import find
+    from halgen.lint import RULES, Severity, lint
+    from halgen.lint import config as lint_config
+    from halgen.lint.docs import explain as explain_text
+    from halgen.lint.output import FORMATS
+    from halgen.lint.registry import find
 
     if explain_rule:
         try:
             click.echo(explain_text(find(explain_rule)), nl=False)
         except KeyError:
-            _fail(f"halgen lint: no rule {explain_rule!r} (see 'halgen lint --list-rules')")
+            raise HalgenError(f"no rule {explain_rule!r} (see 'halgen lint --list-rules')") from None
         return
     if list_rules:
         for r in sorted(RULES.values(), key=lambda r: r.id):
             click.echo(f"{r.id}  {r.severity.label:<7}  {r.name:<30} {r.summary}")
         return
-    try:
-        config = lint_config.load(repo, config_file)
-    except ConfigError as err:
-        _fail(str(err))
+    config = lint_config.load(repo, config_file)
     selected = None
     if select:
         try:
             selected = {find(key.strip()).id for key in select.split(",") if key.strip()}
         except KeyError as err:
-            _fail(f"halgen lint: --select: no rule {err.args[0]!r} (see 'halgen lint --list-rules')")
+            raise HalgenError(f"--select: no rule {err.args[0]!r} (see 'halgen lint --list-rules')") from None
     report = lint(repo, config, tools=not no_tools, select=selected)
     rendered = FORMATS[fmt](report)
     if output:
         try:
             output.write_text(rendered)
         except OSError as err:
-            _fail(f"halgen lint: --output: {err}")
+            raise HalgenError(f"--output: {err}") from None
         if fmt != "text":
             click.echo(FORMATS["text"](report).splitlines()[-1], err=True)
     else:
@@ -271,14 +243,14 @@ def explain(field: str) -> None:
     try:
         click.echo(schema.explain(field), nl=False)
     except KeyError as err:
-        _fail(f"halgen explain: {err.args[0]}")
+        raise HalgenError(err.args[0]) from None
 
 
 @main.command()
 @click.argument("answers_file", metavar="ANSWERS", type=click.Path(path_type=Path, dir_okay=False))
 def check(answers_file: Path) -> None:
     """Validate ANSWERS without rendering anything (exit 0 valid, 2 invalid)."""
-    _answers_or_exit(answers_file)
+    pipeline.load_answers(answers_file)
     click.echo(f"halgen: {answers_file} is valid")
 
 

@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..answers import load as load_yaml
-from ..problems import AnswersError, Problem, problem
-from .registry import RULES, Finding, find
+from halgen.compiler.loader import load as load_yaml
+from halgen.errors import AnswersError, Problem, ProblemsError
+from halgen.lint.registry import RULES, Finding, find
 
 CONFIG_FILE = ".halgen-lint.yml"
 FAIL_ON = ("error", "warning", "info", "never")
@@ -31,23 +31,20 @@ class LintConfig:
         return any(finding.rule in ids and fnmatch.fnmatchcase(finding.file, glob) for glob, ids in self.ignore)
 
 
-class ConfigError(Exception):
+class ConfigError(ProblemsError):
     """A bad .halgen-lint.yml: a usage error (exit 2), reported as FILE:LINE: field: message."""
-
-    def __init__(self, problems: list[Problem]):
-        super().__init__("\n".join(p.format() for p in problems))
 
 
 def _rule_ids(values: object, file: str, line: int,
               path: tuple[str | int, ...]) -> tuple[frozenset[str], list[Problem]]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        return frozenset(), [problem(file, line, path, "must be a list of rule IDs or names", values)]
+        return frozenset(), [Problem(file, line, "must be a list of rule IDs or names", path, values)]
     ids, problems = set(), []
     for value in values:
         try:
             ids.add(find(value).id)
         except KeyError:
-            problems.append(problem(file, line, path, "unknown rule (see 'halgen lint --list-rules')", value))
+            problems.append(Problem(file, line, "unknown rule (see 'halgen lint --list-rules')", path, value))
     return frozenset(ids), problems
 
 
@@ -66,13 +63,13 @@ def load(repo: Path, path: Path | None = None) -> LintConfig:
     line_of = loaded.line_of
     known = {"disable", "ignore", "fail_on", "tools"}
     for key in sorted(set(data) - known):
-        problems.append(problem(file, line_of((key,)), (key,), f"unknown setting; known: {', '.join(sorted(known))}"))
+        problems.append(Problem(file, line_of((key,)), f"unknown setting; known: {', '.join(sorted(known))}", (key,)))
     disable, found = _rule_ids(data.get("disable", []), file, line_of(("disable",)), ("disable",))
     problems += found
     ignore = []
     globs = data.get("ignore", {})
     if not isinstance(globs, dict):
-        problems.append(problem(file, line_of(("ignore",)), ("ignore",), "must map path globs to lists of rule IDs"))
+        problems.append(Problem(file, line_of(("ignore",)), "must map path globs to lists of rule IDs", ("ignore",)))
         globs = {}
     for glob, values in globs.items():
         ids, found = _rule_ids(values, file, line_of(("ignore", glob)), ("ignore", glob))
@@ -80,11 +77,11 @@ def load(repo: Path, path: Path | None = None) -> LintConfig:
         ignore.append((str(glob), ids))
     fail_on = data.get("fail_on")
     if fail_on is not None and fail_on not in FAIL_ON:
-        problems.append(problem(file, line_of(("fail_on",)), ("fail_on",), f"must be one of {', '.join(FAIL_ON)}",
-                                fail_on))
+        problems.append(Problem(file, line_of(("fail_on",)),
+                                               f"must be one of {', '.join(FAIL_ON)}", ("fail_on",), fail_on))
     tools = data.get("tools", True)
     if not isinstance(tools, bool):
-        problems.append(problem(file, line_of(("tools",)), ("tools",), "must be true or false", tools))
+        problems.append(Problem(file, line_of(("tools",)), "must be true or false", ("tools",), tools))
     if problems:
         raise ConfigError(problems)
     return LintConfig(disable, tuple(ignore), fail_on, tools, path.name)

@@ -7,9 +7,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from . import nginxtree
-from .parsers import first
-from .repo import Repo, node_of
+from halgen.formats import nginx
+from halgen.formats.redisconf import first
+from halgen.lint.repo import Repo, node_of
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,14 @@ def starman_listeners(repo: Repo) -> list[Listener]:
     return found
 
 
-def upstream_servers(repo: Repo, rel: str) -> list[nginxtree.Directive]:
-    return [d for d in nginxtree.walk(repo.nginx(rel)) if d.name == "server" and d.context == "upstream"]
+def upstream_servers(repo: Repo, rel: str) -> list[nginx.Directive]:
+    return [d for d in nginx.walk(repo.nginx(rel)) if d.name == "server" and d.context == "upstream"]
 
 
 def nginx_ports(repo: Repo, rel: str) -> list[tuple[int, int]]:
     """(port, line) of every listen directive."""
     ports = []
-    for d in nginxtree.find_all(repo.nginx(rel), "listen"):
+    for d in nginx.find_all(repo.nginx(rel), "listen"):
         match = re.search(r"(\d+)$", d.args[0]) if d.args else None
         address = d.args[0].rsplit(":", 1)[0] if d.args and ":" in d.args[0] else "*"
         if match and not is_loopback(address):

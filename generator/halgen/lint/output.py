@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from .. import __version__
-from .registry import RULES, Finding, Severity
-from .runner import Report
+from halgen import __version__
+from halgen.lint.registry import RULES, Finding, Severity
+from halgen.lint.runner import Report
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}

@@ -7,10 +7,12 @@ import enum
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+from halgen.errors import Problem
 
 if TYPE_CHECKING:
-    from .repo import Repo
+    from halgen.lint.repo import Repo
 
 
 class Severity(enum.IntEnum):
@@ -37,27 +39,32 @@ FAMILIES = {
 }
 
 
-class Hit(NamedTuple):
-    """What a check reports: a place and a message (the runner adds rule and severity)."""
-
-    file: str  # relative to the repo root, '/'-separated
-    line: int  # 1-based; 0 when it is about a whole file
-    message: str
-
-
 @dataclass(frozen=True)
 class Finding:
+    """A rule's Problem (file relative to the repo root, '/'-separated; line 0 for a whole
+    file) with the rule's ID and severity."""
+
     rule: str
     severity: Severity
-    file: str
-    line: int
-    message: str
+    problem: Problem
+
+    @property
+    def file(self) -> str:
+        return self.problem.file
+
+    @property
+    def line(self) -> int:
+        return self.problem.line
+
+    @property
+    def message(self) -> str:
+        return self.problem.message
 
     def sort_key(self) -> tuple[str, int, str, str]:
         return (self.file, self.line, self.rule, self.message)
 
 
-Check = Callable[["Repo"], Iterable[Hit]]
+Check = Callable[["Repo"], Iterable[Problem]]
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,8 @@ class Rule:
     def program(self) -> str | None:
         return self.programs[0] if self.programs else None
 
-    def finding(self, hit: Hit) -> Finding:
-        return Finding(self.id, self.severity, hit.file, hit.line, hit.message)
+    def finding(self, problem: Problem) -> Finding:
+        return Finding(self.id, self.severity, problem)
 
 
 RULES: dict[str, Rule] = {}

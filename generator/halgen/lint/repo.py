@@ -9,9 +9,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..model import Node, Stack, derive
-from ..problems import AnswersError, Problem
-from . import parsers
+from halgen.compiler.answers import Answers
+from halgen.compiler.model import Node, Stack, derive
+from halgen.errors import AnswersError, Problem
+from halgen.formats import base, envfile, pgconf, pghba, redisconf, systemd, ufw
 
 ANSWERS_FILE = ".copier-answers.yml"
 # Never linted: gitignored (secret-bearing) output and VCS data.
@@ -78,8 +79,8 @@ class Repo:
     # --- answers and model ---------------------------------------------------------
 
     @functools.cached_property
-    def _answers(self) -> tuple[dict[str, Any] | None, list[Problem]]:
-        from ..compiler import load_repo_answers
+    def _answers(self) -> tuple[Answers | None, list[Problem]]:
+        from halgen.compiler.pipeline import load_repo_answers
 
         try:
             return load_repo_answers(self.root), []
@@ -87,7 +88,7 @@ class Repo:
             return None, err.problems
 
     @property
-    def answers(self) -> dict[str, Any] | None:
+    def answers(self) -> Answers | None:
         return self._answers[0]
 
     @property
@@ -107,24 +108,24 @@ class Repo:
     # --- parsed files ----------------------------------------------------------------
 
     @functools.cache  # noqa: B019
-    def pg_conf(self, rel: str) -> tuple[dict[str, parsers.Setting], list[parsers.ParseError], list[parsers.Setting]]:
-        return parsers.pg_conf(self.text(rel))
+    def pg_conf(self, rel: str) -> tuple[dict[str, base.Setting], list[base.ParseError], list[base.Setting]]:
+        return pgconf.parse(self.text(rel))
 
     @functools.cache  # noqa: B019
-    def hba(self, rel: str) -> tuple[list[parsers.HbaEntry], list[parsers.ParseError]]:
-        return parsers.pg_hba(self.text(rel))
+    def hba(self, rel: str) -> tuple[list[pghba.HbaEntry], list[base.ParseError]]:
+        return pghba.parse(self.text(rel))
 
     @functools.cache  # noqa: B019
-    def redis(self, rel: str) -> tuple[list[parsers.Directive], list[parsers.ParseError]]:
-        return parsers.redis_conf(self.text(rel))
+    def redis(self, rel: str) -> tuple[list[redisconf.Directive], list[base.ParseError]]:
+        return redisconf.parse(self.text(rel))
 
     @functools.cache  # noqa: B019
-    def unit(self, rel: str) -> tuple[list[parsers.UnitEntry], list[parsers.ParseError]]:
-        return parsers.unit(self.text(rel))
+    def unit(self, rel: str) -> tuple[list[systemd.UnitEntry], list[base.ParseError]]:
+        return systemd.parse(self.text(rel))
 
     @functools.cache  # noqa: B019
-    def env(self, rel: str) -> dict[str, parsers.Setting]:
-        return parsers.env_file(self.text(rel))
+    def env(self, rel: str) -> dict[str, base.Setting]:
+        return envfile.parse(self.text(rel))[0]
 
     @functools.cache  # noqa: B019
     def yaml(self, rel: str) -> tuple[Any, tuple[int, str] | None]:
@@ -152,14 +153,14 @@ class Repo:
         return rules if isinstance(rules, dict) else None
 
     @functools.cache  # noqa: B019
-    def ufw(self, rel: str) -> tuple[list[parsers.UfwRule], dict[str, tuple[str, int]]]:
-        return parsers.ufw_rules(self.text(rel))
+    def ufw(self, rel: str) -> tuple[list[ufw.UfwRule], dict[str, tuple[str, int]]]:
+        return ufw.rules(self.text(rel))
 
     @functools.cache  # noqa: B019
     def nginx(self, rel: str) -> dict:
-        from ..checks import parse_nginx
+        from halgen.formats import nginx
 
-        return parse_nginx(self.root / rel)
+        return nginx.parse(self.root / rel)
 
     # --- well-known files, found by shape (not by the answers, which may be broken) ---
 

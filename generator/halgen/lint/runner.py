@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..localpg import installed_pg_version
-from . import rules as _rules  # noqa: F401 - registers every rule
-from .config import LintConfig, inline_disabled
-from .registry import RULES, Finding, Hit, Rule, Severity, rule
-from .repo import Repo
+from halgen.errors import Problem
+from halgen.host.localpg import installed_pg_version
+from halgen.lint import rules as _rules  # noqa: F401 - registers every rule
+from halgen.lint.config import LintConfig, inline_disabled
+from halgen.lint.registry import RULES, Finding, Rule, Severity, rule
+from halgen.lint.repo import Repo
 
 MISSING_PROGRAM = "HAL002"
 RULE_CRASHED = "HAL003"
@@ -56,7 +57,7 @@ def lint(root: Path, config: LintConfig | None = None, tools: bool = True, selec
         if missing:
             for program in sorted(set(missing) - reported_missing):
                 findings.append(RULES[MISSING_PROGRAM].finding(
-                    Hit(".", 0, f"{program} is not installed: {r.id} ({r.name}) was not run")))
+                    Problem(".", 0, f"{program} is not installed: {r.id} ({r.name}) was not run")))
             reported_missing.update(missing)
             continue
         began = time.perf_counter()
@@ -81,7 +82,7 @@ def _run_rule(r: Rule, repo: Repo) -> list[Finding]:
         return [r.finding(hit) for hit in r.check(repo)]
     except Exception as err:  # noqa: BLE001
         return [RULES[RULE_CRASHED].finding(
-            Hit(".", 0, f"{r.id} ({r.name}) failed and did not check the repo: {type(err).__name__}: {err}"))]
+            Problem(".", 0, f"{r.id} ({r.name}) failed and did not check the repo: {type(err).__name__}: {err}"))]
 
 
 def _inline(repo: Repo, finding: Finding) -> bool:
@@ -91,7 +92,7 @@ def _inline(repo: Repo, finding: Finding) -> bool:
 
 
 @rule(MISSING_PROGRAM, "program-missing", "info", "meta")
-def program_missing(repo: Repo) -> list[Hit]:
+def program_missing(repo: Repo) -> list[Problem]:
     """A real-program check could not run because its program is not installed.
 
     Reported once per program so a check is never skipped silently. Install
@@ -102,7 +103,7 @@ def program_missing(repo: Repo) -> list[Hit]:
 
 
 @rule(RULE_CRASHED, "rule-crashed", "error", "meta")
-def rule_crashed(repo: Repo) -> list[Hit]:
+def rule_crashed(repo: Repo) -> list[Problem]:
     """A rule failed with an unexpected error, so part of the repo was not checked.
 
     This is a bug in halgen (or a program it runs timed out): please report it

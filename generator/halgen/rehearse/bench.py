@@ -26,9 +26,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import nginx
-from .processes import RehearsalError, wait_for_port
-from .stack import Rehearsal
+from halgen.host.processes import wait_for_port
+from halgen.rehearse import nginx
+from halgen.rehearse.layout import RehearsalError
+from halgen.rehearse.stack import Rehearsal
 
 SEED_CONF = Path(__file__).with_name("seed-nginx.conf")
 SEED_SERVER = re.compile(r"^server 10\.10\.0\.\d+:5000 (weight=10 max_fails=3 fail_timeout=30s;)$", re.M)
@@ -166,7 +167,7 @@ def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int
     ``connections`` defaults to the stack's Starman workers: every worker busy, and no
     request queued in a listen backlog only because the load outnumbers the workers."""
     connections = connections or r.stack.total_starman_workers
-    if r.stack.a["lb_tls"]:
+    if r.stack.a.lb_tls:
         raise RehearsalError("the benchmark compares plain HTTP like the seed's: render with lb_tls: false")
     if shutil.which("wrk") is None:
         raise RehearsalError("the benchmark needs wrk (apt-get install wrk)")

@@ -9,22 +9,16 @@ from typing import Any
 
 import click
 
-from .. import compiler, schema
-from ..problems import AnswersError
-from ..render import RenderError
-from . import bench as benchmark
-from . import programs
-from .drills import DRILLS
-from .processes import RehearsalError
-from .report import Report
-from .stack import DEFAULT_SUBNET, Interrupted, Rehearsal, stray_processes
+from halgen.compiler import pipeline
+from halgen.compiler.answers import Answers
+from halgen.errors import HalgenError
+from halgen.rehearse import bench as benchmark
+from halgen.rehearse import programs
+from halgen.rehearse.drills import DRILLS
+from halgen.rehearse.report import Report
+from halgen.rehearse.stack import DEFAULT_SUBNET, Interrupted, Rehearsal, stray_processes
 
 EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-
-def _usage_error(message: str) -> None:
-    click.echo(f"halgen rehearse: {message}", err=True)
-    sys.exit(EXIT_USAGE)
 
 
 @click.command(name="rehearse")
@@ -58,8 +52,8 @@ def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench
     the report to stdout. Exit 0 when every target is met, 1 when one is missed, 2 on a
     usage error, bad answers or a missing program, 130 when interrupted.
     """
-    answers = _answers(repo) if repo is not None else schema.defaults()
-    needed = programs.needed(answers["pg_version"], bench=bench or check, tls=answers["lb_tls"] or check)
+    answers = pipeline.load_repo_answers(repo) if repo is not None else pipeline.default_answers()
+    needed = programs.needed(answers.pg_version, bench=bench or check, tls=answers.lb_tls or check)
     missing = programs.missing(needed)
     if check:
         if missing:
@@ -69,15 +63,13 @@ def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench
         click.echo("every program a rehearsal needs is here")
         return
     if repo is None:
-        _usage_error("give the generated repo to rehearse (or --check)")
-    try:
-        compiler.rehearsal_target(Path("/tmp"), loopback_subnet)
-    except ValueError as err:
-        _usage_error(str(err))
+        raise HalgenError("give the generated repo to rehearse (or --check)")
+    pipeline.rehearsal_target(Path("/tmp"), loopback_subnet)
     if missing:
-        _usage_error(f"missing {', '.join(p.name for p in missing)}; install with: {programs.apt_command(missing)}")
-    if bench and answers["lb_tls"]:
-        _usage_error("--bench compares plain HTTP like the seed's config; this stack has lb_tls: true")
+        missing_names = ", ".join(p.name for p in missing)
+        raise HalgenError(f"missing {missing_names}; install with: {programs.apt_command(missing)}")
+    if bench and answers.lb_tls:
+        raise HalgenError("--bench compares plain HTTP like the seed's config; this stack has lb_tls: true")
     names = list(DRILLS) if "all" in drill_names else [name for name in DRILLS if name in drill_names]
     options = dict(rounds=bench_rounds, duration_s=bench_duration, connections=bench_connections) if bench else None
     report = run(answers, loopback_subnet, names, options, keep)
@@ -85,23 +77,15 @@ def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench
     sys.exit(0 if report.passed else EXIT_INTERRUPTED if report.interrupted else EXIT_MISSED)
 
 
-def _answers(repo: Path) -> dict[str, Any]:
-    try:
-        return compiler.load_repo_answers(repo)
-    except AnswersError as err:
-        click.echo(str(err), err=True)
-        sys.exit(EXIT_USAGE)
-
-
-def run(answers: dict[str, Any], loopback_subnet: str, drill_names: list[str],
+def run(answers: Answers, loopback_subnet: str, drill_names: list[str],
         bench_options: dict[str, Any] | None, keep: bool) -> Report:
-    report = Report(project=answers["project"], loopback_subnet=loopback_subnet, directory="")
+    report = Report(project=answers.project, loopback_subnet=loopback_subnet, directory="")
     rehearsal = Rehearsal(answers, loopback_subnet, keep=keep)
     try:
         with rehearsal:
             try:
                 _run_steps(rehearsal, report, drill_names, bench_options)
-            except (RehearsalError, RenderError, TimeoutError, OSError, subprocess.SubprocessError) as err:
+            except (HalgenError, TimeoutError, OSError, subprocess.SubprocessError) as err:
                 report.failure = str(err)
                 rehearsal.show_logs()
     except Interrupted as signal_name:

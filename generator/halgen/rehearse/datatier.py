@@ -8,12 +8,12 @@ import os
 import subprocess
 from pathlib import Path
 
-from ..localpg import as_postgres, installed_pg_version, pg_superuser  # noqa: F401 - re-exported
-from ..model import Node
-from .layout import LoopbackStack
-from .processes import RehearsalError, run, wait_until
+from halgen.compiler.model import Node
+from halgen.host.localpg import as_postgres, installed_pg_version, pg_superuser  # noqa: F401 - re-exported
+from halgen.host.processes import run, wait_until
+from halgen.rehearse.layout import LoopbackStack, RehearsalError
 
-# --- PostgreSQL (as an unprivileged user: see halgen.localpg) ----------------
+# --- PostgreSQL (as an unprivileged user: see halgen.host.localpg) ----------------
 
 def chown_postgres(path: Path) -> None:
     if os.geteuid() == 0:

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..model import Node
-from .datatier import as_postgres, master_address, psql, run_pg_failover, start_pg, start_redis
-from .http import Load, Sample, request
-from .processes import RehearsalError, run, wait_until
-from .stack import Rehearsal
+from halgen.compiler.model import Node
+from halgen.host.processes import run, wait_until
+from halgen.rehearse.datatier import as_postgres, master_address, psql, run_pg_failover, start_pg, start_redis
+from halgen.rehearse.http import Load, Sample, request
+from halgen.rehearse.layout import RehearsalError
+from halgen.rehearse.stack import Rehearsal
 
 Figure = int | float | str
 
@@ -82,7 +83,7 @@ def app_kill(r: Rehearsal) -> DrillResult:
     if len(r.stack.apps) < 2:
         return _skip(name, APP_KILL_TARGET, "one app server has no peer to take over")
     victim = r.stack.apps[-1]
-    with Load(r.endpoints, threads=4, timeout=r.stack.a["lb_read_timeout_s"] + 10) as load:
+    with Load(r.endpoints, threads=4, timeout=r.stack.a.lb_read_timeout_s + 10) as load:
         time.sleep(1.0)
         killed = time.monotonic()
         _signal_app(r, victim, signal.SIGKILL)
@@ -90,7 +91,7 @@ def app_kill(r: Rehearsal) -> DrillResult:
     samples = load.stop()
     failed = _failed(samples)
     r.start_starman(victim)  # back in service for the drills that follow
-    workers = r.stack.a["starman_workers"] * r.stack.a["starman_instances"]
+    workers = r.stack.a.starman_workers * r.stack.a.starman_instances
     return DrillResult(name, APP_KILL_TARGET, passed=_app_fault_passed(samples, failed, workers), figures={
         "victim": victim.name,
         "requests": len(samples),
@@ -107,12 +108,12 @@ def app_hang(r: Rehearsal) -> DrillResult:
     only nginx's read timeout can tell; SIGCONT ends it."""
     name = "app-hang"
     a = r.stack.a
-    bound = a["lb_connect_timeout_s"] + a["lb_read_timeout_s"]
+    bound = a.lb_connect_timeout_s + a.lb_read_timeout_s
     target = f"0 failed requests, none delayed over the configured timeouts ({bound} s: connect + read){CUT_NOTE}"
     if len(r.stack.apps) < 2:
         return _skip(name, target, "one app server has no peer to take over")
     victim = r.stack.apps[0]  # not app-kill's victim, which nginx may still count as failed
-    hang_s = a["lb_read_timeout_s"] + 3  # so nginx's timeouts decide, not the end of the hang
+    hang_s = a.lb_read_timeout_s + 3  # so nginx's timeouts decide, not the end of the hang
     with Load(r.endpoints, threads=4, timeout=bound + hang_s + 10) as load:
         time.sleep(1.0)
         _signal_app(r, victim, signal.SIGSTOP)
@@ -122,7 +123,7 @@ def app_hang(r: Rehearsal) -> DrillResult:
     samples = load.stop()
     failed = _failed(samples)
     slowest = max((s.seconds for s in samples), default=0.0)
-    workers = a["starman_workers"] * a["starman_instances"]
+    workers = a.starman_workers * a.starman_instances
     passed = _app_fault_passed(samples, failed, workers) and slowest <= bound + 1
     return DrillResult(name, target, passed=passed, figures={
         "victim": victim.name,
@@ -182,7 +183,7 @@ def _visits(sample: Sample) -> int:
 def _writes(r: Rehearsal, note: str) -> Load:
     """Clients that add items through the load balancers (POST: never retried by nginx)."""
     return Load(r.endpoints, method="POST", path="/items", body=note.encode(), threads=2, pause=0.02,
-                timeout=r.stack.a["lb_read_timeout_s"] + 10)
+                timeout=r.stack.a.lb_read_timeout_s + 10)
 
 
 def _acked(samples: list[Sample]) -> list[int]:
@@ -195,7 +196,7 @@ def _present(r: Rehearsal, node: str, ids: list[int]) -> int:
         return 0
     array = "{" + ",".join(map(str, ids)) + "}"
     return int(psql(r.loopback, node, f"SELECT count(*) FROM halgen_items WHERE id = ANY('{array}'::bigint[])",
-                    database=r.stack.a["pg_database"]))
+                    database=r.stack.a.pg_database))
 
 
 REPLICA_TARGET = "the replica has every row written while it was down"
@@ -237,7 +238,7 @@ def pg_failover(r: Rehearsal) -> DrillResult:
 
     Every PostgreSQL process of the node gets SIGKILL, as if it lost power."""
     name = "pg-failover"
-    sync = r.stack.a["pg_replication"] == "sync"
+    sync = r.stack.a.pg_replication == "sync"
     target = "writes resume" + ("; nothing committed before the loss is missing" if sync else
                                 " (asynchronous replication: the last commits may be lost; counted)")
     if len(r.stack.dbs) < 2:

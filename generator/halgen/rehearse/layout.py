@@ -4,17 +4,23 @@ directory: ``base/repo`` is the rehearsal render, ``base/n/<node>`` each node's 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from .. import compiler, secrets
-from ..model import Node, Stack, derive
-from ..rehearsal import install_nodes
-from ..render import build, render
-from .processes import Processes
+from halgen.compiler import pipeline, secrets
+from halgen.compiler.answers import Answers
+from halgen.compiler.model import Node, Stack, derive
+from halgen.compiler.write import build, render
+from halgen.errors import HalgenError
+from halgen.host.processes import Processes
+
+
+class RehearsalError(HalgenError):
+    """Something the rehearsal needed did not happen; the message says what."""
 
 
 @dataclass
@@ -54,11 +60,11 @@ def make_base(prefix: str) -> Path:
     return base
 
 
-def lay_out(answers: dict[str, Any], base: Path, loopback_subnet: str, kind: type[S],
+def lay_out(answers: Answers, base: Path, loopback_subnet: str, kind: type[S],
             provided_secrets: dict[str, str] | None = None) -> S:
     """Render complete answers for a rehearsal under ``base``, build the secret files
     (with the secrets the user would provide, if given) and install every node."""
-    target = compiler.rehearsal_target(base / "n", loopback_subnet)
+    target = pipeline.rehearsal_target(base / "n", loopback_subnet)
     repo = base / "repo"
     render(answers, repo, target=target)
     if provided_secrets:
@@ -67,3 +73,20 @@ def lay_out(answers: dict[str, Any], base: Path, loopback_subnet: str, kind: typ
     stack = derive(answers, target)
     install_nodes(repo, stack)
     return kind(base=base, repo=repo, stack=stack)
+
+
+def install_nodes(repo: Path, stack: Stack) -> None:
+    """Copy repo/nodes/<node> and repo/build/nodes/<node> to each node's root, and
+    make the directories the services write to."""
+    if not stack.target.is_rehearsal:
+        raise ValueError("install_nodes lays files out for a rehearsal only")
+    for node in stack.nodes:
+        root = Path(node.paths.root)
+        for source in (repo / "nodes" / node.name, repo / "build" / "nodes" / node.name):
+            if source.is_dir():
+                shutil.copytree(source, root, dirs_exist_ok=True)
+        p = node.paths
+        for directory in (p.pg_run_dir, p.pg_log_dir, p.redis_data, p.redis_run_dir, p.run_dir, p.nginx_log_dir,
+                          p.pgbackrest_log_dir, p.pgbackrest_lock_dir, p.log_dir, p.lock_dir, p.scratch_dir,
+                          str(Path(p.ca_file).parent)):
+            Path(directory).mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .processes import can_bind
+from halgen.host.processes import can_bind
 
 HTTP, HTTPS = 80, 443
 MIME_TYPES = Path("/etc/nginx/mime.types")
@@ -41,15 +41,6 @@ def install_package_files(node_root: Path) -> None:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(MIME_TYPES, target)
-
-
-def self_signed(cert_dir: Path, domain: str) -> None:
-    """A throwaway certificate where certbot would put the real one."""
-    live = cert_dir / "live" / domain
-    live.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", f"/CN={domain}", "-keyout", str(live / "privkey.pem"),
-                    "-out", str(live / "fullchain.pem")], check=True, capture_output=True)
 
 
 def nginx_argv(conf: Path, error_log: Path, *extra: str) -> list[str]:

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bench import BenchResult
-from .drills import DrillResult
-from .stack import Check
+from halgen.rehearse.bench import BenchResult
+from halgen.rehearse.drills import DrillResult
+from halgen.rehearse.stack import Check
 
 
 @dataclass

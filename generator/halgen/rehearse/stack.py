@@ -28,13 +28,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..model import Node, Stack
-from . import datatier, nginx
-from .datatier import start_pg, start_redis
-from .http import Endpoint, Response, request
-from .layout import LoopbackStack, lay_out, make_base
-from .processes import RehearsalError, can_bind, wait_for_port, wait_until
-from .units import service_command
+from halgen.compiler.answers import Answers
+from halgen.compiler.model import Node, Stack
+from halgen.host.processes import can_bind, wait_for_port, wait_until
+from halgen.host.tls import self_signed
+from halgen.rehearse import datatier, nginx
+from halgen.rehearse.datatier import start_pg, start_redis
+from halgen.rehearse.http import Endpoint, Response, request
+from halgen.rehearse.layout import LoopbackStack, RehearsalError, lay_out, make_base
+from halgen.rehearse.units import service_command
 
 DEFAULT_SUBNET = "127.21.0.0/24"  # the tests use 127.20.0.0/24: both can run at once
 # What systemd gives a service when its unit sets no PATH.
@@ -67,7 +69,7 @@ class Check:
 
 @dataclass
 class Rehearsal:
-    answers: dict[str, Any]
+    answers: Answers
     loopback_subnet: str = DEFAULT_SUBNET
     progress: Progress = field(default_factory=stderr_progress)
     keep: bool = False
@@ -143,8 +145,8 @@ class Rehearsal:
             shutil.copytree(self.ls.repo / "app", node.paths.app_current, dirs_exist_ok=True)
         for node in stack.lbs:
             nginx.install_package_files(Path(node.paths.root))
-            if stack.a["lb_tls"]:
-                nginx.self_signed(Path(node.paths.letsencrypt_dir), stack.canonical_domain)
+            if stack.a.lb_tls:
+                self_signed(Path(node.paths.letsencrypt_dir), stack.canonical_domain)
         self._refuse_busy_addresses()
 
     def _refuse_busy_addresses(self) -> None:
@@ -228,7 +230,7 @@ class Rehearsal:
 
     # --- what drills use ---------------------------------------------------------
     def endpoint(self, node: Node) -> Endpoint:
-        tls = bool(self.stack.a["lb_tls"])
+        tls = bool(self.stack.a.lb_tls)
         return Endpoint(node.address, self.ports[nginx.HTTPS if tls else nginx.HTTP], tls,
                         self.stack.canonical_domain)
 
@@ -242,7 +244,7 @@ class Rehearsal:
         Redis (a session) through it."""
         checks: list[Check] = []
         for lb, endpoint in zip(self.stack.lbs, self.endpoints, strict=True):
-            checks += _smoke_one(lb.name, endpoint, self.stack.a["lb_health_path"])
+            checks += _smoke_one(lb.name, endpoint, self.stack.a.lb_health_path)
         return checks
 
 

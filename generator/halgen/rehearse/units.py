@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..lint import parsers
+from halgen.formats import envfile, systemd
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,12 @@ class ServiceCommand:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=value lines as systemd reads them (generated files use no quoting)."""
-    return {key: setting.value for key, setting in parsers.env_file(path.read_text(encoding="utf-8")).items()}
+    return {key: setting.value for key, setting in envfile.parse(path.read_text(encoding="utf-8"))[0].items()}
 
 
 def parse_unit(text: str) -> ServiceCommand:
     settings: dict[str, list[str]] = {}
-    for entry in parsers.unit(text)[0]:
+    for entry in systemd.parse(text)[0]:
         settings.setdefault(entry.key, []).append(entry.value)
     (exec_start,) = settings["ExecStart"]
     inline_env: dict[str, str] = {}

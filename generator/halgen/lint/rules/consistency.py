@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ...cloudinit import unpack
-from .. import facts, parsers
-from ..parsers import first
-from ..registry import Hit, rule
-from ..repo import Repo, node_of
+from halgen.errors import Problem
+from halgen.formats import ufw
+from halgen.formats.redisconf import first
+from halgen.lint import facts
+from halgen.lint.registry import rule
+from halgen.lint.repo import Repo, node_of
 
 
 @rule("HAL201", "upstream-matches-starman", "error", "consistency")
-def upstream_matches_starman(repo: Repo) -> Iterator[Hit]:
+def upstream_matches_starman(repo: Repo) -> Iterator[Problem]:
     """Every Starman listen address is a (non-backup) server of each nginx upstream, and nothing else is.
 
     An instance missing from the upstream never gets traffic (you pay for it
@@ -27,15 +28,15 @@ def upstream_matches_starman(repo: Repo) -> Iterator[Hit]:
         named = {d.args[0] for d in servers if d.args and "backup" not in d.args[1:]}
         for d in servers:
             if d.args and d.args[0] not in listeners:
-                yield Hit(rel, d.line, f"upstream server {d.args[0]} is no Starman instance's --listen address")
+                yield Problem(rel, d.line, f"upstream server {d.args[0]} is no Starman instance's --listen address")
         upstream_line = servers[0].parents[-1].line if servers else 1
         for endpoint, listener in sorted(listeners.items()):
             if endpoint not in named:
-                yield Hit(rel, upstream_line, f"Starman {endpoint} ({listener.file}) is missing from the upstream")
+                yield Problem(rel, upstream_line, f"Starman {endpoint} ({listener.file}) is missing from the upstream")
 
 
 @rule("HAL202", "firewall-matches-listeners", "error", "consistency")
-def firewall_matches_listeners(repo: Repo) -> Iterator[Hit]:
+def firewall_matches_listeners(repo: Repo) -> Iterator[Problem]:
     """Each node's firewall (ufw, in its first-boot script) opens exactly the ports its services listen on, and SSH.
 
     A listening port the firewall does not open is a service nobody can reach;
@@ -51,15 +52,15 @@ def firewall_matches_listeners(repo: Repo) -> Iterator[Hit]:
         enable = repo.line_of(rel, r"^ufw --force enable")
         for port, listener in sorted(listening.items()):
             if port not in opened:
-                yield Hit(rel, enable, f"{listener.what} listens on port {port} ({listener.file}) "
+                yield Problem(rel, enable, f"{listener.what} listens on port {port} ({listener.file}) "
                                        "but no ufw rule allows it")
         for port, line in sorted(opened.items()):
             if port != 22 and port not in listening:
-                yield Hit(rel, line, f"ufw opens port {port} but nothing on {node} listens there")
+                yield Problem(rel, line, f"ufw opens port {port} but nothing on {node} listens there")
 
 
 @rule("HAL203", "cloud-firewall-matches-ufw", "error", "consistency")
-def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Hit]:
+def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Problem]:
     """firewalls/<role>.json (the Linode Cloud Firewall) allows the same sources and ports as the nodes' ufw rules.
 
     The two firewalls are layered: the cloud one drops traffic before it
@@ -72,11 +73,11 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Hit]:
         rel = f"firewalls/{role}.json"
         rules = repo.cloud_firewall(rel)
         if rules is None or not isinstance(rules.get("inbound"), list):
-            yield Hit(rel, 1, f"missing or unreadable Cloud Firewall for role {role}")
+            yield Problem(rel, 1, f"missing or unreadable Cloud Firewall for role {role}")
             continue
         inbound = rules["inbound"]
         cloud = {(str(port), src) for r in inbound if r.get("action") == "ACCEPT"
-                 for port in parsers.ufw_ports_of(str(r.get("ports", "")))
+                 for port in ufw.ports_of(str(r.get("ports", "")))
                  for src in r.get("addresses", {}).get("ipv4", [])}
         cloud = {(p, "any" if s == "0.0.0.0/0" else s) for p, s in cloud}
         # One Cloud Firewall serves every node of the role: it is the union of their ufw rules.
@@ -85,17 +86,18 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Hit]:
             boot = repo.one(node.name, r"usr/local/sbin/[^/]+-first-boot")
             if boot is None:
                 continue
-            ufw, _ = repo.ufw(boot)
-            local = {(str(p), r.source) for r in ufw for p in r.ports}
+            allows, _ = repo.ufw(boot)
+            local = {(str(p), r.source) for r in allows for p in r.ports}
             union |= local
             for port, source in sorted(local - cloud):
-                yield Hit(rel, 1, f"{node.name}'s ufw allows port {port} from {source}; this Cloud Firewall does not")
+                yield Problem(rel, 1,
+                              f"{node.name}'s ufw allows port {port} from {source}; this Cloud Firewall does not")
         for port, source in sorted(cloud - union):
-            yield Hit(rel, 1, f"allows port {port} from {source}, which no {role} node's ufw allows")
+            yield Problem(rel, 1, f"allows port {port} from {source}, which no {role} node's ufw allows")
 
 
 @rule("HAL204", "firewall-admits-clients", "error", "consistency")
-def firewall_admits_clients(repo: Repo) -> Iterator[Hit]:
+def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
     """Each internal port admits every node that must connect to it: load balancers to
     Starman, app and DB nodes to PostgreSQL, app/Redis/Sentinel nodes to Redis and Sentinel.
 
@@ -120,12 +122,12 @@ def firewall_admits_clients(repo: Repo) -> Iterator[Hit]:
             for address in clients.get(listener.what, []):
                 if address != listener.address and not any(
                         listener.port in r.ports and facts.covers(r.source, address) for r in ufw):
-                    yield Hit(rel, repo.line_of(rel, r"^ufw --force enable"),
+                    yield Problem(rel, repo.line_of(rel, r"^ufw --force enable"),
                               f"{listener.what} port {listener.port} does not admit {address}, which connects to it")
 
 
 @rule("HAL205", "pg-hba-peers", "error", "consistency")
-def pg_hba_peers(repo: Repo) -> Iterator[Hit]:
+def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
     """pg_hba.conf admits exactly the DB nodes for replication and the app servers for the app database.
 
     A replica missing here cannot stream (or cannot follow a new primary after a
@@ -136,7 +138,7 @@ def pg_hba_peers(repo: Repo) -> Iterator[Hit]:
     if stack is None:
         return
     expected = {"replication": {n.client_address for n in stack.dbs},
-                stack.a["pg_database"]: {n.client_address for n in stack.apps}}
+                stack.a.pg_database: {n.client_address for n in stack.apps}}
     for rel in repo.hba_files():
         entries, _ = repo.hba(rel)
         seen: dict[str, set[str]] = {db: set() for db in expected}
@@ -146,17 +148,17 @@ def pg_hba_peers(repo: Repo) -> Iterator[Hit]:
             wanted = expected.get(entry.database)
             hits = {a for a in wanted or () if facts.covers(entry.address, a)}
             if not hits:
-                yield Hit(rel, entry.line, f"{entry.database} access for {entry.address}, which is no "
+                yield Problem(rel, entry.line, f"{entry.database} access for {entry.address}, which is no "
                                            f"{'DB node' if entry.database == 'replication' else 'app server'}")
             seen.setdefault(entry.database, set()).update(hits)
         for database, addresses in expected.items():
             for address in sorted(addresses - seen.get(database, set())):
                 who = "DB node" if database == "replication" else "app server"
-                yield Hit(rel, 1, f"no '{database}' line for {who} {address}")
+                yield Problem(rel, 1, f"no '{database}' line for {who} {address}")
 
 
 @rule("HAL206", "replication-slots", "error", "consistency")
-def replication_slots(repo: Repo) -> Iterator[Hit]:
+def replication_slots(repo: Repo) -> Iterator[Problem]:
     """The primary's setup creates one replication slot per replica, and postgresql.conf has room for them.
 
     A replica without its slot can fall behind past the WAL the primary keeps
@@ -174,24 +176,24 @@ def replication_slots(repo: Repo) -> Iterator[Hit]:
         # The setup runs on whichever node is primary: a slot for every other DB node.
         replicas = all_dbs - {node_of(rel)}
         for slot in sorted(slots - replicas):
-            yield Hit(rel, repo.line_of(rel, re.escape(f"slot('{slot}')")), f"slot {slot} is for no replica")
+            yield Problem(rel, repo.line_of(rel, re.escape(f"slot('{slot}')")), f"slot {slot} is for no replica")
         for name in sorted(replicas - slots):
-            yield Hit(rel, 1, f"no replication slot for replica {name}")
+            yield Problem(rel, 1, f"no replication slot for replica {name}")
     for rel in repo.pg_confs():
         settings, _, _ = repo.pg_conf(rel)
         for key in ("max_replication_slots", "max_wal_senders"):
             setting = settings.get(key)
             if setting and setting.value.isdigit() and int(setting.value) < len(all_dbs) - 1:
-                yield Hit(rel, setting.line, f"{key} = {setting.value} is below the {len(all_dbs) - 1} replica(s)")
+                yield Problem(rel, setting.line, f"{key} = {setting.value} is below the {len(all_dbs) - 1} replica(s)")
         sync = settings.get("synchronous_standby_names")
         if sync and sync.value.strip():
             names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_-]*", re.sub(r"^\s*(ANY|FIRST)\s+\d+\s*", "", sync.value)))
             for name in sorted(names - all_dbs - {"ANY", "FIRST"}):
-                yield Hit(rel, sync.line, f"synchronous_standby_names names {name}, which is no DB node")
+                yield Problem(rel, sync.line, f"synchronous_standby_names names {name}, which is no DB node")
 
 
 @rule("HAL207", "sentinel-monitors-master", "error", "consistency")
-def sentinel_monitors_master(repo: Repo) -> Iterator[Hit]:
+def sentinel_monitors_master(repo: Repo) -> Iterator[Problem]:
     """Every Sentinel monitors the actual Redis master, under the same name, with a majority quorum.
 
     A Sentinel watching the wrong address never sees the master fail (or fails
@@ -205,22 +207,22 @@ def sentinel_monitors_master(repo: Repo) -> Iterator[Hit]:
     for rel in sentinels:
         monitor = first(repo.redis(rel)[0], "sentinel monitor")
         if monitor is None or len(monitor.args) != 4:
-            yield Hit(rel, 1, "no 'sentinel monitor NAME ADDRESS PORT QUORUM' line")
+            yield Problem(rel, 1, "no 'sentinel monitor NAME ADDRESS PORT QUORUM' line")
             continue
         name, address, port, quorum = monitor.args
         names.add(name)
         if master and (address, port) != (master[0], str(master[1])):
-            yield Hit(rel, monitor.line, f"monitors {address}:{port}, but the Redis master is "
+            yield Problem(rel, monitor.line, f"monitors {address}:{port}, but the Redis master is "
                                          f"{master[0]}:{master[1]} ({master[2]})")
         if not quorum.isdigit() or not majority <= int(quorum) <= len(sentinels):
-            yield Hit(rel, monitor.line, f"quorum {quorum} is not a majority of the {len(sentinels)} Sentinels "
+            yield Problem(rel, monitor.line, f"quorum {quorum} is not a majority of the {len(sentinels)} Sentinels "
                                          f"({majority}..{len(sentinels)})")
     if len(names) > 1:
-        yield Hit(sentinels[0], 1, f"Sentinels disagree on the master's name: {', '.join(sorted(names))}")
+        yield Problem(sentinels[0], 1, f"Sentinels disagree on the master's name: {', '.join(sorted(names))}")
 
 
 @rule("HAL208", "redis-replicas-follow-master", "error", "consistency")
-def redis_replicas_follow_master(repo: Repo) -> Iterator[Hit]:
+def redis_replicas_follow_master(repo: Repo) -> Iterator[Problem]:
     """Exactly one Redis node is the master, and every other one replicates from its address.
 
     Two masters split the data; a replicaof pointing elsewhere replicates
@@ -230,17 +232,18 @@ def redis_replicas_follow_master(repo: Repo) -> Iterator[Hit]:
     confs = repo.redis_confs()
     masters = [rel for rel in confs if first(repo.redis(rel)[0], "replicaof") is None]
     if confs and len(masters) != 1:
-        yield Hit(confs[0], 1, f"{len(masters)} Redis masters (no replicaof): {', '.join(masters) or 'none'}")
+        yield Problem(confs[0], 1, f"{len(masters)} Redis masters (no replicaof): {', '.join(masters) or 'none'}")
         return
     master = facts.redis_master(repo)
     for rel in confs:
         follow = first(repo.redis(rel)[0], "replicaof")
         if follow and master and tuple(follow.args) != (master[0], str(master[1])):
-            yield Hit(rel, follow.line, f"replicaof {' '.join(follow.args)}, but the master is {master[0]} {master[1]}")
+            yield Problem(rel, follow.line,
+                          f"replicaof {' '.join(follow.args)}, but the master is {master[0]} {master[1]}")
 
 
 @rule("HAL209", "app-env-names-nodes", "error", "consistency")
-def app_env_names_nodes(repo: Repo) -> Iterator[Hit]:
+def app_env_names_nodes(repo: Repo) -> Iterator[Problem]:
     """The app's DSNs name every DB node (and only those) with their ports and the stack's
     database, and its Sentinel list the real Sentinels.
 
@@ -255,28 +258,30 @@ def app_env_names_nodes(repo: Repo) -> Iterator[Hit]:
             db_endpoints.append((listen.value, port.value if port else "5432"))
     sentinels = sorted(f"{a}:{p}" for a, p in (facts.redis_endpoint(repo, r, 26379) or ("", 0)
                                                 for r in repo.sentinel_confs()) if a)
-    database = repo.answers["pg_database"] if repo.answers else None
+    database = repo.answers.pg_database if repo.answers else None
     for rel in repo.app_envs():
         env = repo.env(rel)
         for key in ("PG_DSN", "PG_DSN_READ"):
             if key not in env:
-                yield Hit(rel, 1, f"no {key}")
+                yield Problem(rel, 1, f"no {key}")
                 continue
             hosts, ports, dbname = facts.dsn_hosts(env[key].value)
             ports = ports or ["5432"]  # libpq's default
             pairs = sorted(zip(hosts, ports if len(ports) == len(hosts) else ports[:1] * len(hosts), strict=True))
             if pairs != sorted(db_endpoints):
-                yield Hit(rel, env[key].line, f"{key} names {', '.join(f'{h}:{p}' for h, p in pairs)}; the DB nodes "
+                yield Problem(rel, env[key].line,
+                              f"{key} names {', '.join(f'{h}:{p}' for h, p in pairs)}; the DB nodes "
                                               f"listen on {', '.join(f'{h}:{p}' for h, p in sorted(db_endpoints))}")
             if database and dbname != database:
-                yield Hit(rel, env[key].line, f"{key} database is {dbname!r}, the stack's is {database!r}")
+                yield Problem(rel, env[key].line, f"{key} database is {dbname!r}, the stack's is {database!r}")
         listed = env.get("REDIS_SENTINELS")
         if listed is not None and sorted(listed.value.split(",")) != sentinels:
-            yield Hit(rel, listed.line, f"REDIS_SENTINELS is {listed.value}; the Sentinels are {','.join(sentinels)}")
+            yield Problem(rel, listed.line,
+                          f"REDIS_SENTINELS is {listed.value}; the Sentinels are {','.join(sentinels)}")
 
 
 @rule("HAL210", "node-files", "error", "consistency")
-def node_files(repo: Repo) -> Iterator[Hit]:
+def node_files(repo: Repo) -> Iterator[Problem]:
     """Every node in the answers has its files, and no nodes/ directory belongs to no node.
 
     A node directory left behind after scaling down is still deployable, and
@@ -289,8 +294,8 @@ def node_files(repo: Repo) -> Iterator[Hit]:
     names = {n.name for n in stack.nodes}
     for directory in repo.node_dirs:
         if directory not in names:
-            yield Hit(f"nodes/{directory}", 0, f"node directory {directory} belongs to no node of the answers")
-    pg = stack.a["pg_version"]
+            yield Problem(f"nodes/{directory}", 0, f"node directory {directory} belongs to no node of the answers")
+    pg = stack.a.pg_version
     for node in stack.nodes:
         needed = ["cloud-init.yaml", f"usr/local/sbin/{stack.project}-first-boot"]
         needed += {"lb": ["etc/nginx/nginx.conf"],
@@ -302,34 +307,12 @@ def node_files(repo: Repo) -> Iterator[Hit]:
             needed.append("etc/redis/sentinel.conf")
         for path in needed:
             if not repo.exists(f"nodes/{node.name}/{path}"):
-                yield Hit(f"nodes/{node.name}/{path}", 0, f"missing: {node.name} ({node.role}) needs it")
+                yield Problem(f"nodes/{node.name}/{path}", 0, f"missing: {node.name} ({node.role}) needs it")
         if not node.sentinel and repo.exists(f"nodes/{node.name}/etc/redis/sentinel.conf"):
-            yield Hit(f"nodes/{node.name}/etc/redis/sentinel.conf", 0, f"{node.name} runs no Sentinel")
+            yield Problem(f"nodes/{node.name}/etc/redis/sentinel.conf", 0, f"{node.name} runs no Sentinel")
         if node.role == "app":
             pattern = r"etc/systemd/system/[^/]+-starman-\d+\.service"
             units = {u.rsplit("/", 1)[1] for u in repo.node_files(node.name, pattern)}
             for unit in sorted(units - {f"{i.unit}.service" for i in node.instances}):
-                yield Hit(f"nodes/{node.name}/etc/systemd/system/{unit}", 0,
+                yield Problem(f"nodes/{node.name}/etc/systemd/system/{unit}", 0,
                           "Starman unit for no instance of the answers")
-
-
-@rule("HAL211", "user-data-current", "info", "consistency")
-def user_data_current(repo: Repo) -> Iterator[Hit]:
-    """Each node's cloud-init.yaml carries the node's files as they are in the repo.
-
-    The tracked cloud-init.yaml embeds a copy of the node's files as rendered;
-    after an edit by hand (which copier update keeps) that copy is stale. It is
-    information, not a fault: the user-data to paste is the one `halgen build`
-    makes from the files as they are now (build/user-data/), never the tracked
-    copy. Run `halgen build` after every edit before creating nodes.
-    """
-    for rel in repo.cloud_inits():
-        node = node_of(rel)
-        try:
-            embedded = unpack(repo.text(rel))
-        except Exception:  # noqa: BLE001 - HAL102 reports undecodable payloads
-            continue
-        for path, (content, *_rest) in sorted(embedded.items()):
-            local = f"nodes/{node}{path}"
-            if repo.exists(local) and (repo.root / local).read_bytes() != content:
-                yield Hit(local, 0, f"differs from the copy embedded in {rel}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..registry import Hit, rule
-from ..repo import ANSWERS_FILE, Repo
+from halgen.errors import Problem
+from halgen.lint.registry import rule
+from halgen.lint.repo import ANSWERS_FILE, Repo
 
 
 @rule("HAL001", "answers-valid", "error", "meta")
-def answers_valid(repo: Repo) -> Iterator[Hit]:
+def answers_valid(repo: Repo) -> Iterator[Problem]:
     """The answers the repo was made from are present and valid.
 
     `.copier-answers.yml` records the answers; every consistency rule compares
@@ -18,7 +19,7 @@ def answers_valid(repo: Repo) -> Iterator[Hit]:
     `halgen explain FIELD`), then re-render with `copier update`.
     """
     if not repo.exists(ANSWERS_FILE):
-        yield Hit(ANSWERS_FILE, 0, "missing: this does not look like a repo made by halgen or copier")
+        yield Problem(ANSWERS_FILE, 0, "missing: this does not look like a repo made by halgen or copier")
         return
     for problem in repo.answer_problems:
-        yield Hit(ANSWERS_FILE, problem.line, problem.format().split(": ", 1)[1])
+        yield Problem(ANSWERS_FILE, problem.line, problem.format().split(": ", 1)[1])

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ...cloudinit import USER_DATA_LIMIT
-from .. import facts, nginxtree
-from ..parsers import first, pg_bytes
-from ..registry import Hit, rule
-from ..repo import Repo, node_of
+from halgen.compiler.cloudinit import USER_DATA_LIMIT
+from halgen.errors import HalgenError, Problem
+from halgen.formats import nginx
+from halgen.formats.pgconf import pg_bytes
+from halgen.formats.redisconf import first
+from halgen.lint import facts
+from halgen.lint.registry import rule
+from halgen.lint.repo import Repo, node_of
 
 STARMAN_DEFAULT_WORKERS = 5
 STARMAN_DEFAULT_KEEPALIVE_S = 1
@@ -17,23 +20,36 @@ NGINX_DEFAULT_UPSTREAM_KEEPALIVE_S = 60
 
 
 @rule("HAL401", "user-data-size", "error", "operations")
-def user_data_size(repo: Repo) -> Iterator[Hit]:
-    """Each node's cloud-init user-data fits Linode's 16,384-byte limit.
+def user_data_size(repo: Repo) -> Iterator[Problem]:
+    """Each node's cloud-init user-data, as `halgen build` would make it now, fits Linode's 16,384-byte limit.
 
-    Linode refuses larger user-data when the node is created. halgen embeds the
-    node files compressed; a node with many or large files must move some to a
+    Linode refuses larger user-data when the node is created. The document is
+    the node's cloud-init.yaml plus all its files, compressed, with secrets of
+    their real length; a node with many or large files must move some to a
     package or a repo the first boot fetches.
     """
-    paths = repo.cloud_inits() + [p.relative_to(repo.root).as_posix()
-                                  for p in sorted((repo.root / "build" / "user-data").glob("*.yaml"))]
-    for rel in paths:
-        size = (repo.root / rel).stat().st_size
+    if repo.answers is None:
+        return
+    from halgen.compiler import secrets
+    from halgen.compiler.cloudinit import READABLE_FILE, UserDataTooLarge
+    from halgen.compiler.write import user_data
+
+    try:
+        user_data(repo.root, repo.answers, secrets.stand_ins())
+    except UserDataTooLarge as err:
+        node = str(err).split(":", 1)[0]
+        yield Problem(f"nodes/{node}/{READABLE_FILE}", 0, f"with the node's files: {str(err).split(': ', 1)[1]}")
+    except HalgenError:
+        return  # a missing or malformed readable part: HAL102 and HAL209 report it
+    for built in sorted((repo.root / "build" / "user-data").glob("*.yaml")):
+        size = built.stat().st_size
         if size > USER_DATA_LIMIT:
-            yield Hit(rel, 0, f"{size} bytes; Linode accepts at most {USER_DATA_LIMIT}")
+            yield Problem(built.relative_to(repo.root).as_posix(), 0, f"{size} bytes; Linode accepts at most "
+                          f"{USER_DATA_LIMIT}")
 
 
 @rule("HAL402", "slot-wal-limit", "error", "operations")
-def slot_wal_limit(repo: Repo) -> Iterator[Hit]:
+def slot_wal_limit(repo: Repo) -> Iterator[Problem]:
     """With replication slots, max_slot_wal_keep_size bounds the WAL a lost replica can pin.
 
     A slot keeps WAL until its replica has it. A replica that is gone for good
@@ -47,7 +63,7 @@ def slot_wal_limit(repo: Repo) -> Iterator[Hit]:
             continue
         keep = settings.get("max_slot_wal_keep_size")
         if keep is None or keep.value.strip() == "-1":
-            yield Hit(rel, keep.line if keep else (slots.line if slots else 1),
+            yield Problem(rel, keep.line if keep else (slots.line if slots else 1),
                       "replication slots without max_slot_wal_keep_size: a lost replica can fill the disk")
 
 
@@ -59,7 +75,7 @@ def _seconds(value: str) -> float | None:
 
 
 @rule("HAL403", "upstream-keepalive-timeout", "error", "operations")
-def upstream_keepalive_timeout(repo: Repo) -> Iterator[Hit]:
+def upstream_keepalive_timeout(repo: Repo) -> Iterator[Problem]:
     """nginx closes idle upstream connections before Starman does (upstream
     keepalive_timeout below Starman's --keepalive-timeout).
 
@@ -74,18 +90,18 @@ def upstream_keepalive_timeout(repo: Repo) -> Iterator[Hit]:
         return
     shortest, where = min(limits)
     for rel in repo.nginx_confs():
-        for upstream in nginxtree.find_all(repo.nginx(rel), "upstream"):
+        for upstream in nginx.find_all(repo.nginx(rel), "upstream"):
             if upstream.child("keepalive") is None:
                 continue
             setting = upstream.child("keepalive_timeout")
             timeout = _seconds(setting.args[0]) if setting and setting.args else NGINX_DEFAULT_UPSTREAM_KEEPALIVE_S
             if timeout is not None and timeout >= shortest:
-                yield Hit(rel, setting.line if setting else upstream.line,
+                yield Problem(rel, setting.line if setting else upstream.line,
                           f"upstream keepalive_timeout {timeout:g}s is not below Starman's {shortest:g}s ({where})")
 
 
 @rule("HAL404", "upstream-keepalive", "warning", "operations")
-def upstream_keepalive(repo: Repo) -> Iterator[Hit]:
+def upstream_keepalive(repo: Repo) -> Iterator[Problem]:
     """nginx keeps connections to Starman open (upstream keepalive, HTTP/1.1, empty Connection header).
 
     Without keepalive every request pays a new TCP connection to Starman - the
@@ -95,25 +111,25 @@ def upstream_keepalive(repo: Repo) -> Iterator[Hit]:
     """
     for rel in repo.nginx_confs():
         payload = repo.nginx(rel)
-        upstreams = {u.args[0]: u for u in nginxtree.find_all(payload, "upstream") if u.args}
+        upstreams = {u.args[0]: u for u in nginx.find_all(payload, "upstream") if u.args}
         for name, upstream in upstreams.items():
             if upstream.child("keepalive") is None:
-                yield Hit(rel, upstream.line, f"upstream {name} has no keepalive")
-        for proxy in nginxtree.find_all(payload, "proxy_pass"):
+                yield Problem(rel, upstream.line, f"upstream {name} has no keepalive")
+        for proxy in nginx.find_all(payload, "proxy_pass"):
             target = re.sub(r"^https?://", "", proxy.args[0]) if proxy.args else ""
             pool = upstreams.get(target)
             if pool is None or pool.child("keepalive") is None:
                 continue
             around = [c for scope in proxy.parents for c in scope.children()]
             if not any(d.name == "proxy_http_version" and d.args == ("1.1",) for d in around):
-                yield Hit(rel, proxy.line, "keepalive upstream without 'proxy_http_version 1.1': no reuse")
+                yield Problem(rel, proxy.line, "keepalive upstream without 'proxy_http_version 1.1': no reuse")
             if not any(d.name == "proxy_set_header" and d.args[:1] == ("Connection",)
                        and d.args[1:] in {("",), ('""',)} for d in around):
-                yield Hit(rel, proxy.line, "keepalive upstream without 'proxy_set_header Connection \"\"'")
+                yield Problem(rel, proxy.line, "keepalive upstream without 'proxy_set_header Connection \"\"'")
 
 
 @rule("HAL405", "pg-connections-suffice", "error", "operations")
-def pg_connections_suffice(repo: Repo) -> Iterator[Hit]:
+def pg_connections_suffice(repo: Repo) -> Iterator[Problem]:
     """PostgreSQL's max_connections covers every Starman worker plus replication and administration.
 
     Each Starman worker holds a connection. When they exceed max_connections,
@@ -129,7 +145,7 @@ def pg_connections_suffice(repo: Repo) -> Iterator[Hit]:
         reserved = settings.get("superuser_reserved_connections")
         needed = workers + (int(reserved.value) if reserved and reserved.value.isdigit() else 3) + replicas
         if limit and limit.value.isdigit() and int(limit.value) < needed:
-            yield Hit(rel, limit.line, f"max_connections = {limit.value} is below the {needed} needed: {workers} "
+            yield Problem(rel, limit.line, f"max_connections = {limit.value} is below the {needed} needed: {workers} "
                                        f"Starman workers + reserved + {replicas} replica(s)")
 
 
@@ -139,7 +155,7 @@ def _ram_bytes(repo: Repo, node: str) -> int | None:
 
 
 @rule("HAL406", "pg-memory-fits-plan", "warning", "operations")
-def pg_memory_fits_plan(repo: Repo) -> Iterator[Hit]:
+def pg_memory_fits_plan(repo: Repo) -> Iterator[Problem]:
     """shared_buffers stays within 40 % of the DB plan's RAM, and effective_cache_size within the RAM.
 
     shared_buffers above ~40 % starves the OS page cache PostgreSQL also relies
@@ -154,17 +170,17 @@ def pg_memory_fits_plan(repo: Repo) -> Iterator[Hit]:
         shared = settings.get("shared_buffers")
         size = pg_bytes(shared.value, "kb", 8) if shared else None
         if shared and size is not None and size > 0.4 * ram:
-            yield Hit(rel, shared.line, f"shared_buffers = {shared.value} is {size / ram:.0%} of the plan's "
+            yield Problem(rel, shared.line, f"shared_buffers = {shared.value} is {size / ram:.0%} of the plan's "
                                         f"{ram // 1024**2} MB RAM")
         cache = settings.get("effective_cache_size")
         size = pg_bytes(cache.value, "kb", 8) if cache else None
         if cache and size is not None and size > ram:
-            yield Hit(rel, cache.line,
+            yield Problem(rel, cache.line,
                       f"effective_cache_size = {cache.value} exceeds the plan's {ram // 1024**2} MB RAM")
 
 
 @rule("HAL407", "redis-maxmemory-fits-plan", "warning", "operations")
-def redis_maxmemory_fits_plan(repo: Repo) -> Iterator[Hit]:
+def redis_maxmemory_fits_plan(repo: Repo) -> Iterator[Problem]:
     """Redis has a maxmemory within 75 % of the plan's RAM.
 
     Without maxmemory Redis grows until the kernel's OOM killer ends it; a
@@ -174,17 +190,17 @@ def redis_maxmemory_fits_plan(repo: Repo) -> Iterator[Hit]:
         directives, _ = repo.redis(rel)
         limit = first(directives, "maxmemory")
         if limit is None or limit.args in {("0",), ()}:
-            yield Hit(rel, limit.line if limit else 1, "no maxmemory: Redis can grow into the OOM killer")
+            yield Problem(rel, limit.line if limit else 1, "no maxmemory: Redis can grow into the OOM killer")
             continue
         ram = _ram_bytes(repo, node_of(rel))
         size = pg_bytes(limit.args[0].lower().replace("mb", "MB").replace("gb", "GB").replace("kb", "kB"))
         if ram and size and size > 0.75 * ram:
-            yield Hit(rel, limit.line, f"maxmemory {limit.args[0]} is {size / ram:.0%} of the plan's "
+            yield Problem(rel, limit.line, f"maxmemory {limit.args[0]} is {size / ram:.0%} of the plan's "
                                        f"{ram // 1024**2} MB RAM")
 
 
 @rule("HAL408", "backups-scheduled", "error", "operations")
-def backups_scheduled(repo: Repo) -> Iterator[Hit]:
+def backups_scheduled(repo: Repo) -> Iterator[Problem]:
     """Every DB node archives WAL and has a scheduled full backup with a retention; every Redis node a scheduled dump.
 
     The seed promised backups and scheduled none. A backup job that is
@@ -196,25 +212,26 @@ def backups_scheduled(repo: Repo) -> Iterator[Hit]:
         settings, _, _ = repo.pg_conf(rel)
         mode, command = settings.get("archive_mode"), settings.get("archive_command")
         if mode is None or mode.value not in {"on", "always"} or not (command and command.value.strip()):
-            yield Hit(rel, mode.line if mode else 1, "WAL archiving is off: no point-in-time recovery")
+            yield Problem(rel, mode.line if mode else 1, "WAL archiving is off: no point-in-time recovery")
         crons = repo.node_files(node, r"etc/cron\.d/[^/]+")
         if not any(re.search(r"^[^#]*pg-backup\S* full", repo.text(c), re.M) for c in crons):
-            yield Hit(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no full PostgreSQL backup")
+            yield Problem(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no full PostgreSQL backup")
         conf = repo.one(node, r"etc/pgbackrest/pgbackrest\.conf")
         if conf is None or not re.search(r"^repo\d+-retention-full\s*=\s*\d+", repo.text(conf), re.M):
-            yield Hit(conf or f"nodes/{node}/etc/pgbackrest", 0, "no repo1-retention-full: backups are never expired")
+            yield Problem(conf or f"nodes/{node}/etc/pgbackrest", 0,
+                          "no repo1-retention-full: backups are never expired")
     for rel in repo.redis_confs():
         node = node_of(rel)
         crons = repo.node_files(node, r"etc/cron\.d/[^/]+")
         if not any(re.search(r"^[^#]*redis-backup", repo.text(c), re.M) for c in crons):
-            yield Hit(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no Redis backup")
+            yield Problem(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no Redis backup")
 
 
 _CONFLICT = re.compile(r"^(<{7}|>{7})( |$)", re.M)
 
 
 @rule("HAL409", "merge-leftovers", "error", "operations")
-def merge_leftovers(repo: Repo) -> Iterator[Hit]:
+def merge_leftovers(repo: Repo) -> Iterator[Problem]:
     """No conflict markers or .rej/.orig files are left over from a copier update or a merge.
 
     copier update leaves conflicts inline (or as .rej files); a config with
@@ -223,8 +240,8 @@ def merge_leftovers(repo: Repo) -> Iterator[Hit]:
     """
     for rel in repo.files:
         if rel.endswith((".rej", ".orig")):
-            yield Hit(rel, 0, "leftover from a conflicting update or merge")
+            yield Problem(rel, 0, "leftover from a conflicting update or merge")
             continue
         match = _CONFLICT.search(repo.text(rel))
         if match:
-            yield Hit(rel, repo.text(rel)[: match.start()].count("\n") + 1, "conflict marker")
+            yield Problem(rel, repo.text(rel)[: match.start()].count("\n") + 1, "conflict marker")

@@ -7,10 +7,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...cloudinit import unpack
-from ..parsers import HBA_TYPES
-from ..registry import Hit, rule
-from ..repo import Repo
+from halgen.errors import Problem
+from halgen.formats.pghba import HBA_TYPES
+from halgen.lint.registry import rule
+from halgen.lint.repo import Repo, node_of
 
 # pg_hba also takes host names and '.domain' suffixes (matched by reverse DNS).
 _HOSTNAME = re.compile(r"\.?[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*")
@@ -19,7 +19,7 @@ _UNIT_SECTIONS = {"Unit", "Service", "Install"}
 
 
 @rule("HAL101", "nginx-syntax", "error", "parse")
-def nginx_syntax(repo: Repo) -> Iterator[Hit]:
+def nginx_syntax(repo: Repo) -> Iterator[Problem]:
     """Every nginx.conf parses, with only directives Debian's nginx knows, in the right context.
 
     crossplane parses the file strictly (its directive table extended with what
@@ -29,37 +29,37 @@ def nginx_syntax(repo: Repo) -> Iterator[Hit]:
     for rel in repo.nginx_confs():
         for config in repo.nginx(rel).get("config", []):
             for err in config.get("errors", []):
-                yield Hit(rel, err.get("line") or 1, err["error"].replace(str(repo.root / rel), rel))
+                yield Problem(rel, err.get("line") or 1, err["error"].replace(str(repo.root / rel), rel))
 
 
 @rule("HAL102", "cloud-init-yaml", "error", "parse")
-def cloud_init_yaml(repo: Repo) -> Iterator[Hit]:
-    """Every cloud-init.yaml is a '#cloud-config' YAML mapping whose embedded node files decode.
+def cloud_init_yaml(repo: Repo) -> Iterator[Problem]:
+    """Every cloud-init.yaml is a '#cloud-config' YAML mapping without a write_files key of its own.
 
     cloud-init ignores user-data that does not start with '#cloud-config', and
-    silently skips a document that is not valid YAML: the node boots bare.
-    Re-render rather than editing the file; `halgen build` writes the pasteable copy.
+    silently skips a document that is not valid YAML: the node boots bare. The
+    tracked file is the readable part of the node's user-data; `halgen build`
+    adds write_files (the node's files) to make the pasteable document, so a
+    write_files key of the file's own would be a duplicate key.
     """
     for rel in repo.cloud_inits():
         text = repo.text(rel)
         if not text.startswith("#cloud-config\n"):
-            yield Hit(rel, 1, "first line must be '#cloud-config'")
+            yield Problem(rel, 1, "first line must be '#cloud-config'")
         data, error = repo.yaml(rel)
         if error:
-            yield Hit(rel, error[0], f"not valid YAML: {error[1]}")
+            yield Problem(rel, error[0], f"not valid YAML: {error[1]}")
             continue
         if not isinstance(data, dict):
-            yield Hit(rel, 1, "not a YAML mapping")
+            yield Problem(rel, 1, "not a YAML mapping")
             continue
-        if any(f.get("encoding") == "gz+b64" for f in data.get("write_files") or [] if isinstance(f, dict)):
-            try:
-                unpack(text)
-            except Exception as err:  # noqa: BLE001 - any decode failure is the finding
-                yield Hit(rel, repo.line_of(rel, r"^\s+content: "), f"embedded node files do not decode: {err}")
+        if "write_files" in data:
+            yield Problem(rel, repo.line_of(rel, r"^write_files\s*:"), "write_files is added by 'halgen build' (it "
+                          f"carries the node's files): put extra files under nodes/{node_of(rel)}/ instead")
 
 
 @rule("HAL103", "systemd-unit-syntax", "error", "parse")
-def systemd_unit_syntax(repo: Repo) -> Iterator[Hit]:
+def systemd_unit_syntax(repo: Repo) -> Iterator[Problem]:
     """Every systemd unit is made of known [Sections] and Key=Value lines, and a service has ExecStart.
 
     systemd skips lines it cannot parse with a warning in the journal nobody
@@ -68,17 +68,17 @@ def systemd_unit_syntax(repo: Repo) -> Iterator[Hit]:
     for rel in repo.units():
         entries, errors = repo.unit(rel)
         for line, message in errors:
-            yield Hit(rel, line, message)
+            yield Problem(rel, line, message)
         for entry in entries:
             if entry.section not in _UNIT_SECTIONS:
-                yield Hit(rel, entry.line, f"unknown section [{entry.section}] in a .service unit")
+                yield Problem(rel, entry.line, f"unknown section [{entry.section}] in a .service unit")
                 break
         if not any(e.section == "Service" and e.key == "ExecStart" for e in entries):
-            yield Hit(rel, 1, "no ExecStart= in [Service]")
+            yield Problem(rel, 1, "no ExecStart= in [Service]")
 
 
 @rule("HAL104", "postgresql-conf-syntax", "error", "parse")
-def postgresql_conf_syntax(repo: Repo) -> Iterator[Hit]:
+def postgresql_conf_syntax(repo: Repo) -> Iterator[Problem]:
     """Every postgresql.conf line is 'name = value' with balanced quotes, each name set once.
 
     PostgreSQL refuses to start on a line it cannot parse, and when a name is
@@ -88,13 +88,13 @@ def postgresql_conf_syntax(repo: Repo) -> Iterator[Hit]:
     for rel in repo.pg_confs():
         _settings, errors, shadowing = repo.pg_conf(rel)
         for line, message in errors:
-            yield Hit(rel, line, message)
+            yield Problem(rel, line, message)
         for setting in shadowing:
-            yield Hit(rel, setting.line, f"{setting.name} is set again here; only this line takes effect")
+            yield Problem(rel, setting.line, f"{setting.name} is set again here; only this line takes effect")
 
 
 @rule("HAL105", "pg-hba-syntax", "error", "parse")
-def pg_hba_syntax(repo: Repo) -> Iterator[Hit]:
+def pg_hba_syntax(repo: Repo) -> Iterator[Problem]:
     """Every pg_hba.conf line has a known type, enough fields, a valid address and a known method.
 
     A bad pg_hba.conf line makes PostgreSQL refuse to load the whole file at
@@ -105,18 +105,18 @@ def pg_hba_syntax(repo: Repo) -> Iterator[Hit]:
     for rel in repo.hba_files():
         entries, errors = repo.hba(rel)
         for line, message in errors:
-            yield Hit(rel, line, message)
+            yield Problem(rel, line, message)
         for entry in entries:
             if entry.type in HBA_TYPES - {"local"} and entry.address not in {"all", "samehost", "samenet"} \
                     and not _HOSTNAME.fullmatch(entry.address):
                 try:
                     ipaddress.ip_network(entry.address.split()[0], strict=True)
                 except ValueError as err:
-                    yield Hit(rel, entry.line, f"bad address {entry.address!r}: {err}")
+                    yield Problem(rel, entry.line, f"bad address {entry.address!r}: {err}")
 
 
 @rule("HAL106", "redis-conf-syntax", "error", "parse")
-def redis_conf_syntax(repo: Repo) -> Iterator[Hit]:
+def redis_conf_syntax(repo: Repo) -> Iterator[Problem]:
     """Every redis.conf and sentinel.conf line splits into words with balanced quotes, and names a known directive.
 
     redis-server and redis-sentinel refuse to start on an unknown directive or
@@ -126,15 +126,15 @@ def redis_conf_syntax(repo: Repo) -> Iterator[Hit]:
     for rel in repo.redis_confs() + repo.sentinel_confs():
         directives, errors = repo.redis(rel)
         for line, message in errors:
-            yield Hit(rel, line, message)
+            yield Problem(rel, line, message)
         for directive in directives:
             base = directive.name if directive.name.startswith("sentinel ") else directive.name.split()[0]
             if base not in known:
-                yield Hit(rel, directive.line, f"unknown directive {base!r}")
+                yield Problem(rel, directive.line, f"unknown directive {base!r}")
 
 
 @rule("HAL107", "json-syntax", "error", "parse")
-def json_syntax(repo: Repo) -> Iterator[Hit]:
+def json_syntax(repo: Repo) -> Iterator[Problem]:
     """inventory.json and firewalls/*.json are valid JSON.
 
     The firewall files are meant for the Linode API (`linode-cli firewalls create
@@ -144,7 +144,7 @@ def json_syntax(repo: Repo) -> Iterator[Hit]:
         try:
             json.loads(repo.text(rel))
         except json.JSONDecodeError as err:
-            yield Hit(rel, err.lineno, f"not valid JSON: {err.msg}")
+            yield Problem(rel, err.lineno, f"not valid JSON: {err.msg}")
 
 
 def _redis_directives() -> frozenset[str]:

@@ -6,11 +6,11 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from ...cloudinit import unpack
-from .. import nginxtree, parsers
-from ..parsers import Directive, first
-from ..registry import Hit, rule
-from ..repo import Repo, node_of
+from halgen.errors import HalgenError, Problem
+from halgen.formats import nginx, ufw
+from halgen.formats.redisconf import Directive, first
+from halgen.lint.registry import rule
+from halgen.lint.repo import Repo, node_of
 
 WEB_PORTS = {80, 443}
 # Addresses a VPC or the node itself uses (RFC 1918, loopback, IPv6 ULA); Python's
@@ -19,14 +19,14 @@ _PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "19
                                                "fc00::/7", "::1/128")]
 
 
-def _nginx(repo: Repo) -> Iterator[tuple[str, nginxtree.Directive]]:
+def _nginx(repo: Repo) -> Iterator[tuple[str, nginx.Directive]]:
     for rel in repo.nginx_confs():
-        for directive in nginxtree.walk(repo.nginx(rel)):
+        for directive in nginx.walk(repo.nginx(rel)):
             yield rel, directive
 
 
 @rule("HAL301", "nginx-host-spoofing", "error", "security")
-def nginx_host_spoofing(repo: Repo) -> Iterator[Hit]:
+def nginx_host_spoofing(repo: Repo) -> Iterator[Problem]:
     """nginx passes the Host it matched ($host), never the client's raw $http_host.
 
     $http_host is whatever the client sent, including hosts this server does not
@@ -36,12 +36,12 @@ def nginx_host_spoofing(repo: Repo) -> Iterator[Hit]:
     for rel, d in _nginx(repo):
         header = d.args[0].lower() if d.name == "proxy_set_header" and len(d.args) >= 2 else ""
         if header in {"host", "x-forwarded-host"} and "$http_host" in d.args[1]:
-            yield Hit(rel, d.line, f"proxy_set_header {d.args[0]} {d.args[1]}: the client chooses this value; "
+            yield Problem(rel, d.line, f"proxy_set_header {d.args[0]} {d.args[1]}: the client chooses this value; "
                                    "use $host")
 
 
 @rule("HAL302", "nginx-add-header-redefinition", "warning", "security")
-def nginx_add_header_redefinition(repo: Repo) -> Iterator[Hit]:
+def nginx_add_header_redefinition(repo: Repo) -> Iterator[Problem]:
     """An add_header in a nested block does not silently drop the headers of the blocks around it.
 
     nginx inherits add_header only into blocks that have none of their own: one
@@ -49,19 +49,19 @@ def nginx_add_header_redefinition(repo: Repo) -> Iterator[Hit]:
     there. Repeat the outer headers in the block, or move them all to one level.
     """
     for rel in repo.nginx_confs():
-        for d in nginxtree.walk(repo.nginx(rel)):
+        for d in nginx.walk(repo.nginx(rel)):
             if d.block is None or d.child("add_header") is None:
                 continue
             inner = {h.args[0].lower() for h in d.children() if h.name == "add_header" and h.args}
             outer = {h.args[0] for p in d.parents for h in p.children() if h.name == "add_header" and h.args}
             dropped = sorted(name for name in outer if name.lower() not in inner)
             if dropped:
-                yield Hit(rel, d.child("add_header").line,  # type: ignore[union-attr]
+                yield Problem(rel, d.child("add_header").line,  # type: ignore[union-attr]
                           f"add_header in {d.name} drops the outer block's headers here: {', '.join(dropped)}")
 
 
 @rule("HAL303", "nginx-alias-traversal", "error", "security")
-def nginx_alias_traversal(repo: Repo) -> Iterator[Hit]:
+def nginx_alias_traversal(repo: Repo) -> Iterator[Problem]:
     """A location using alias ends its path with '/' when the alias does.
 
     `location /static { alias /srv/app/public/; }` serves /static../secret as
@@ -76,11 +76,11 @@ def nginx_alias_traversal(repo: Repo) -> Iterator[Hit]:
             continue
         path = location.args[-1]
         if d.args[0].endswith("/") and not path.endswith("/"):
-            yield Hit(rel, d.line, f"location {path} (no trailing '/') with alias {d.args[0]}: path traversal")
+            yield Problem(rel, d.line, f"location {path} (no trailing '/') with alias {d.args[0]}: path traversal")
 
 
 @rule("HAL304", "nginx-proxy-pass-variable", "error", "security")
-def nginx_proxy_pass_variable(repo: Repo) -> Iterator[Hit]:
+def nginx_proxy_pass_variable(repo: Repo) -> Iterator[Problem]:
     """proxy_pass names a fixed upstream, never a variable.
 
     With a variable the destination is decided per request, often from
@@ -89,11 +89,11 @@ def nginx_proxy_pass_variable(repo: Repo) -> Iterator[Hit]:
     """
     for rel, d in _nginx(repo):
         if d.name == "proxy_pass" and d.args and "$" in d.args[0]:
-            yield Hit(rel, d.line, f"proxy_pass {d.args[0]} uses a variable")
+            yield Problem(rel, d.line, f"proxy_pass {d.args[0]} uses a variable")
 
 
 @rule("HAL305", "nginx-server-tokens", "warning", "security")
-def nginx_server_tokens(repo: Repo) -> Iterator[Hit]:
+def nginx_server_tokens(repo: Repo) -> Iterator[Problem]:
     """nginx does not announce its version (server_tokens off in the http block).
 
     The version in every error page and Server header tells a scanner which
@@ -101,17 +101,17 @@ def nginx_server_tokens(repo: Repo) -> Iterator[Hit]:
     """
     for rel in repo.nginx_confs():
         payload = repo.nginx(rel)
-        tokens = nginxtree.find_all(payload, "server_tokens")
+        tokens = nginx.find_all(payload, "server_tokens")
         for d in tokens:
             if d.args and d.args[0] != "off":
-                yield Hit(rel, d.line, f"server_tokens {d.args[0]}")
-        http = nginxtree.find_all(payload, "http")
+                yield Problem(rel, d.line, f"server_tokens {d.args[0]}")
+        http = nginx.find_all(payload, "http")
         if http and not tokens:
-            yield Hit(rel, http[0].line, "no 'server_tokens off;' in the http block")
+            yield Problem(rel, http[0].line, "no 'server_tokens off;' in the http block")
 
 
 @rule("HAL306", "pg-weak-auth", "error", "security")
-def pg_weak_auth(repo: Repo) -> Iterator[Hit]:
+def pg_weak_auth(repo: Repo) -> Iterator[Problem]:
     """PostgreSQL authenticates network clients with scram-sha-256: no trust, md5, password or ident.
 
     trust lets anyone who reaches the port in; password sends it in clear; md5
@@ -124,12 +124,12 @@ def pg_weak_auth(repo: Repo) -> Iterator[Hit]:
         for entry in entries:
             weak = entry.method in {"trust", "md5", "password"} or (entry.method == "ident" and entry.type != "local")
             if weak:
-                yield Hit(rel, entry.line, f"{entry.type} {entry.database} {entry.user} {entry.address}: "
+                yield Problem(rel, entry.line, f"{entry.type} {entry.database} {entry.user} {entry.address}: "
                                            f"method {entry.method}")
     for rel in repo.pg_confs():
         setting = repo.pg_conf(rel)[0].get("password_encryption")
         if setting is None or setting.value.lower() != "scram-sha-256":
-            yield Hit(rel, setting.line if setting else 1,
+            yield Problem(rel, setting.line if setting else 1,
                       f"password_encryption is {setting.value if setting else 'unset'}; want scram-sha-256")
 
 
@@ -151,7 +151,7 @@ def _world(source: str) -> bool:
 
 
 @rule("HAL307", "pg-open-to-world", "error", "security")
-def pg_open_to_world(repo: Repo) -> Iterator[Hit]:
+def pg_open_to_world(repo: Repo) -> Iterator[Problem]:
     """pg_hba.conf names single hosts, never 'all', samenet or 0.0.0.0/0, and PostgreSQL
     listens on its private address only.
 
@@ -161,20 +161,20 @@ def pg_open_to_world(repo: Repo) -> Iterator[Hit]:
     for rel in repo.hba_files():
         for entry in repo.hba(rel)[0]:
             if entry.type != "local" and entry.method != "reject" and _world(entry.address):
-                yield Hit(rel, entry.line, f"{entry.database} access from {entry.address}")
+                yield Problem(rel, entry.line, f"{entry.database} access from {entry.address}")
     for rel in repo.pg_confs():
         listen = repo.pg_conf(rel)[0].get("listen_addresses")
         if listen is None:
             continue
         for address in (a.strip() for a in listen.value.split(",")):
             if address in {"*", "0.0.0.0", "::"}:
-                yield Hit(rel, listen.line, f"listen_addresses = '{listen.value}' listens on every interface")
+                yield Problem(rel, listen.line, f"listen_addresses = '{listen.value}' listens on every interface")
             elif address and not _private(address):
-                yield Hit(rel, listen.line, f"listen_addresses: {address} is not a private address")
+                yield Problem(rel, listen.line, f"listen_addresses: {address} is not a private address")
 
 
 @rule("HAL308", "firewall-open-to-world", "error", "security")
-def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
+def firewall_open_to_world(repo: Repo) -> Iterator[Problem]:
     """Only load balancers open ports to the world, and only 80 and 443; incoming traffic is denied by default.
 
     Everything else (SSH, Starman, PostgreSQL, Redis, Sentinel) is reached from
@@ -189,10 +189,10 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
         for r in rules:
             if _world(r.source) and (node not in lb_nodes or set(r.ports) - WEB_PORTS):
                 shown = "all" if len(r.ports) > 20 else ",".join(map(str, r.ports))
-                yield Hit(rel, r.line, f"port(s) {shown} open to the world on {node}")
+                yield Problem(rel, r.line, f"port(s) {shown} open to the world on {node}")
         policy, line = defaults.get("incoming", ("allow", 1))
         if policy != "deny":
-            yield Hit(rel, line, f"default incoming policy is {policy}; want deny")
+            yield Problem(rel, line, f"default incoming policy is {policy}; want deny")
     for rel in repo.glob(r"firewalls/[^/]+\.json"):
         role = rel.rsplit("/", 1)[1].removesuffix(".json")
         doc = repo.cloud_firewall(rel)
@@ -201,13 +201,13 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Hit]:
         for r in doc.get("inbound", []):
             if r.get("action") != "ACCEPT":
                 continue
-            ports = set(parsers.ufw_ports_of(str(r.get("ports", ""))))
+            ports = set(ufw.ports_of(str(r.get("ports", ""))))
             addresses = r.get("addresses", {})
             world = any(_world(s) for s in addresses.get("ipv4", []) + addresses.get("ipv6", []))
             if world and (role != "lb" or ports - WEB_PORTS or not ports):
-                yield Hit(rel, 1, f"rule {r.get('label', '?')}: port(s) {r.get('ports', 'all')} open to the world")
+                yield Problem(rel, 1, f"rule {r.get('label', '?')}: port(s) {r.get('ports', 'all')} open to the world")
         if doc.get("inbound_policy") != "DROP":
-            yield Hit(rel, 1, f"inbound_policy is {doc.get('inbound_policy')}; want DROP")
+            yield Problem(rel, 1, f"inbound_policy is {doc.get('inbound_policy')}; want DROP")
 
 
 def _has(directives: list[Directive], *names: str) -> bool:
@@ -215,7 +215,7 @@ def _has(directives: list[Directive], *names: str) -> bool:
 
 
 @rule("HAL309", "redis-no-auth", "error", "security")
-def redis_no_auth(repo: Repo) -> Iterator[Hit]:
+def redis_no_auth(repo: Repo) -> Iterator[Problem]:
     """Redis and Sentinel require a password (requirepass / auth-pass, kept in an included secrets file).
 
     Without a password anyone who reaches the port can read every session and,
@@ -225,18 +225,19 @@ def redis_no_auth(repo: Repo) -> Iterator[Hit]:
     for rel in repo.redis_confs():
         directives, _ = repo.redis(rel)
         if not _has(directives, "requirepass", "include", "user"):
-            yield Hit(rel, 1, "no requirepass (nor an include of the secrets file): Redis accepts anyone")
+            yield Problem(rel, 1, "no requirepass (nor an include of the secrets file): Redis accepts anyone")
         mode = first(directives, "protected-mode")
         if mode and mode.args == ("no",) and not _has(directives, "requirepass", "include", "user"):
-            yield Hit(rel, mode.line, "protected-mode no without a password")
+            yield Problem(rel, mode.line, "protected-mode no without a password")
     for rel in repo.sentinel_confs():
         directives, _ = repo.redis(rel)
         if not _has(directives, "sentinel auth-pass", "include"):
-            yield Hit(rel, 1, "no sentinel auth-pass (nor an include of the secrets file): cannot talk to the master")
+            yield Problem(rel, 1,
+                          "no sentinel auth-pass (nor an include of the secrets file): cannot talk to the master")
 
 
 @rule("HAL310", "redis-public-bind", "error", "security")
-def redis_public_bind(repo: Repo) -> Iterator[Hit]:
+def redis_public_bind(repo: Repo) -> Iterator[Problem]:
     """Redis and Sentinel bind private (VPC) addresses only.
 
     A Redis reachable from the internet is found and abused within hours;
@@ -245,11 +246,11 @@ def redis_public_bind(repo: Repo) -> Iterator[Hit]:
     for rel in repo.redis_confs() + repo.sentinel_confs():
         bind = first(repo.redis(rel)[0], "bind")
         if bind is None:
-            yield Hit(rel, 1, "no bind: listens on every interface")
+            yield Problem(rel, 1, "no bind: listens on every interface")
             continue
         for address in bind.args:
             if not _private(address.lstrip("-")):
-                yield Hit(rel, bind.line, f"bind {address}: not a private (VPC or loopback) address")
+                yield Problem(rel, bind.line, f"bind {address}: not a private (VPC or loopback) address")
 
 
 # A value, not a reference to one: '$VAR', '${VAR:?}', '"$(cat file)"' are how scripts
@@ -272,7 +273,7 @@ _SECRET_LINES = [
 
 
 @rule("HAL311", "secrets-in-tracked-files", "error", "security")
-def secrets_in_tracked_files(repo: Repo) -> Iterator[Hit]:
+def secrets_in_tracked_files(repo: Repo) -> Iterator[Problem]:
     """No password, key or token is written into a file git tracks (secrets live in the gitignored secrets/).
 
     Anything committed is in every clone and every backup of the repo forever.
@@ -282,39 +283,32 @@ def secrets_in_tracked_files(repo: Repo) -> Iterator[Hit]:
     known = _secret_values(repo)
     for rel in repo.files:
         texts = [(rel, repo.text(rel))]
-        if rel.endswith("cloud-init.yaml"):
-            try:
-                texts += [(f"{rel} (embedded {path})", content.decode("utf-8", "replace"))
-                          for path, (content, *_rest) in sorted(unpack(texts[0][1]).items())]
-            except Exception:  # noqa: BLE001 - HAL102 reports undecodable payloads
-                pass
         for where, text in texts:
             for number, line in enumerate(text.splitlines(), 1):
                 for pattern, what in _SECRET_LINES:
                     if pattern.search(line):
-                        yield Hit(rel, number if where == rel else 0, f"{what} in {where}")
+                        yield Problem(rel, number if where == rel else 0, f"{what} in {where}")
                         break
                 else:
                     for name, value in known:
                         if value in line:
-                            yield Hit(rel, number if where == rel else 0, f"the value of {name} in {where}")
+                            yield Problem(rel, number if where == rel else 0, f"the value of {name} in {where}")
                             break
 
 
 def _secret_values(repo: Repo) -> list[tuple[str, str]]:
-    path = repo.root / "secrets" / "secrets.env"
-    if not path.is_file():
+    """The stack's secrets (secrets/secrets.env) long enough to search for."""
+    from halgen.compiler import secrets
+
+    try:
+        values = secrets.read(repo.root)
+    except HalgenError:  # a malformed file: halgen build reports it
         return []
-    values = []
-    for line in path.read_text(errors="replace").splitlines():
-        name, eq, value = line.partition("=")
-        if eq and len(value.strip()) >= 12:
-            values.append((name.strip(), value.strip()))
-    return values
+    return [(name, value) for name, value in values.items() if len(value) >= 12]
 
 
 @rule("HAL312", "gitignore-secrets", "error", "security")
-def gitignore_secrets(repo: Repo) -> Iterator[Hit]:
+def gitignore_secrets(repo: Repo) -> Iterator[Problem]:
     """.gitignore keeps secrets/ and build/ out of git.
 
     secrets/secrets.env holds every generated password and build/ the files made
@@ -323,14 +317,14 @@ def gitignore_secrets(repo: Repo) -> Iterator[Hit]:
     lines = {line.strip() for line in repo.text(".gitignore").splitlines()}
     for directory in ("secrets", "build"):
         if not lines & {directory, f"{directory}/", f"/{directory}", f"/{directory}/"}:
-            yield Hit(".gitignore", 1 if lines else 0, f"does not ignore /{directory}/")
+            yield Problem(".gitignore", 1 if lines else 0, f"does not ignore /{directory}/")
 
 
 _SSHD_REQUIRED = {"permitrootlogin": "no", "passwordauthentication": "no", "kbdinteractiveauthentication": "no"}
 
 
 @rule("HAL313", "ssh-hardening", "error", "security")
-def ssh_hardening(repo: Repo) -> Iterator[Hit]:
+def ssh_hardening(repo: Repo) -> Iterator[Problem]:
     """Every node's sshd takes keys only (no root, no passwords) and cloud-init does not turn passwords back on.
 
     Password SSH on a public address is brute-forced all day; root login skips
@@ -339,7 +333,7 @@ def ssh_hardening(repo: Repo) -> Iterator[Hit]:
     for node in repo.node_dirs:
         drop_ins = repo.node_files(node, r"etc/ssh/sshd_config\.d/[^/]+\.conf")
         if not drop_ins:
-            yield Hit(f"nodes/{node}", 0, f"{node} has no sshd_config.d drop-in: sshd keeps Debian's defaults")
+            yield Problem(f"nodes/{node}", 0, f"{node} has no sshd_config.d drop-in: sshd keeps Debian's defaults")
         else:
             found: dict[str, tuple[str, str, int]] = {}  # sshd keeps the first value it reads
             for drop_in in drop_ins:
@@ -350,7 +344,7 @@ def ssh_hardening(repo: Repo) -> Iterator[Hit]:
             for key, want in _SSHD_REQUIRED.items():
                 value, where, at = found.get(key, ("unset", drop_ins[0], 1))
                 if value != want:
-                    yield Hit(where, at, f"{key} is {value}; want {want}")
+                    yield Problem(where, at, f"{key} is {value}; want {want}")
         cloud = repo.one(node, r"cloud-init\.yaml")
         if cloud:
             data, error = repo.yaml(cloud)
@@ -359,5 +353,5 @@ def ssh_hardening(repo: Repo) -> Iterator[Hit]:
             for key, required in (("ssh_pwauth", False), ("disable_root", True)):
                 found_value = data.get(key, "unset") if isinstance(data, dict) else "unset"
                 if found_value is not required:
-                    yield Hit(cloud, repo.line_of(cloud, rf"^{key}:"),
+                    yield Problem(cloud, repo.line_of(cloud, rf"^{key}:"),
                               f"{key} is {found_value}; want {str(required).lower()}")

@@ -12,15 +12,15 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ...localpg import as_postgres, pg_bin_dir, pg_superuser
-from ...rehearse.nginx import self_signed
-from ...rehearse.processes import free_port
-from ..registry import Hit, rule
-from ..repo import Repo
+from halgen.errors import Problem
+from halgen.host.localpg import as_postgres, pg_bin_dir, pg_superuser
+from halgen.host.processes import free_port, wait_until
+from halgen.host.tls import self_signed
+from halgen.lint.registry import rule
+from halgen.lint.repo import Repo
 
 _TIMEOUT = 60
 
@@ -30,7 +30,7 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 
 
 @rule("HAL501", "nginx-t", "error", "tools", programs=("nginx", "openssl"))
-def nginx_t(repo: Repo) -> Iterator[Hit]:
+def nginx_t(repo: Repo) -> Iterator[Problem]:
     """`nginx -t` accepts every nginx.conf.
 
     nginx itself checks what a parser cannot: argument values, duplicate
@@ -45,7 +45,7 @@ def nginx_t(repo: Repo) -> Iterator[Hit]:
                 match = re.search(r"\[(emerg|crit|alert)\] (.*?)(?: in (\S+):(\d+))?$", line)
                 if match:
                     message = match.group(2).replace(scratch, "…")
-                    yield Hit(rel, int(match.group(4)) if match.group(4) else 1, f"nginx -t: {message}")
+                    yield Problem(rel, int(match.group(4)) if match.group(4) else 1, f"nginx -t: {message}")
 
 
 def _nginx_scratch(text: str, scratch: Path) -> Path:
@@ -77,7 +77,7 @@ def _nginx_scratch(text: str, scratch: Path) -> Path:
 
 
 @rule("HAL502", "systemd-analyze-verify", "error", "tools", programs=("systemd-analyze",))
-def systemd_analyze_verify(repo: Repo) -> Iterator[Hit]:
+def systemd_analyze_verify(repo: Repo) -> Iterator[Problem]:
     """`systemd-analyze verify` accepts every unit.
 
     systemd ignores an unknown key or a bad value with a log line and starts
@@ -99,16 +99,16 @@ def systemd_analyze_verify(repo: Repo) -> Iterator[Hit]:
         for line in (out.stderr + out.stdout).splitlines():
             match = re.match(r"^(\S+?):(\d+): (.*)$", line)
             if match and match.group(1).startswith(str(repo.root)):
-                yield Hit(Path(match.group(1)).relative_to(repo.root).as_posix(), int(match.group(2)),
+                yield Problem(Path(match.group(1)).relative_to(repo.root).as_posix(), int(match.group(2)),
                           f"systemd: {match.group(3)}")
                 continue
             named = re.match(r"^([^\s:]+\.service): (.*)$", line)
             if named and named.group(1) in by_name:
-                yield Hit(by_name[named.group(1)], 0, f"systemd: {named.group(2)}")
+                yield Problem(by_name[named.group(1)], 0, f"systemd: {named.group(2)}")
 
 
 @rule("HAL503", "cloud-init-schema", "error", "tools", programs=("cloud-init",))
-def cloud_init_schema(repo: Repo) -> Iterator[Hit]:
+def cloud_init_schema(repo: Repo) -> Iterator[Problem]:
     """`cloud-init schema` accepts every node's user-data.
 
     cloud-init skips keys it does not know or whose values have the wrong type,
@@ -123,12 +123,12 @@ def cloud_init_schema(repo: Repo) -> Iterator[Hit]:
                               text.split("errors:", 1)[1].strip() if "errors:" in text else "")
         for key, message in problems or [("", text.strip().splitlines()[-1] if text.strip() else "invalid")]:
             top = key.split(".")[0]
-            yield Hit(rel, repo.line_of(rel, rf"^{re.escape(top)}:") if top else 1,
+            yield Problem(rel, repo.line_of(rel, rf"^{re.escape(top)}:") if top else 1,
                       f"cloud-init schema: {key + ': ' if key else ''}{message}")
 
 
 @rule("HAL504", "shellcheck", "error", "tools", programs=("shellcheck",))
-def shellcheck(repo: Repo) -> Iterator[Hit]:
+def shellcheck(repo: Repo) -> Iterator[Problem]:
     """`shellcheck` finds nothing in the node and deploy scripts.
 
     The scripts run as root on first boot, from cron and during a failover: an
@@ -141,7 +141,7 @@ def shellcheck(repo: Repo) -> Iterator[Hit]:
     for line in out.stdout.splitlines():
         match = re.match(r"^(.+?):(\d+):\d+: (\w+): (.*)$", line)
         if match:
-            yield Hit(match.group(1), int(match.group(2)), f"shellcheck {match.group(3)}: {match.group(4)}")
+            yield Problem(match.group(1), int(match.group(2)), f"shellcheck {match.group(3)}: {match.group(4)}")
 
 
 def _postgres_user_missing() -> bool:
@@ -158,7 +158,7 @@ def _postgres_user_missing() -> bool:
 
 
 @rule("HAL505", "postgres-starts", "error", "tools", programs=("postgres",))
-def postgres_starts(repo: Repo) -> Iterator[Hit]:
+def postgres_starts(repo: Repo) -> Iterator[Problem]:
     """A throwaway PostgreSQL starts with each DB node's postgresql.conf and pg_hba.conf, with no setting rejected.
 
     Only the real server knows every parameter name and value range of its
@@ -176,7 +176,8 @@ def postgres_starts(repo: Repo) -> Iterator[Hit]:
         scratch.chmod(0o755)
         data = scratch / "template"
         if _postgres_user_missing():
-            yield Hit(confs[0], 0, "not checked: running as root and there is no postgres user to run the server as")
+            yield Problem(confs[0], 0,
+                          "not checked: running as root and there is no postgres user to run the server as")
             return
         initdb = as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-U", pg_superuser(), "--no-instructions",
                              "--auth=peer")
@@ -184,13 +185,13 @@ def postgres_starts(repo: Repo) -> Iterator[Hit]:
             shutil.chown(scratch, "postgres")
         made = _run(initdb)
         if made.returncode != 0:
-            yield Hit(confs[0], 0, f"not checked: initdb failed: {made.stderr.strip()[-200:]}")
+            yield Problem(confs[0], 0, f"not checked: initdb failed: {made.stderr.strip()[-200:]}")
             return
         for rel in confs:
             yield from _start_postgres(repo, rel, bin_dir, data, scratch)
 
 
-def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Path) -> Iterator[Hit]:
+def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Path) -> Iterator[Problem]:
     conf_dir = rel.rsplit("/", 1)[0]
     hba_rel, ident_rel = f"{conf_dir}/pg_hba.conf", f"{conf_dir}/pg_ident.conf"
     run_dir = scratch / "run"
@@ -222,14 +223,15 @@ def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Pa
             kind, line, message = (row.split("\t") + ["", ""])[:3]
             if kind == "conf" and message.split(":", 1)[0] in overrides:
                 continue  # overridden for the scratch server on purpose
-            yield Hit(rel if kind == "conf" else hba_rel, int(line) if line.isdigit() else 0, f"postgres: {message}")
+            yield Problem(rel if kind == "conf" else hba_rel, int(line) if line.isdigit() else 0,
+                                                                                        f"postgres: {message}")
     finally:
         if server.poll() is None:
             os.killpg(server.pid, 15)
             server.wait(30)
 
 
-def _postgres_log_hits(repo: Repo, rel: str, hba_rel: str, log: str, data: str) -> Iterator[Hit]:
+def _postgres_log_hits(repo: Repo, rel: str, hba_rel: str, log: str, data: str) -> Iterator[Problem]:
     reported = False
     lines = log.splitlines()
     for index, line in enumerate(lines):
@@ -255,22 +257,21 @@ def _postgres_log_hits(repo: Repo, rel: str, hba_rel: str, log: str, data: str) 
                 number = repo.line_of(rel, rf"^\s*{re.escape(param.group(1))}\s*=", default=0)
         if match.group(1) in {"FATAL", "ERROR"} or number or "invalid" in message:
             reported = True
-            yield Hit(target, number, f"postgres: {message.replace(data + '/', '')}")
+            yield Problem(target, number, f"postgres: {message.replace(data + '/', '')}")
     if not reported:
-        yield Hit(rel, 0, f"postgres did not start: {log.strip().splitlines()[-1] if log.strip() else 'no output'}")
+        yield Problem(rel, 0, f"postgres did not start: {log.strip().splitlines()[-1] if log.strip() else 'no output'}")
 
 
-def _wait(done, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        time.sleep(0.1)
-    return False
+def _wait(done: Callable[[], bool], timeout: float) -> bool:
+    try:
+        wait_until(done, timeout, "the scratch server")
+    except TimeoutError:
+        return False
+    return True
 
 
 @rule("HAL506", "redis-starts", "error", "tools", programs=("redis-server",))
-def redis_starts(repo: Repo) -> Iterator[Hit]:
+def redis_starts(repo: Repo) -> Iterator[Problem]:
     """A throwaway redis-server (or redis-sentinel) starts with each node's redis.conf and sentinel.conf.
 
     Redis stops at the first directive it does not accept, so one bad line
@@ -283,7 +284,7 @@ def redis_starts(repo: Repo) -> Iterator[Hit]:
             yield from _start_redis(repo, rel, rel in sentinels, Path(scratch_name))
 
 
-def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterator[Hit]:
+def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterator[Problem]:
     secrets = scratch / "secrets.conf"
     secrets.write_text("" if sentinel else "requirepass lint\nmasterauth lint\n")
     conf = scratch / "redis.conf"  # Sentinel rewrites its file: always a copy
@@ -304,7 +305,7 @@ def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterato
         line = re.search(r"at line (\d+)", output)
         bad = re.search(r">>> '(.*)'", output)
         reason = output.rsplit(">>>", 1)[-1].split("\n", 1)[-1].strip() if bad else output.strip()[-200:]
-        yield Hit(rel, int(line.group(1)) if line else 0,
+        yield Problem(rel, int(line.group(1)) if line else 0,
                   f"redis: {reason or 'exited'}" + (f" ({bad.group(1)})" if bad else ""))
     finally:
         if server.poll() is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-from .model import Node, Stack
+from halgen.compiler.model import Node, Stack
+from halgen.errors import HalgenError
 
 ANYWHERE = ("0.0.0.0/0",)
 ANYWHERE_V6 = ("::/0",)
@@ -16,12 +18,12 @@ MAX_PORT_ENTRIES = 15
 MAX_ADDRESSES = 255
 
 
-class FirewallError(Exception):
+class FirewallError(HalgenError):
     pass
 
 
 @dataclass(frozen=True)
-class Rule:
+class FirewallRule:
     label: str  # Linode labels: letters, digits, '-', '_', '.'; 3-32 characters
     ports: tuple[int, ...]
     sources: tuple[str, ...]  # IPv4 CIDRs
@@ -43,40 +45,42 @@ def _sorted_hosts(addresses: frozenset[str]) -> tuple[str, ...]:
 
 
 def _address_key(cidr: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in cidr.split("/")[0].split("."))
+    # Address, then prefix length: two CIDRs never tie, so the order never depends on set iteration.
+    address, _, prefix = cidr.partition("/")
+    return (*(int(part) for part in address.split(".")), int(prefix or 32))
 
 
-def node_rules(stack: Stack, node: Node) -> list[Rule]:
-    rules = [Rule("ssh-admins", (22,), tuple(stack.a["admin_cidrs"]))]
+def node_rules(stack: Stack, node: Node) -> list[FirewallRule]:
+    rules = [FirewallRule("ssh-admins", (22,), tuple(stack.a.admin_cidrs))]
     sentinel_clients = _hosts(list(stack.apps) + list(stack.sentinels))
     if node.role == "lb":
         # 443 only with TLS: an open port with nothing behind it is a hole waiting for a listener.
-        web = (80, 443) if stack.a["lb_tls"] else (80,)
-        rules.append(Rule("web-public", web, ANYWHERE, public=True))
+        web = (80, 443) if stack.a.lb_tls else (80,)
+        rules.append(FirewallRule("web-public", web, ANYWHERE, public=True))
     elif node.role == "app":
         ports = tuple(i.port for i in node.instances)
-        rules.append(Rule("starman-from-lbs", ports, _hosts(stack.lbs)))
+        rules.append(FirewallRule("starman-from-lbs", ports, _hosts(stack.lbs)))
     elif node.role == "db":
-        rules.append(Rule("postgres-peers", (stack.pg_port,), _hosts(list(stack.apps) + list(stack.dbs))))
+        rules.append(FirewallRule("postgres-peers", (stack.pg_port,), _hosts(list(stack.apps) + list(stack.dbs))))
     elif node.role == "redis":
         peers = list(stack.apps) + list(stack.redis) + list(stack.sentinels)
-        rules.append(Rule("redis-peers", (stack.redis_port,), _hosts(peers)))
+        rules.append(FirewallRule("redis-peers", (stack.redis_port,), _hosts(peers)))
     if node.sentinel:
-        rules.append(Rule("sentinel-peers", (stack.sentinel_port,), sentinel_clients))
+        rules.append(FirewallRule("sentinel-peers", (stack.sentinel_port,), sentinel_clients))
     return rules
 
 
-def role_rules(stack: Stack, role: str) -> list[Rule]:
+def role_rules(stack: Stack, role: str) -> list[FirewallRule]:
     """The union of a role's node rules: one Cloud Firewall serves every node of a role."""
     merged: dict[tuple[str, tuple[int, ...], bool], set[str]] = {}
     for node in stack.by_role[role]:
         for rule in node_rules(stack, node):
             merged.setdefault((rule.label, rule.ports, rule.public), set()).update(rule.sources)
-    return [Rule(label, ports, tuple(sorted(sources, key=_address_key)), public)
+    return [FirewallRule(label, ports, tuple(sorted(sources, key=_address_key)), public)
             for (label, ports, public), sources in merged.items()]
 
 
-def cloud_firewall(stack: Stack, role: str) -> dict:
+def cloud_firewall(stack: Stack, role: str) -> dict[str, Any]:
     """A Linode Cloud Firewall in the API's shape (POST /networking/firewalls)."""
     rules = role_rules(stack, role)
     inbound = []

@@ -15,7 +15,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, NodeEvent
 
-from .problems import AnswersError, FieldPath, problem
+from halgen.errors import AnswersError, FieldPath, Problem
 
 MAX_BYTES = 1024 * 1024  # an answer file is a few KB; anything this large is a mistake
 
@@ -93,14 +93,14 @@ def parse(raw: bytes, name: str) -> LoadedAnswers:
         raise _error(name, 1, f"the answers must be a mapping of field: value, not {kind}")
     bad_keys = [k for k in tree if not isinstance(k, str)]
     if bad_keys:
-        raise AnswersError([problem(name, tree.lc.key(k)[0] + 1, (str(k),), "field names must be text")
+        raise AnswersError([Problem(name, tree.lc.key(k)[0] + 1, "field names must be text", (str(k),))
                             for k in bad_keys])
     return LoadedAnswers(file=name, data=_plain(tree), _tree=tree)
 
 
 def _error(name: str, line: int, message: str) -> AnswersError:
     """A problem with the file as a whole (not one field)."""
-    return AnswersError([problem(name, line, (), message)])
+    return AnswersError([Problem(name, line, message, ())])
 
 
 def _reject_aliases_and_documents(yaml: YAML, text: str, name: str) -> None:

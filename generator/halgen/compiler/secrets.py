@@ -7,10 +7,15 @@ renders the secret-bearing files (blueprints/secrets/) into ``build/``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import secrets as random_source
 from pathlib import Path
+
+from halgen.errors import HalgenError
+from halgen.formats import envfile
 
 SECRETS_FILE = Path("secrets") / "secrets.env"
 # Random secrets halgen makes: name -> what it protects (the file's header explains each).
@@ -29,10 +34,10 @@ NAMES = {**GENERATED, **PROVIDED}
 TOKEN_BYTES = 24  # 192 bits; URL-safe base64, so safe unquoted in shell, conf files and DSNs
 _GENERATED_VALUE = re.compile(r"[A-Za-z0-9_-]{22,}")
 _PROVIDED_VALUE = re.compile(r"[A-Za-z0-9/+=_-]{0,128}")
-_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
+_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
-class SecretsError(Exception):
+class SecretsError(HalgenError):
     pass
 
 
@@ -40,24 +45,34 @@ def new_secret() -> str:
     return random_source.token_urlsafe(TOKEN_BYTES)
 
 
+# Object Storage keys as Linode issues them: 20 and 40 characters.
+_PROVIDED_LENGTHS = {"OBJ_ACCESS_KEY": 20, "OBJ_SECRET_KEY": 40}
+
+
+def stand_ins() -> dict[str, str]:
+    """Values of every secret's length that look as random as the real ones but are fixed,
+    so that a render can measure each node's user-data (gzip'd) before any secret exists."""
+    length = {name: len(new_secret()) for name in GENERATED} | _PROVIDED_LENGTHS
+    return {name: base64.urlsafe_b64encode(hashlib.sha512(name.encode()).digest()).decode()[:length[name]]
+            for name in NAMES}
+
+
 def read(repo: Path) -> dict[str, str]:
     path = repo / SECRETS_FILE
-    values: dict[str, str] = {}
     if not path.exists():
-        return values
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            raise SecretsError(f"{path}:{number}: expected NAME=value")
-        name, value = match[1], match[2]
+        return {}
+    settings, errors = envfile.parse(path.read_text(encoding="utf-8"))
+    for number, message in errors:
+        raise SecretsError(f"{path}:{number}: {message}")
+    for setting in settings.values():
+        name, value, number = setting.name, setting.value, setting.line
+        if not _NAME.fullmatch(name):
+            raise SecretsError(f"{path}:{number}: {name}: names are upper-case letters, digits and _")
         if name in PROVIDED and not _PROVIDED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: letters, digits and / + = _ - only")
         if name not in PROVIDED and not _GENERATED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: expected 22+ URL-safe characters (letters, digits, _ and -)")
-        values[name] = value
-    return values
+    return {name: setting.value for name, setting in settings.items()}
 
 
 def missing_provided(values: dict[str, str]) -> list[str]:

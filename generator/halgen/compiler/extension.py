@@ -1,6 +1,6 @@
 """The bridge between copier and the compiler: a Jinja extension the blueprint loads.
 
-copier.yml lists ``halgen.blueprint.HalgenExtension`` in ``_jinja_extensions``
+copier.yml lists ``halgen.compiler.extension.HalgenExtension`` in ``_jinja_extensions``
 (so halgen must be importable where copier runs, and copier needs ``--trust``).
 Templates call ``stack()`` to get the typed model of the answers they are
 rendered with; question validators call ``halgen_field_error(name)``.
@@ -8,9 +8,7 @@ rendered with; question validators call ``halgen_field_error(name)``.
 
 from __future__ import annotations
 
-import json
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, pass_context
@@ -18,11 +16,12 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 from jsonschema import Draft202012Validator
 
-from . import cloudinit, schema
-from .compiler import stack_from
-from .firewall import Rule, cloud_firewall, node_rules
-from .model import LINODE, Node, Stack, Target
-from .problems import AnswersError
+from halgen.compiler import cloudinit, schema
+from halgen.compiler.answers import FrozenMap, freeze, thaw
+from halgen.compiler.firewall import FirewallRule, cloud_firewall, node_rules
+from halgen.compiler.model import LINODE, Node, Stack, Target
+from halgen.compiler.pipeline import stack_from
+from halgen.errors import AnswersError
 
 
 class HalgenExtension(Extension):
@@ -42,8 +41,6 @@ def _answers_in(context: Context) -> dict[str, Any]:
 # halgen's own engine passes the render target (a rehearsal) under this name;
 # copier never does, so copier renders always target Linode.
 TARGET_VARIABLE = "_halgen_target"
-# ... and the files it rendered so far, for user-data (copier: rendered again here).
-RENDERED_VARIABLE = "_halgen_rendered"
 
 
 # halgen's engine derives the stack once and passes it; copier's renders derive it here.
@@ -52,18 +49,18 @@ STACK_VARIABLE = "_halgen_stack"
 
 @pass_context
 def _stack(context: Context) -> Stack:
-    given = context.get(STACK_VARIABLE)
+    given: Stack | None = context.get(STACK_VARIABLE)
     if given is not None:
         return given
     # Called once per rendered file (and path): validate each answer set once.
     target = context.get(TARGET_VARIABLE) or LINODE
-    return _stack_for(json.dumps(_answers_in(context), sort_keys=True), target)
+    return _stack_for(freeze(_answers_in(context)), target)
 
 
 @lru_cache(maxsize=8)
-def _stack_for(canonical: str, target: Target) -> Stack:
+def _stack_for(answers: FrozenMap[str, Any], target: Target) -> Stack:
     try:
-        return stack_from(json.loads(canonical), file="copier answers", target=target)
+        return stack_from(thaw(answers), file="copier answers", target=target)
     except AnswersError as err:
         from copier.errors import UserMessageError
 
@@ -87,31 +84,16 @@ def _field_validator(name: str) -> Draft202012Validator:
 
 
 @pass_context
-def _firewall_rules(context: Context, node: Node) -> list[Rule]:
+def _firewall_rules(context: Context, node: Node) -> list[FirewallRule]:
     return node_rules(_stack(context), node)
 
 
 @pass_context
-def _cloud_firewall(context: Context, role: str) -> dict:
+def _cloud_firewall(context: Context, role: str) -> dict[str, Any]:
     return cloud_firewall(_stack(context), role)
 
 
 @pass_context
 def _cloud_init(context: Context, node: Node) -> str:
-    """The node's user-data without secrets, carrying the node's files as the blueprint
-    renders them (the same templates, rendered once more without the user-data files)."""
-    stack = _stack(context)
-    rendered = context.get(RENDERED_VARIABLE)
-    if rendered is None:
-        root = str(context["_copier_conf"]["src_path"])
-        rendered = _rendered_files(root, json.dumps(_answers_in(context), sort_keys=True), stack.target)
-    return cloudinit.document(stack, node, cloudinit.node_files(stack, node, rendered), with_secrets=False)
-
-
-@lru_cache(maxsize=4)
-def _rendered_files(root: str, canonical: str, target: Target) -> dict[str, tuple[bytes, int]]:
-    from .engine import Blueprint
-
-    blueprint = Blueprint(Path(root) / "blueprints" / "stack", skip=cloudinit.NOT_ON_NODE)
-    answers = schema.with_defaults(json.loads(canonical))
-    return {str(path): (content.encode(), mode) for path, content, mode in blueprint.render(answers, target)}
+    """The readable part of the node's user-data (``halgen build`` adds its files)."""
+    return cloudinit.readable(_stack(context), node)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from . import resources
-from .answers import LoadedAnswers
-from .problems import FieldPath, Problem, problem
+from halgen.compiler import resources
+from halgen.compiler.loader import LoadedAnswers
+from halgen.errors import FieldPath, Problem
 
 
 @cache
 def schema() -> dict[str, Any]:
-    return resources.load_json(resources.schema_path())
+    loaded: dict[str, Any] = resources.load_json(resources.schema_path())
+    return loaded
 
 
 @cache
@@ -71,18 +73,22 @@ def _to_problems(loaded: LoadedAnswers, error: ValidationError) -> list[Problem]
         for key in sorted(k for k in instance if k not in known):
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else "; see 'halgen schema' for the fields"
-            out.append(problem(loaded.file, loaded.line_of(path + (key,)), path + (key,), f"unknown field{hint}"))
+            out.append(Problem(loaded.file, loaded.line_of(path + (key,)), f"unknown field{hint}", path + (key,)))
         return out
     if "propertyNames" in error.schema_path:  # a bad key in a name -> value mapping
         key = str(instance)
         hint = error.schema.get("x-hint", "a valid name")
         where = path + (key,)
-        return [problem(loaded.file, loaded.line_of(where), where, f"is not allowed as a name: must be {hint}")]
+        return [Problem(loaded.file, loaded.line_of(where), f"is not allowed as a name: must be {hint}", where)]
     if kw == "required":
         missing = [k for k in expected if k not in instance]
-        return [problem(loaded.file, line, path + (k,), "is required") for k in missing]
-    message = _MESSAGES.get(kw, lambda e, x: e.message)(error, expected)
-    return [problem(loaded.file, line, path, message, instance)]
+        return [Problem(loaded.file, line, "is required", path + (k,)) for k in missing]
+    message = _MESSAGES.get(kw, _default_message)(error, expected)
+    return [Problem(loaded.file, line, message, path, instance)]
+
+
+def _default_message(error: ValidationError, _: Any) -> str:
+    return str(error.message)
 
 
 def _type_message(_: ValidationError, expected: Any) -> str:
@@ -97,7 +103,7 @@ def _pattern_message(error: ValidationError, expected: Any) -> str:
     return f"is not allowed: must be {hint}" if hint else f"is not allowed: must match {expected}"
 
 
-_MESSAGES = {
+_MESSAGES: dict[str, Callable[[ValidationError, Any], str]] = {
     "type": _type_message,
     "pattern": _pattern_message,
     "enum": lambda e, x: "must be one of: " + ", ".join(str(v) for v in x),

@@ -7,12 +7,11 @@ Everything a template needs that is not a plain answer is computed here
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
-from . import resources
+from halgen.compiler import resources
+from halgen.compiler.answers import Answers
 
 ROLES = ("lb", "app", "db", "redis")
 ROLE_TITLES = {"lb": "nginx load balancer", "app": "Starman app server", "db": "PostgreSQL", "redis": "Redis"}
@@ -182,7 +181,7 @@ class Node:
 
 @dataclass(frozen=True)
 class Stack:
-    a: dict[str, Any]  # the complete answers, defaults filled in
+    a: Answers  # the complete answers, defaults filled in
     project: str
     subnet: str
     nodes: tuple[Node, ...]
@@ -230,14 +229,14 @@ class Stack:
 
     @property
     def total_starman_workers(self) -> int:
-        return len(self.instances) * self.a["starman_workers"]
+        return len(self.instances) * self.a.starman_workers
 
     @property
     def lb_keepalive(self) -> int:
         """The answer, or (0) the most idle connections per nginx worker that leave a
         prefork Starman worker free even when every load balancer's cache is full."""
-        if self.a["lb_keepalive"]:
-            return int(self.a["lb_keepalive"])
+        if self.a.lb_keepalive:
+            return int(self.a.lb_keepalive)
         return max(1, min(32, (self.total_starman_workers - 1) // (self.nginx_workers * len(self.lbs))))
 
     @property
@@ -246,7 +245,7 @@ class Stack:
 
     @property
     def canonical_domain(self) -> str:
-        return self.a["domains"][0]
+        return self.a.domains[0]
 
     # --- data tier -------------------------------------------------------
     pg_port = 5432
@@ -267,7 +266,7 @@ class Stack:
     def sync_standby_names(self) -> str:
         """ANY 1 over every DB node: a node never waits for itself, so after a
         failover the same setting still names the remaining replicas."""
-        if self.a["pg_replication"] != "sync":
+        if self.a.pg_replication != "sync":
             return ""
         return "ANY 1 (" + ", ".join(n.name for n in self.dbs) + ")"
 
@@ -276,7 +275,7 @@ class Stack:
         hosts = ",".join(n.address for n in self.dbs)
         ports = ",".join(str(self.pg_port) for _ in self.dbs)
         attrs = "prefer-standby" if read_only else "read-write"
-        return (f"dbi:Pg:dbname={self.a['pg_database']};host={hosts};port={ports};"
+        return (f"dbi:Pg:dbname={self.a.pg_database};host={hosts};port={ports};"
                 f"target_session_attrs={attrs};connect_timeout=3")
 
     # --- backups ---------------------------------------------------------------
@@ -296,37 +295,37 @@ class Stack:
     @property
     def object_storage_host(self) -> str:
         """The host backup tools connect to (the endpoint; a loopback address in a rehearsal)."""
-        return self.target.object_storage_address if self.target.is_rehearsal else self.a["backup_endpoint"]
+        return self.target.object_storage_address if self.target.is_rehearsal else self.a.backup_endpoint
 
     @property
     def object_storage_region(self) -> str:
         """Linode's S3 region is the endpoint's cluster ID, e.g. us-ord-1."""
-        return self.a["backup_endpoint"].split(".")[0]
+        return self.a.backup_endpoint.split(".")[0]
 
     @property
     def sentinel_addresses(self) -> str:
         return ",".join(f"{n.address}:{self.sentinel_port}" for n in self.sentinels)
 
 
-def node_names(a: dict[str, Any]) -> dict[str, list[str]]:
+def node_names(a: Answers) -> dict[str, list[str]]:
     """Node names by role, in order, for complete answers."""
     counts = {
-        "lb": a["lb_count"],
-        "app": a["app_servers"],
-        "db": 1 + a["pg_replicas"],
-        "redis": 1 + (a["redis_replicas"] if a["redis_mode"] != "single" else 0),
+        "lb": a.lb_count,
+        "app": a.app_servers,
+        "db": 1 + a.pg_replicas,
+        "redis": 1 + (a.redis_replicas if a.redis_mode != "single" else 0),
     }
     return {role: [f"{role}{i}" for i in range(1, counts[role] + 1)] for role in ROLES}
 
 
-def plan_addresses(a: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+def plan_addresses(a: Answers) -> tuple[dict[str, str], list[str]]:
     """Private address per node: fixed ones from the answers, the rest from each role's block.
 
     Returns the plan and the names that did not fit in the subnet.
     """
-    net = ipaddress.IPv4Network(a["vpc_subnet"], strict=False)
+    net = ipaddress.IPv4Network(a.vpc_subnet, strict=False)
     first, last = RESERVED_HEAD, net.num_addresses - 1 - RESERVED_TAIL
-    fixed = dict(a["node_addresses"])
+    fixed = dict(a.node_addresses)
     used = {int(ipaddress.IPv4Address(ip)) - int(net.network_address) for ip in fixed.values()}
     plan: dict[str, str] = {}
     overflow: list[str] = []
@@ -347,66 +346,61 @@ def plan_addresses(a: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     return plan, overflow
 
 
-def sentinel_hosts(a: dict[str, Any]) -> list[str]:
+def sentinel_hosts(a: Answers) -> list[str]:
     """Sentinels go on distinct nodes: every Redis node first, then app servers, then databases."""
-    if a["redis_mode"] != "sentinel":
+    if a.redis_mode != "sentinel":
         return []
     names = node_names(a)
     candidates = names["redis"] + names["app"] + names["db"]
-    return candidates[: a["sentinel_count"]]
+    return candidates[: a.sentinel_count]
 
 
-def _on_loopback(a: dict[str, Any], loopback_subnet: str) -> dict[str, Any]:
+def _on_loopback(a: Answers, loopback_subnet: str) -> Answers:
     """The same plan on a loopback subnet: every address keeps its offset."""
-    old = ipaddress.IPv4Network(a["vpc_subnet"], strict=False)
+    old = ipaddress.IPv4Network(a.vpc_subnet, strict=False)
     new = ipaddress.IPv4Network(loopback_subnet)
     pinned = {}
-    for name, ip in a["node_addresses"].items():
+    for name, ip in a.node_addresses.items():
         offset = int(ipaddress.IPv4Address(ip)) - int(old.network_address)
         if offset >= new.num_addresses - RESERVED_TAIL:
             raise ValueError(f"{name}'s address {ip} has no place in {new}; use a larger loopback subnet")
         pinned[name] = str(new.network_address + offset)
-    return {**a, "vpc_subnet": str(new), "node_addresses": pinned}
-
-
-def derive(a: dict[str, Any], target: Target = LINODE) -> Stack:
-    """Complete, valid answers -> Stack (cached: templates call it once per file)."""
-    return _derive_cached(json.dumps(a, sort_keys=True), target)
+    return a.replace(vpc_subnet=str(new), node_addresses=pinned)
 
 
 @lru_cache(maxsize=16)
-def _derive_cached(canonical: str, target: Target) -> Stack:
-    from . import __version__
-    from .sizing import PgInputs, pg_settings, redis_maxmemory_mb
+def derive(a: Answers, target: Target = LINODE) -> Stack:
+    """Complete, valid answers -> Stack (cached: templates call it once per file)."""
+    from halgen import __version__
+    from halgen.compiler.sizing import PgInputs, pg_settings, redis_maxmemory_mb
 
-    a = json.loads(canonical)
     if target.is_rehearsal:
         a = _on_loopback(a, target.loopback_subnet)
     catalogue = resources.price_catalogue()
-    multiplier = catalogue["region_multipliers"].get(a["region"], 1.0)
+    multiplier = catalogue["region_multipliers"].get(a.region, 1.0)
     addresses, _ = plan_addresses(a)
     sentinels = set(sentinel_hosts(a))
-    project = a["project"]
+    project = a.project
     by_role: dict[str, tuple[Node, ...]] = {}
     plans: dict[str, Plan] = {}
     for role, names in node_names(a).items():
-        plan_type = a[f"{role}_plan"]
+        plan_type = getattr(a, f"{role}_plan")
         plan = plans[role] = Plan(type=plan_type, **catalogue["plans"][plan_type])
         nodes = []
         for index, name in enumerate(names, start=1):
             address = addresses[name]
             instances: tuple[StarmanInstance, ...] = ()
             if role == "app":
-                weight = a["lb_weights"].get(name, 1)
+                weight = a.lb_weights.get(name, 1)
                 instances = tuple(
-                    StarmanInstance(node=name, index=i, address=address, port=a["app_port"] + i,
-                                    unit=f"{project}-starman-{a['app_port'] + i}", weight=weight)
-                    for i in range(a["starman_instances"])
+                    StarmanInstance(node=name, index=i, address=address, port=a.app_port + i,
+                                    unit=f"{project}-starman-{a.app_port + i}", weight=weight)
+                    for i in range(a.starman_instances)
                 )
             nodes.append(Node(
                 name=name, role=role, index=index, hostname=f"{project}-{name}", address=address,
                 plan=plan, monthly=round(plan.monthly * multiplier, 2),
-                paths=Paths.for_root(target.node_root(name), project, a["pg_version"]),
+                paths=Paths.for_root(target.node_root(name), project, a.pg_version),
                 client_address=target.client_address(address),
                 sentinel=name in sentinels, instances=instances,
             ))
@@ -415,16 +409,16 @@ def _derive_cached(canonical: str, target: Target) -> Stack:
     return Stack(
         a=a,
         project=project,
-        subnet=str(ipaddress.IPv4Network(a["vpc_subnet"], strict=False)),
+        subnet=str(ipaddress.IPv4Network(a.vpc_subnet, strict=False)),
         nodes=tuple(n for role in ROLES for n in by_role[role]),
-        paths=Paths.for_root("", project, a["pg_version"]),
+        paths=Paths.for_root("", project, a.pg_version),
         prices_as_of=catalogue["as_of"],
         object_storage_monthly=catalogue["object_storage_monthly"],
-        backup_bucket=a["backup_bucket"] or f"{project}-backups",
+        backup_bucket=a.backup_bucket or f"{project}-backups",
         halgen_version=__version__,
         target=target,
-        pg=pg_settings(PgInputs(db_plan.ram_mb, db_plan.vcpus, db_plan.disk_gb, a["pg_max_connections"]),
-                       a["pg_settings"]),
-        redis_maxmemory_mb=redis_maxmemory_mb(plans["redis"].ram_mb, a["redis_persistence"]),
+        pg=pg_settings(PgInputs(db_plan.ram_mb, db_plan.vcpus, db_plan.disk_gb, a.pg_max_connections),
+                       a.pg_settings),
+        redis_maxmemory_mb=redis_maxmemory_mb(plans["redis"].ram_mb, a.redis_persistence),
         by_role=by_role,
     )

@@ -1,6 +1,6 @@
 """Answer migrations between blueprint versions, run by copier (``_migrations`` in copier.yml).
 
-usage: python -m halgen.migrate rename OLD NEW [ANSWERS_FILE]
+usage: python -m halgen.compiler.migrate rename OLD NEW [ANSWERS_FILE]
 Renames a stored answer so that ``copier update`` across the renaming version needs
 no hand edit. Idempotent; keeps the file's comments and order.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 # Renames shipped with blueprint releases: (version that renamed it, old name, new name).
-# copier.yml's _migrations is generated from this list (python -m halgen.questions).
+# copier.yml's _migrations is generated from this list (python -m halgen.compiler.questions).
 RENAMES: list[tuple[str, str, str]] = []
 
 
@@ -37,7 +37,7 @@ def migration_entry(version: str, old: str, new: str) -> dict[str, object]:
     return {
         "version": version,
         "when": "{{ _stage == 'before' }}",
-        "command": ["{{ _copier_python }}", "-m", "halgen.migrate", "rename", old, new,
+        "command": ["{{ _copier_python }}", "-m", "halgen.compiler.migrate", "rename", old, new,
                     "{{ _copier_conf.answers_file }}"],
     }
 
@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
         return 2
     answers_file = Path(argv[3] if len(argv) == 4 else ".copier-answers.yml")
     changed = rename(answers_file, argv[1], argv[2])
-    print(f"halgen.migrate: {'renamed' if changed else 'nothing to rename:'} {argv[1]} -> {argv[2]} in {answers_file}")
+    outcome = "renamed" if changed else "nothing to rename:"
+    print(f"halgen.compiler.migrate: {outcome} {argv[1]} -> {argv[2]} in {answers_file}")
     return 0
 
 

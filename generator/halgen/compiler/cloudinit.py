@@ -1,10 +1,13 @@
 """Per-node cloud-init user-data: one #cloud-config document a user pastes into
-Linode's User Data field, carrying the node's files exactly as rendered.
+Linode's User Data field, carrying the node's files exactly as they are in the repo.
 
-The node's files travel as one tar, gzip'd and base64'd in a single write_files
-entry (encoding gz+b64): compressing them together keeps a database node under
-Linode's 16 KiB limit where per-file encoding would not. The first-boot script
-(itself one of the node's files) then configures the node.
+The repo tracks only the readable part of each document (``readable``: users,
+packages, the first-boot commands) as ``nodes/<node>/cloud-init.yaml``. ``halgen
+build`` makes the pasteable document from it (``pasteable``): the node's files
+travel as one tar, gzip'd and base64'd in a single write_files entry (encoding
+gz+b64) - compressing them together keeps a database node under Linode's 16 KiB
+limit where per-file encoding would not. The first-boot script (itself one of the
+node's files) then configures the node.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import fnmatch
 import gzip
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass
 
-from .model import Node, Stack
+from halgen.compiler.model import Node, Stack
+from halgen.errors import RenderError
 
 USER_DATA_LIMIT = 16384  # bytes as pasted (Linode's metadata service)
-NOT_ON_NODE = ("NODE.md", "cloud-init.yaml")  # repo documentation, not node files
+READABLE_FILE = "cloud-init.yaml"  # nodes/<node>/cloud-init.yaml: the readable part of its user-data
+NOT_ON_NODE = ("NODE.md", READABLE_FILE)  # repo documentation, not node files
 
 # (path pattern on the node, owner, group, mode); the first match wins, else root:root and the file's mode.
 OWNERSHIP = [
@@ -40,8 +46,8 @@ DISTRO_POSTGRES = {"linode/debian12": 15, "linode/ubuntu22.04": 14, "linode/ubun
 PGDG_KEY_ID = "B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8"
 
 
-class UserDataTooLarge(Exception):
-    pass
+class UserDataTooLarge(RenderError):
+    """A node's user-data exceeds what Linode's metadata service accepts."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ def node_files(stack: Stack, node: Node, rendered: dict[str, tuple[bytes, int]])
     """The files a node gets, from a repo's files by relative path (``nodes/<node>/...``,
     ``app/...``; a build adds ``build/nodes/<node>/...``)."""
     own = (f"nodes/{node.name}/", f"build/nodes/{node.name}/")
-    ships_app = node.role == "app" and not stack.a["app_repo"]
+    ships_app = node.role == "app" and not stack.a.app_repo
     files: dict[str, NodeFile] = {}
     for relpath, (content, mode) in sorted(rendered.items()):
         if relpath.startswith(own):
@@ -74,7 +80,7 @@ def node_files(stack: Stack, node: Node, rendered: dict[str, tuple[bytes, int]])
 def _owner(stack: Stack, path: str, mode: int) -> tuple[str, str, int]:
     for pattern, owner, group, forced in OWNERSHIP:
         if fnmatch.fnmatch(path, pattern):
-            return owner, group.format(app_user=stack.a["app_user"]), forced if forced is not None else mode
+            return owner, group.format(app_user=stack.a.app_user), forced if forced is not None else mode
     return "root", "root", mode
 
 
@@ -95,27 +101,31 @@ def packages(stack: Stack, node: Node) -> list[str]:
     a = stack.a
     common = ["ufw", "fail2ban", "unattended-upgrades", "ca-certificates"]
     role = {
-        "lb": ["nginx"] + (["certbot"] if a["lb_tls"] else []),
+        "lb": ["nginx"] + (["certbot"] if a.lb_tls else []),
         "app": ["starman", "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
-               + (["git"] if a["app_repo"] else []),
-        "db": [f"postgresql-{a['pg_version']}", "pgbackrest"],
+               + (["git"] if a.app_repo else []),
+        "db": [f"postgresql-{a.pg_version}", "pgbackrest"],
         "redis": ["redis-server", "redis-tools", "s3cmd"],
     }[node.role]
     return common + role + (["redis-sentinel"] if node.sentinel else [])
 
 
-def document(stack: Stack, node: Node, files: list[NodeFile], with_secrets: bool) -> str:
-    """The #cloud-config text. Keys that equal cloud-init's defaults are left out to save room."""
+def tar_path(stack: Stack) -> str:
+    return f"/var/lib/{stack.project}/node-files.tar"
+
+
+def readable(stack: Stack, node: Node) -> str:
+    """The tracked part of a node's user-data (``nodes/<node>/cloud-init.yaml``): users,
+    packages and the first-boot commands, without the node's files. Keys that equal
+    cloud-init's defaults are left out to save room."""
     a = stack.a
-    tar_path = f"/var/lib/{stack.project}/node-files.tar"
-    payload = base64.b64encode(gzip.compress(pack(stack, files), compresslevel=9, mtime=0)).decode()
     q = json.dumps  # a JSON string is a YAML string: safe quoting for every value
     lines = [
         "#cloud-config",
         f"# {node.hostname}: {node.role_title}{' + Sentinel' if node.sentinel else ''} of stack {stack.project}, "
         f"halgen {stack.halgen_version}.",
-        "# Holds secrets: paste it into Linode's User Data field, never commit it." if with_secrets else
-        "# No secrets here: 'halgen build' writes the pasteable version (with them) to build/user-data/.",
+        f"# The readable part of {node.name}'s user-data. 'halgen build' adds the node's files and secrets",
+        f"# (write_files) and writes the pasteable document to build/user-data/{node.name}.yaml.",
         f"hostname: {node.hostname}",
         "preserve_hostname: false",
         "disable_root: true",
@@ -124,7 +134,7 @@ def document(stack: Stack, node: Node, files: list[NodeFile], with_secrets: bool
         "package_upgrade: true",
         "packages: [" + ", ".join(packages(stack, node)) + "]",
     ]
-    if node.role == "db" and DISTRO_POSTGRES.get(a["image"]) != a["pg_version"]:
+    if node.role == "db" and DISTRO_POSTGRES.get(a.image) != a.pg_version:
         lines += [
             "apt:",
             "  sources:",
@@ -133,33 +143,52 @@ def document(stack: Stack, node: Node, files: list[NodeFile], with_secrets: bool
             f"      keyid: {PGDG_KEY_ID}",
         ]
     lines.append("users:")
-    for admin in a["admins"]:
+    for admin in a.admins:
         lines += [
-            f"- name: {admin['name']}",
+            f"- name: {admin.name}",
             "  groups: [sudo]",
             "  shell: /bin/bash",
             '  sudo: "ALL=(ALL) NOPASSWD:ALL"',
             "  lock_passwd: true",
             "  ssh_authorized_keys:",
-            *[f"  - {q(key)}" for key in admin["ssh_keys"]],
+            *[f"  - {q(key)}" for key in admin.ssh_keys],
         ]
+    lines.append("runcmd:")
+    if node.role == "app":
+        user = a.app_user
+        lines.append(f"- [useradd, --system, --home-dir, {stack.paths.app_root}, --shell, /usr/sbin/nologin, {user}]")
     lines += [
+        f"- [tar, --extract, --preserve-permissions, --same-owner, --file, {tar_path(stack)}, --directory, /]",
+        f"- [rm, -f, {tar_path(stack)}]",
+        f"- [{stack.paths.sbin}/{stack.project}-first-boot]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_WRITE_FILES = re.compile(r"^write_files\s*:", re.M)
+BUILT_NOTE = "# Built by 'halgen build' and holds secrets: paste it into Linode's User Data field, never commit it."
+
+
+def pasteable(stack: Stack, node: Node, readable_text: str, files: list[NodeFile], source: str) -> str:
+    """The document a user pastes: the node's readable part (``source``, as it is in the
+    repo, local edits included) plus one write_files entry carrying its files."""
+    if not readable_text.startswith("#cloud-config\n"):
+        raise RenderError(f"{source}: must start with a '#cloud-config' line (cloud-init ignores it otherwise)")
+    if _WRITE_FILES.search(readable_text):
+        raise RenderError(f"{source}: has its own write_files; halgen adds that key (it carries the node's files): "
+                          f"put extra files under nodes/{node.name}/ instead")
+    payload = base64.b64encode(gzip.compress(pack(stack, files), compresslevel=9, mtime=0)).decode()
+    head, body = readable_text.split("\n", 1)
+    text = "\n".join([
+        head,
+        BUILT_NOTE,
+        body.rstrip("\n"),
         "write_files:",
-        f"- path: {tar_path}",
+        f"- path: {tar_path(stack)}",
         "  encoding: gz+b64",
         "  permissions: '0600'",
         f"  content: {payload}",
-        "runcmd:",
-    ]
-    if node.role == "app":
-        user = a["app_user"]
-        lines.append(f"- [useradd, --system, --home-dir, {stack.paths.app_root}, --shell, /usr/sbin/nologin, {user}]")
-    lines += [
-        f"- [tar, --extract, --preserve-permissions, --same-owner, --file, {tar_path}, --directory, /]",
-        f"- [rm, -f, {tar_path}]",
-        f"- [{stack.paths.sbin}/{stack.project}-first-boot]",
-    ]
-    text = "\n".join(lines) + "\n"
+    ]) + "\n"
     size = len(text.encode())
     if size > USER_DATA_LIMIT:
         raise UserDataTooLarge(f"{node.name}: cloud-init user-data is {size} bytes; Linode accepts at most "
@@ -168,7 +197,7 @@ def document(stack: Stack, node: Node, files: list[NodeFile], with_secrets: bool
 
 
 def unpack(text: str) -> dict[str, tuple[bytes, str, str, int]]:
-    """Decode a document's files: path -> (content, owner, group, mode). For tests and lint."""
+    """Decode a built document's files: path -> (content, owner, group, mode)."""
     marker = "  content: "
     payload = next(line[len(marker):] for line in text.splitlines() if line.startswith(marker))
     raw = gzip.decompress(base64.b64decode(payload))

@@ -1,6 +1,6 @@
 """copier.yml is generated from the schema: the schema is the one source of truth.
 
-``python -m halgen.questions`` rewrites copier.yml; a test fails when it drifts.
+``python -m halgen.compiler.questions`` rewrites copier.yml; a test fails when it drifts.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from . import resources, schema
+from halgen.compiler import resources, schema
 
 SETTINGS_HEADER = """\
 # halgen blueprint for copier. GENERATED from schema/answers.schema.json by
-# `python -m halgen.questions`: edit the schema, not the questions below.
+# `python -m halgen.compiler.questions`: edit the schema, not the questions below.
 # Needs halgen importable where copier runs (pipx inject copier halgen) and --trust.
 _min_copier_version: "9.4.0"
 _subdirectory: blueprints/stack
 _answers_file: .copier-answers.yml
 _jinja_extensions:
-  - halgen.blueprint.HalgenExtension
+  - halgen.compiler.extension.HalgenExtension
 _message_after_copy: |
   Your stack is in {{ _copier_conf.dst_path }}; its README.md shows the topology and the next steps.
 """
@@ -44,7 +44,7 @@ def questions() -> dict[str, dict[str, Any]]:
 
 
 def render_copier_yml() -> str:
-    from .migrate import RENAMES, migration_entry
+    from halgen.compiler.migrate import RENAMES, migration_entry
 
     yaml = YAML()
     yaml.default_flow_style = False

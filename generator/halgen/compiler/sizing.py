@@ -8,7 +8,7 @@ explains every sized value. Answers' pg_settings override any of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 KB_PER_MB = 1024
@@ -70,7 +70,7 @@ PG_MANAGED = frozenset({
 })
 
 
-def pg_settings(p: PgInputs, overrides: dict[str, str | int]) -> dict[str, str]:
+def pg_settings(p: PgInputs, overrides: Mapping[str, str | int]) -> dict[str, str]:
     sized = {name: formula(p) for name, formula in PG_WEB_PROFILE}
     return {**sized, **{k: str(v) for k, v in sorted(overrides.items())}}
 

@@ -18,13 +18,12 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from . import cloudinit, resources, secrets
-from .checks import check_tree
-from .cloudinit import UserDataTooLarge
-from .engine import Blueprint
-from .firewall import FirewallError
-from .model import LINODE, Target, derive
-from .problems import RenderError
+from halgen.compiler import cloudinit, resources, secrets
+from halgen.compiler.answers import Answers
+from halgen.compiler.engine import Blueprint, Output
+from halgen.compiler.model import LINODE, Target, derive
+from halgen.compiler.outputs import check_tree
+from halgen.errors import RenderError
 
 BUILD_DIR = "build"
 
@@ -36,7 +35,7 @@ def check_destination(dest: Path, force: bool) -> None:
         raise RenderError(f"{dest}: directory is not empty; refusing to overwrite it (use --force to replace it)")
 
 
-def render(answers: dict[str, Any], dest: Path, force: bool = False, target: Target = LINODE) -> Path:
+def render(answers: Answers, dest: Path, force: bool = False, target: Target = LINODE) -> Path:
     """Complete, valid answers -> a deployment repo at ``dest`` (replaced whole with ``force``,
     keeping its secrets).
 
@@ -46,86 +45,62 @@ def render(answers: dict[str, Any], dest: Path, force: bool = False, target: Tar
     dest = dest.resolve()
     check_destination(dest, force)
     outputs = _render_blueprint("stack", answers, target)
-    with _staging(dest) as staging:
+    with staging_dir(dest) as staging:
         _write_tree(staging, outputs)
-        _verify(staging)
+        verify(staging, answers, target)
         _keep_secrets(dest, staging)
         secrets.ensure(staging)
-        _move_into_place(staging, dest)
+        move_into_place(staging, dest)
     return dest
 
 
-def build(repo: Path, answers: dict[str, Any], target: Target = LINODE) -> Path:
+def build(repo: Path, answers: Answers, target: Target = LINODE) -> Path:
     """Write into ``repo/build`` (gitignored) the secret-bearing node files and, for
     each node, the pasteable user-data made from the repo's files as they are now
     (local edits included) plus those secrets: ``user-data/<node>.yaml`` for Cloud
     Manager and ``user-data/<node>.yaml.b64`` for the API."""
-    values = secrets.ensure(repo)
-    secret_files = [(path, content, 0o600) for path, content, _ in
-                    _render_blueprint("secrets", answers, target, {"secrets": values})]
-    stack = derive(answers, target)
-    repo_files = _repo_files(repo)
-    repo_files.update({str(Path(BUILD_DIR) / path): (content.encode(), mode) for path, content, mode in secret_files})
-    user_data: list[tuple[Path, str, int]] = []
-    for node in stack.nodes:
-        try:
-            text = cloudinit.document(stack, node, cloudinit.node_files(stack, node, repo_files), with_secrets=True)
-        except UserDataTooLarge as err:
-            raise RenderError(str(err)) from None
-        user_data.append((Path("user-data") / f"{node.name}.yaml", text, 0o600))
-        user_data.append((Path("user-data") / f"{node.name}.yaml.b64",
-                          base64.b64encode(text.encode()).decode(), 0o600))
+    secret_files, documents = user_data(repo, answers, secrets.ensure(repo), target)
+    outputs = list(secret_files)
+    for node, text in documents.items():
+        outputs.append((Path("user-data") / f"{node}.yaml", text, 0o600))
+        outputs.append((Path("user-data") / f"{node}.yaml.b64", base64.b64encode(text.encode()).decode(), 0o600))
     out = repo / BUILD_DIR
-    with _staging(out) as staging:
-        _write_tree(staging, secret_files + user_data)
+    with staging_dir(out) as staging:
+        _write_tree(staging, outputs)
         if out.exists():
             shutil.rmtree(out)  # build/ is halgen's own output, remade whole every time
-        _move_into_place(staging, out)
+        move_into_place(staging, out)
     return out
 
 
-def _render_blueprint(name: str, answers: dict[str, Any], target: Target,
-                      extra: dict[str, Any] | None = None) -> list[tuple[Path, str, int]]:
-    blueprint = Blueprint(resources.template_root() / "blueprints" / name)
+def user_data(repo: Path, answers: Answers, secret_values: dict[str, str],
+              target: Target = LINODE) -> tuple[list[Output], dict[str, str]]:
+    """The secret-bearing node files (paths under build/) and every node's pasteable
+    user-data, made from the repo's files as they are on disk. A document over Linode's
+    limit, or a readable part that is missing or malformed, is a RenderError."""
+    secret_files = [(path, content, 0o600) for path, content, _ in
+                    _render_blueprint("secrets", answers, target, {"secrets": secret_values})]
+    stack = derive(answers, target)
+    repo_files = _repo_files(repo)
+    repo_files.update({str(Path(BUILD_DIR) / path): (content.encode(), mode) for path, content, mode in secret_files})
+    documents = {}
+    for node in stack.nodes:
+        rel = f"nodes/{node.name}/{cloudinit.READABLE_FILE}"
+        if rel not in repo_files:
+            raise RenderError(f"{rel}: missing; it is the readable part of {node.name}'s user-data (copier update "
+                              "restores it)")
+        documents[node.name] = cloudinit.pasteable(stack, node, repo_files[rel][0].decode("utf-8"),
+                                                   cloudinit.node_files(stack, node, repo_files), source=rel)
+    return secret_files, documents
+
+
+def _render_blueprint(name: str, answers: Answers, target: Target,
+                      extra: dict[str, Any] | None = None) -> list[Output]:
+    blueprint = Blueprint.of(resources.template_root(), None if name == "stack" else name)
     try:
         return list(blueprint.render(answers, target, extra))
     except TemplateError as err:
-        raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
-    except (UserDataTooLarge, FirewallError) as err:
-        raise RenderError(str(err)) from None
-
-
-def new(dest: Path, answers: dict[str, Any] | None, vcs_ref: str | None = None) -> Path:
-    """Scaffold with copier from halgen's own blueprint (prompts unless answers are given)."""
-    dest = dest.resolve()
-    check_destination(dest, force=False)
-    with _staging(dest) as staging:
-        _copier_copy(resources.template_root(), staging, answers, vcs_ref=vcs_ref)
-        _verify(staging)
-        secrets.ensure(staging)
-        _move_into_place(staging, dest)
-    return dest
-
-
-def _copier_copy(template: Path, staging: Path, answers: dict[str, Any] | None, vcs_ref: str | None = None) -> None:
-    from copier import run_copy
-    from copier.errors import CopierError
-
-    try:
-        run_copy(
-            str(template),
-            str(staging),
-            data=answers or {},
-            defaults=answers is not None,
-            overwrite=True,
-            quiet=True,
-            unsafe=True,  # the blueprint loads halgen's own Jinja extension
-            vcs_ref=vcs_ref,
-        )
-    except CopierError as err:
-        raise RenderError(f"copier: {err}") from None
-    except TemplateError as err:
-        raise RenderError(f"blueprint template error: {_where(err)}{err}") from None
+        raise RenderError(f"blueprint template error: {template_location(err)}{err}") from None
 
 
 def _repo_files(repo: Path) -> dict[str, tuple[bytes, int]]:
@@ -146,7 +121,7 @@ def _keep_secrets(old: Path, new: Path) -> None:
         shutil.copy2(source, new / secrets.SECRETS_FILE)
 
 
-def _write_tree(root: Path, outputs: list[tuple[Path, str, int]]) -> None:
+def _write_tree(root: Path, outputs: list[Output]) -> None:
     # Each directory is made once, parents first: directory creation is the
     # slowest part of writing a large stack on a slow disk.
     for directory in sorted({parent for relpath, _, _ in outputs for parent in relpath.parents} - {Path(".")}):
@@ -157,19 +132,23 @@ def _write_tree(root: Path, outputs: list[tuple[Path, str, int]]) -> None:
         target.chmod(mode)
 
 
-def _where(err: TemplateError) -> str:
+def template_location(err: TemplateError) -> str:
     filename, lineno = getattr(err, "filename", None), getattr(err, "lineno", None)
     return f"{filename}:{lineno}: " if filename else ""
 
 
-def _verify(staging: Path) -> None:
-    problems = check_tree(staging)
+def verify(root: Path, answers: Answers, target: Target = LINODE) -> None:
+    """The checks every rendered tree passes before it is moved into place: nginx parses
+    (crossplane), and every node's user-data fits Linode's limit with secrets of their
+    real length in it."""
+    problems = check_tree(root)
     if problems:
         raise RenderError("rendered output failed its checks:\n" + "\n".join(p.format() for p in problems))
+    user_data(root, answers, secrets.stand_ins(), target)
 
 
 @contextmanager
-def _staging(dest: Path) -> Iterator[Path]:
+def staging_dir(dest: Path) -> Iterator[Path]:
     """A scratch directory beside ``dest`` (same file system, so the final rename is atomic)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.halgen-", dir=dest.parent))
@@ -179,7 +158,7 @@ def _staging(dest: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _move_into_place(staging: Path, dest: Path) -> None:
+def move_into_place(staging: Path, dest: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from halgen.errors import HalgenError
+
 T = TypeVar("T")
 # Exceptions that mean "not ready yet" while a server starts.
 NOT_YET = (AssertionError, OSError, IndexError, ValueError, subprocess.SubprocessError)
 
 
-class RehearsalError(Exception):
-    """Something the rehearsal needed did not happen; the message says what."""
+class HostError(HalgenError):
+    """A program did not start, stop or answer in time; the message says which and how."""
 
 
 @dataclass
@@ -123,11 +125,8 @@ def can_bind(host: str, port: int) -> bool:
 
 
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+    def accepts() -> bool:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+
+    wait_until(accepts, timeout, f"a listener on {host}:{port}", interval=0.05)

@@ -11,8 +11,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-DATA_DIR = _PACKAGE_DIR / "data"
+_COMPILER_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = _COMPILER_DIR.parent  # halgen/
+DATA_DIR = _COMPILER_DIR / "data"
 
 
 @cache
@@ -38,4 +39,5 @@ def load_json(path: Path) -> Any:
 
 
 def price_catalogue() -> dict[str, Any]:
-    return load_json(DATA_DIR / "linode_prices.json")
+    catalogue: dict[str, Any] = load_json(DATA_DIR / "linode_prices.json")
+    return catalogue

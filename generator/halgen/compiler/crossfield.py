@@ -1,0 +1,199 @@
+"""Cross-field rules that JSON Schema cannot express, reported like schema errors.
+
+Each rule reads complete answers (defaults filled in) and yields
+``(field path, message, value)``; ``check`` turns them into Problems with lines.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from halgen.compiler import resources
+from halgen.compiler.answers import Answers
+from halgen.compiler.loader import LoadedAnswers
+from halgen.compiler.model import RESERVED_HEAD, RESERVED_TAIL, node_names, plan_addresses, sentinel_hosts
+from halgen.errors import FieldPath, Problem
+
+Violation = tuple[FieldPath, str, Any]
+CrossFieldRule = Callable[[Answers], Iterator[Violation]]
+CROSS_FIELD_RULES: list[CrossFieldRule] = []
+
+_LEGACY_PRIVATE = ipaddress.IPv4Network("192.168.128.0/17")
+_RFC1918 = [ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+_RESERVED_USERS = {"root", "daemon", "bin", "sys", "sync", "nobody", "postgres", "redis", "www-data", "sshd", "_apt"}
+
+
+def rule(fn: CrossFieldRule) -> CrossFieldRule:
+    CROSS_FIELD_RULES.append(fn)
+    return fn
+
+
+@rule
+def subnet_is_private_and_sized(a: Answers) -> Iterator[Violation]:
+    net = ipaddress.IPv4Network(a.vpc_subnet, strict=False)
+    if str(net.network_address) != a.vpc_subnet.split("/")[0]:
+        yield ("vpc_subnet",), f"has host bits set; the network is {net}", a.vpc_subnet
+    if not any(net.subnet_of(r) for r in _RFC1918):
+        yield ("vpc_subnet",), "must be an RFC 1918 private range (10/8, 172.16/12, 192.168/16)", a.vpc_subnet
+    elif net.overlaps(_LEGACY_PRIVATE):
+        yield ("vpc_subnet",), "must not overlap 192.168.128.0/17 (Linode's legacy private range)", a.vpc_subnet
+    if not 16 <= net.prefixlen <= 24:
+        yield ("vpc_subnet",), "prefix must be /16 to /24", a.vpc_subnet
+
+
+@rule
+def fixed_addresses_are_valid(a: Answers) -> Iterator[Violation]:
+    if not _subnet_ok(a):
+        return
+    net = ipaddress.IPv4Network(a.vpc_subnet, strict=False)
+    known = {n for names in node_names(a).values() for n in names}
+    seen: dict[str, str] = {}
+    for name, ip in a.node_addresses.items():
+        path = ("node_addresses", name)
+        if name not in known:
+            yield path, "names no node of this stack (nodes: " + _short_list(sorted(known)) + ")", name
+            continue
+        addr = ipaddress.IPv4Address(ip)
+        offset = int(addr) - int(net.network_address)
+        if addr not in net:
+            yield path, f"is outside the subnet {net}", ip
+        elif offset < RESERVED_HEAD or offset > net.num_addresses - 1 - RESERVED_TAIL:
+            yield path, "is one of the first two or last two addresses of the subnet, which Linode reserves", ip
+        if ip in seen:
+            yield path, f"is already the address of {seen[ip]}", ip
+        seen[ip] = name
+
+
+@rule
+def subnet_has_room(a: Answers) -> Iterator[Violation]:
+    if not _subnet_ok(a):
+        return
+    _, overflow = plan_addresses(a)
+    if overflow:
+        message = f"has no room for {len(overflow)} node(s) ({_short_list(overflow)}); use a larger subnet"
+        yield ("vpc_subnet",), message, a.vpc_subnet
+
+
+@rule
+def weights_name_app_servers(a: Answers) -> Iterator[Violation]:
+    apps = set(node_names(a)["app"])
+    for name in a.lb_weights:
+        if name not in apps:
+            yield ("lb_weights", name), f"names no app server (there are app1..app{a.app_servers})", name
+
+
+@rule
+def retries_fit_timeouts(a: Answers) -> Iterator[Violation]:
+    # nginx starts another try only within proxy_next_upstream_timeout: if that is
+    # shorter than a try that timed out, a hung app server costs its requests a 504.
+    one_try = a.lb_connect_timeout_s + a.lb_read_timeout_s
+    if a.lb_next_upstream_tries > 1 and a.lb_next_upstream_timeout_s <= one_try:
+        yield (("lb_next_upstream_timeout_s",),
+               f"must exceed lb_connect_timeout_s + lb_read_timeout_s ({one_try}), or a request that timed out on "
+               "a hung app server is never retried on another (504)", a.lb_next_upstream_timeout_s)
+
+
+@rule
+def keepalive_is_safe(a: Answers) -> Iterator[Violation]:
+    if a.lb_keepalive_timeout_s >= a.app_keepalive_timeout_s:
+        yield (("lb_keepalive_timeout_s",),
+               f"must be shorter than app_keepalive_timeout_s ({a.app_keepalive_timeout_s}), or nginx reuses "
+               "connections Starman already closed (502 on POST)", a.lb_keepalive_timeout_s)
+    # Every load balancer keeps its own idle connections, and each pins a Starman worker.
+    nginx_workers = resources.price_catalogue()["plans"][a.lb_plan]["vcpus"] * a.lb_count
+    starman_workers = a.app_servers * a.starman_instances * a.starman_workers
+    if a.lb_keepalive and a.lb_keepalive * nginx_workers >= starman_workers:
+        yield (("lb_keepalive",),
+               f"x {nginx_workers} nginx worker(s) on all load balancers would let idle connections pin all "
+               f"{starman_workers} Starman workers; lower it or add workers", a.lb_keepalive)
+
+
+@rule
+def ports_fit(a: Answers) -> Iterator[Violation]:
+    top = a.app_port + a.starman_instances - 1
+    if top > 65535:
+        yield ("app_port",), f"leaves no room for {a.starman_instances} instances (last port {top})", a.app_port
+
+
+@rule
+def database_connections_suffice(a: Answers) -> Iterator[Violation]:
+    # Each Starman worker holds one connection; PostgreSQL also needs room for
+    # superusers (3 reserved), WAL senders (one per replica) and maintenance.
+    needed = a.app_servers * a.starman_instances * a.starman_workers + 3 + a.pg_replicas + 10
+    if a.pg_max_connections < needed:
+        yield (("pg_max_connections",),
+               f"is below the {needed} connections the app tier can open (every Starman worker + replication + "
+               "administration); raise it or use fewer workers", a.pg_max_connections)
+
+
+@rule
+def replication_is_coherent(a: Answers) -> Iterator[Violation]:
+    # ANY 1 of a single standby stalls every commit while that standby is down - and
+    # for good after a failover promotes it. Two standbys keep sync commits possible.
+    if a.pg_replication == "sync" and a.pg_replicas < 2:
+        yield (("pg_replication",), "sync needs at least two replicas (pg_replicas >= 2): with one, every commit "
+               "waits while it is down, and after a failover no standby is left", a.pg_replication)
+    mode, replicas = a.redis_mode, a.redis_replicas
+    if mode == "single" and replicas:
+        yield ("redis_replicas",), "must be 0 with redis_mode single (or choose replica or sentinel)", replicas
+    if mode != "single" and replicas < 1:
+        yield ("redis_replicas",), f"must be at least 1 with redis_mode {mode}", replicas
+
+
+@rule
+def sentinels_have_distinct_nodes(a: Answers) -> Iterator[Violation]:
+    if a.redis_mode != "sentinel" or a.redis_replicas < 1:
+        return
+    hosts = sentinel_hosts(a)
+    if len(hosts) < a.sentinel_count:
+        yield (("sentinel_count",),
+               f"needs {a.sentinel_count} distinct nodes but the stack has only {len(hosts)} Redis, app and "
+               "database nodes; a majority quorum on fewer nodes cannot survive one node's loss", a.sentinel_count)
+
+
+@rule
+def users_are_distinct(a: Answers) -> Iterator[Violation]:
+    if a.app_user in _RESERVED_USERS:
+        yield ("app_user",), "is a system account name; choose another", a.app_user
+    seen: set[str] = set()
+    for i, admin in enumerate(a.admins):
+        name = admin.name
+        if name in _RESERVED_USERS or name == a.app_user:
+            yield ("admins", i, "name"), "clashes with a system or app account", name
+        if name in seen:
+            yield ("admins", i, "name"), "is listed twice", name
+        seen.add(name)
+
+
+@rule
+def pg_settings_are_not_managed(a: Answers) -> Iterator[Violation]:
+    from halgen.compiler.sizing import PG_MANAGED
+
+    for name in a.pg_settings:
+        if name in PG_MANAGED:
+            yield ("pg_settings", name), "is set by halgen from the other answers; change those instead", name
+
+
+@rule
+def static_paths_avoid_health(a: Answers) -> Iterator[Violation]:
+    for i, path in enumerate(a.lb_static_paths):
+        if a.lb_health_path.startswith(path.rstrip("/") + "/") or a.lb_health_path == path:
+            yield ("lb_static_paths", i), f"shadows the health endpoint {a.lb_health_path}", path
+
+
+def check(loaded: LoadedAnswers, complete: Answers) -> list[Problem]:
+    return [
+        Problem(loaded.file, loaded.line_of(path), message, path, value)
+        for fn in CROSS_FIELD_RULES
+        for path, message, value in fn(complete)
+    ]
+
+
+def _subnet_ok(a: Answers) -> bool:
+    return not list(subnet_is_private_and_sized(a))
+
+
+def _short_list(items: list[str], limit: int = 6) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")

@@ -1,0 +1,92 @@
+"""nginx configuration: crossplane's strict parse (with Debian 12's directives) and a walk
+over it that gives each directive with its enclosing blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import crossplane
+from crossplane.analyzer import (
+    DIRECTIVES,
+    NGX_CONF_1MORE,
+    NGX_CONF_FLAG,
+    NGX_CONF_TAKE1,
+    NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_SRV_CONF,
+    NGX_HTTP_UPS_CONF,
+)
+
+# Directives that Debian 12's nginx (1.22) knows but crossplane 0.5.8's table
+# lacks. Extending the table keeps strict mode on, so typos still fail.
+_EXTRA_DIRECTIVES = {
+    "keepalive_time": [NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1, NGX_HTTP_UPS_CONF | NGX_CONF_TAKE1],
+    "ssl_reject_handshake": [NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_FLAG],
+    "proxy_ssl_conf_command": [NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_1MORE],
+}
+
+
+def _extend_directive_table() -> None:
+    for name, masks in _EXTRA_DIRECTIVES.items():
+        known = DIRECTIVES.setdefault(name, [])
+        known.extend(m for m in masks if m not in known)
+
+
+_extend_directive_table()
+
+
+def parse(path: Path) -> dict[str, Any]:
+    """crossplane's strict parse of one nginx file (includes are not followed)."""
+    payload: dict[str, Any] = crossplane.parse(str(path), single=True, strict=True, check_ctx=True, check_args=True,
+                                               comments=False)
+    return payload
+
+
+
+
+@dataclass(frozen=True)
+class Directive:
+    name: str
+    args: tuple[str, ...]
+    line: int
+    parents: tuple[Directive, ...]  # outermost first
+    block: tuple[dict[str, Any], ...] | None  # the raw children, when this directive has a block
+
+    @property
+    def context(self) -> str:
+        """The innermost enclosing block's name ('main' at the top)."""
+        return self.parents[-1].name if self.parents else "main"
+
+    def children(self) -> Iterator[Directive]:
+        for raw in self.block or ():
+            yield _directive(raw, (*self.parents, self))
+
+    def child(self, name: str) -> Directive | None:
+        return next((c for c in self.children() if c.name == name), None)
+
+
+def _directive(raw: dict[str, Any], parents: tuple[Directive, ...]) -> Directive:
+    block = raw.get("block")
+    return Directive(raw["directive"], tuple(raw.get("args", ())), raw.get("line", 1), parents,
+                     tuple(block) if block is not None else None)
+
+
+def walk(payload: dict[str, Any]) -> Iterator[Directive]:
+    """Every directive of the first config file in a crossplane payload, depth first."""
+    if not payload.get("config"):
+        return
+
+    def visit(raws: list[dict[str, Any]], parents: tuple[Directive, ...]) -> Iterator[Directive]:
+        for raw in raws:
+            directive = _directive(raw, parents)
+            yield directive
+            if directive.block is not None:
+                yield from visit(list(directive.block), (*parents, directive))
+
+    yield from visit(payload["config"][0].get("parsed", []), ())
+
+
+def find_all(payload: dict[str, Any], name: str) -> list[Directive]:
+    return [d for d in walk(payload) if d.name == name]

@@ -1,0 +1,47 @@
+"""``halgen new``: scaffold a stack repo with copier from halgen's own blueprint, so that
+``copier update`` can carry blueprint fixes into it later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import TemplateError
+
+from halgen.compiler import pipeline, resources, secrets
+from halgen.compiler.answers import Answers
+from halgen.compiler.write import check_destination, move_into_place, staging_dir, template_location, verify
+from halgen.errors import RenderError
+
+
+def new(dest: Path, answers: Answers | None, vcs_ref: str | None = None) -> Path:
+    """Scaffold at ``dest`` (prompts unless answers are given); nothing is written there
+    until the whole tree rendered and passed its checks."""
+    dest = dest.resolve()
+    check_destination(dest, force=False)
+    with staging_dir(dest) as staging:
+        _copier_copy(resources.template_root(), staging, answers, vcs_ref=vcs_ref)
+        verify(staging, answers or pipeline.load_repo_answers(staging))  # prompted answers: as copier wrote them
+        secrets.ensure(staging)
+        move_into_place(staging, dest)
+    return dest
+
+
+def _copier_copy(template: Path, staging: Path, answers: Answers | None, vcs_ref: str | None = None) -> None:
+    from copier import run_copy
+    from copier.errors import CopierError
+
+    try:
+        run_copy(
+            str(template),
+            str(staging),
+            data=answers.to_dict() if answers else {},
+            defaults=answers is not None,
+            overwrite=True,
+            quiet=True,
+            unsafe=True,  # the blueprint loads halgen's own Jinja extension
+            vcs_ref=vcs_ref,
+        )
+    except CopierError as err:
+        raise RenderError(f"copier: {err}") from None
+    except TemplateError as err:
+        raise RenderError(f"blueprint template error: {template_location(err)}{err}") from None

@@ -1,0 +1,51 @@
+"""Scale a tier of a generated repo through ``copier update`` at the blueprint version it
+records, so local edits are merged, never lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from halgen.compiler import loader, pipeline
+from halgen.compiler.answers import Answers
+from halgen.compiler.model import node_names
+from halgen.journeys.copierrepo import ANSWERS_FILE, JourneyError, own_answers, recorded, require_clean_git
+
+SCALABLE = {"app": "app_servers"}  # role -> the answer that counts its nodes
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    role: str
+    before: int
+    after: int
+    removed_nodes: list[str]
+
+
+def plan_scale(repo: Path, role: str, count: int) -> tuple[ScalePlan, Answers]:
+    """Validate the new count against every rule before anything runs."""
+    if role not in SCALABLE:
+        raise JourneyError(f"cannot scale '{role}' yet (scalable: {', '.join(SCALABLE)})")
+    own = own_answers(recorded(repo))
+    key = SCALABLE[role]
+    before = pipeline.complete_answers(loader.from_mapping(own, str(repo / ANSWERS_FILE)))
+    after = pipeline.complete_answers(loader.from_mapping({**own, key: count}, f"{key}={count}"))
+    gone = sorted(set(node_names(before)[role]) - set(node_names(after)[role]), key=lambda n: int(n[len(role):]))
+    return ScalePlan(role, getattr(before, key), count, gone), after
+
+
+def scale(repo: Path, role: str, count: int, confirm: Callable[[str], bool]) -> ScalePlan:
+    repo = repo.resolve()
+    plan, _ = plan_scale(repo, role, count)
+    require_clean_git(repo)
+    existing = [n for n in plan.removed_nodes if (repo / "nodes" / n).exists()]
+    if existing and not confirm(f"Scaling {role} from {plan.before} to {count} removes the files of "
+                                f"{', '.join(existing)} (nodes/{existing[0]}/ ...). Continue?"):
+        raise JourneyError("nothing changed")
+    from copier import VcsRef, run_update
+
+    # At the version the repo records: scaling must not also pull a blueprint upgrade.
+    run_update(str(repo), data={SCALABLE[role]: count}, defaults=True, overwrite=True, quiet=True, unsafe=True,
+               vcs_ref=VcsRef.CURRENT)
+    return plan

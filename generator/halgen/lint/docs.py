@@ -6,22 +6,49 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import runner as _runner  # noqa: F401 - registers every rule
-from .registry import FAMILIES, RULES, Rule
+from halgen.lint import runner as _runner  # noqa: F401 - registers every rule
+from halgen.lint.examples import HANDWRITTEN, Snippet, examples
+from halgen.lint.registry import FAMILIES, RULES, Rule
 
 DOCS_DIR = Path(__file__).resolve().parents[3] / "docs" / "rules"
 
 
 def explain(rule: Rule) -> str:
+    """The rule's doc in the ruff shape: What it checks, Why it matters, Example, Fix."""
     program = f"\nRuns: `{rule.program}` (when installed; else HAL002 says so)\n" if rule.program else ""
     return (f"# {rule.id} {rule.name}\n\n"
             f"Severity: {rule.severity.label} · Family: {rule.family} ({FAMILIES[rule.family]})\n{program}\n"
-            f"{rule.summary}\n\n{rule.doc}\n\n"
+            f"## What it checks\n\n{rule.summary}\n\n"
+            f"## Why it matters\n\n{rule.doc}\n\n"
+            f"{_examples(rule)}"
             "## Silence it\n\n"
             f"- for one line, where the format has comments: `# halgen-lint: disable={rule.id}` on the line "
             "or the line above;\n"
             f"- for some files, in `.halgen-lint.yml`: `ignore: {{\"nodes/lb*/etc/nginx/nginx.conf\": [{rule.id}]}}`;\n"
             f"- for the repo: `disable: [{rule.id}]` in `.halgen-lint.yml`.\n")
+
+
+def _examples(rule: Rule) -> str:
+    """The Example and Fix sections, from the rule's mutations (halgen.lint.examples)."""
+    shown = examples(rule.id)
+    if not shown:
+        return ""
+    named = len(shown) > 1
+    failing = "\n".join(_snippet(e.failing, e.source if named else "") for e in shown)
+    passing = "\n".join(_snippet(e.passing, e.source if named else "") for e in shown)
+    if shown[0].source == HANDWRITTEN:
+        origin = "_A hand-written example: this rule reports on the lint run, not on a file._"
+    else:
+        ids = ", ".join(f"`{e.source}`" for e in shown)
+        origin = (f"_From the test suite's {'mutations' if named else 'mutation'} of a generated repo ({ids}): "
+                  f"this rule flags {'each' if named else 'it'}, and the repo as halgen generates it passes._")
+    return f"## Example\n\n{failing}\n## Fix\n\n{passing}\n{origin}\n\n"
+
+
+def _snippet(snippet: Snippet, source: str) -> str:
+    label = f"**{source.split('-', 1)[1]}**: " if source else ""
+    block = f"\n```{snippet.lang}\n{snippet.text}\n```\n" if snippet.text else ""
+    return f"{label}{snippet.note}\n{block}"
 
 
 def index() -> str:

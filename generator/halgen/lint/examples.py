@@ -1,0 +1,287 @@
+"""Each rule's failing and passing example, as data that ships with halgen.
+
+The table below is the test suite's mutations: each `Change` is one defect made in a
+copy of a generated (golden) repo, and tests/lint_mutations.py applies every one and
+asserts its rule flags it; the unchanged golden repo is the passing side. The rule
+docs (`halgen lint --explain ID`, docs/rules/) show the changed text itself - the golden
+files do not ship with halgen - so an Example is the defect, its Fix what halgen
+generates. Only HAL002 and HAL003, which report on the other rules rather than on a
+file, have hand-written examples (`HANDWRITTEN`).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["edit", "append", "write", "remove"]
+
+DEFAULT_CASE = "default-ha"
+HANDWRITTEN = "hand-written"  # an Example's source when no mutation shows the rule
+DOC_EXAMPLES = 2  # at most this many examples per rule in its doc
+_MAX_LINES = 6  # longer appended or written texts are cut to their first _SHOWN lines
+_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class Change:
+    """One defect: `kind` applied to `file` (relative to the repo root; one part may be a
+    glob) of the golden repo `case`. edit replaces the first `count` occurrences of `old`
+    with `new` (`old` must be there); append adds `new` at the end; write creates the
+    file with the text `new`; remove deletes the file or directory."""
+
+    rule: str
+    name: str
+    kind: Kind
+    file: str
+    old: str = ""
+    new: str = ""
+    count: int = 1
+    case: str = DEFAULT_CASE
+
+    @property
+    def id(self) -> str:
+        return f"{self.rule}-{self.name}"
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One side of an example: a line saying where (and what, for an absence), then the
+    text to show, "" for none."""
+
+    note: str
+    text: str = ""
+    lang: str = ""
+
+
+@dataclass(frozen=True)
+class Example:
+    source: str  # the Change's id, or HANDWRITTEN
+    file: str
+    failing: Snippet
+    passing: Snippet
+
+
+LB = "nodes/lb1/etc/nginx/nginx.conf"
+PG = "nodes/db1/etc/postgresql/*/main/postgresql.conf"
+HBA = "nodes/db1/etc/postgresql/*/main/pg_hba.conf"
+REDIS = "nodes/redis1/etc/redis/redis.conf"
+REPLICA = "nodes/redis2/etc/redis/redis.conf"
+SENTINEL = "nodes/redis1/etc/redis/sentinel.conf"
+UNIT = "nodes/app1/etc/systemd/system/shop-starman-5000.service"
+DB_BOOT = "nodes/db1/usr/local/sbin/shop-first-boot"
+APP_BOOT = "nodes/app1/usr/local/sbin/shop-first-boot"
+APP_ENV = "nodes/app1/etc/shop/app.env"
+CLOUD = "nodes/db1/cloud-init.yaml"
+SSHD = "nodes/db1/etc/ssh/sshd_config.d/*.conf"
+
+# Defects the file rules see. A rule's first DOC_EXAMPLES entries are its doc examples.
+CHANGES: tuple[Change, ...] = (
+    Change("HAL001", "invalid-answer", "edit", ".copier-answers.yml", "app_servers: 3", "app_servers: 0"),
+    Change("HAL001", "no-answers", "remove", ".copier-answers.yml"),
+    Change("HAL101", "typo-directive", "edit", LB, "proxy_connect_timeout 2s;", "proxy_conect_timeout 2s;"),
+    Change("HAL101", "wrong-context", "edit", LB, "proxy_http_version 1.1;",
+           "proxy_http_version 1.1;\n            upstream x { }"),
+    Change("HAL102", "no-header", "edit", CLOUD, "#cloud-config", "#cloud-confg"),
+    Change("HAL102", "bad-yaml", "edit", CLOUD, "package_update: true", "package_update: [true"),
+    Change("HAL102", "own-write-files", "append", CLOUD, new="write_files:\n- path: /etc/motd\n  content: hello\n"),
+    Change("HAL103", "no-equals", "edit", UNIT, "Restart=on-failure", "Restart on-failure"),
+    Change("HAL103", "no-execstart", "edit", UNIT, "ExecStart=", "#ExecStart="),
+    Change("HAL104", "set-twice", "append", PG, new="shared_buffers = '512MB'\n"),
+    Change("HAL104", "unbalanced-quote", "edit", PG, "work_mem = '5041kB'", "work_mem = '5041kB"),
+    Change("HAL105", "bad-method", "edit", HBA, "10.0.0.40/32            scram-sha-256",
+           "10.0.0.40/32            scram-sha256"),
+    Change("HAL105", "bad-address", "edit", HBA, "10.0.0.40/32", "10.0.0.40/33"),
+    Change("HAL106", "unknown-directive", "edit", REDIS, "appendfsync everysec", "appendfsyncc everysec"),
+    Change("HAL107", "broken-json", "edit", "firewalls/db.json", "}", ""),
+    Change("HAL201", "missing-server", "edit", LB,
+           "        server 10.0.0.42:5000 weight=1 max_fails=3 fail_timeout=10s max_conns=5;\n", ""),
+    Change("HAL201", "extra-server", "edit", LB, "        keepalive 7;",
+           "        server 10.0.0.43:5000;\n        keepalive 7;"),
+    Change("HAL202", "listener-blocked", "edit", DB_BOOT, "ufw allow proto tcp from 10.0.0.20/32 to any port 5432",
+           "ufw allow proto tcp from 10.0.0.20/32 to any port 5433"),
+    Change("HAL202", "port-without-listener", "edit", APP_BOOT, "ufw --force enable",
+           "ufw allow proto tcp from 10.0.0.10/32 to any port 8080\nufw --force enable"),
+    Change("HAL203", "cloud-source-differs", "edit", "firewalls/db.json", '"10.0.0.41/32"', '"10.0.0.99/32"'),
+    Change("HAL204", "lb-not-admitted", "edit", APP_BOOT, "from 10.0.0.11/32 to any port 5000",
+           "from 10.0.0.12/32 to any port 5000"),
+    Change("HAL205", "replica-missing", "edit", HBA,
+           "host    replication     replicator      10.0.0.21/32            scram-sha-256\n", ""),
+    Change("HAL205", "stranger", "append", HBA,
+           new="host    app             app             10.0.0.99/32            scram-sha-256\n"),
+    Change("HAL206", "wrong-slot", "edit", "nodes/db1/etc/shop/pg-setup.sql", "slot('db2')", "slot('db9')"),
+    Change("HAL206", "too-few-senders", "edit", PG, "max_wal_senders = 7", "max_wal_senders = 0"),
+    Change("HAL207", "minority-quorum", "edit", SENTINEL, "sentinel monitor shop 10.0.0.30 6379 2",
+           "sentinel monitor shop 10.0.0.30 6379 1"),
+    Change("HAL207", "watches-replica", "edit", SENTINEL, "sentinel monitor shop 10.0.0.30 6379 2",
+           "sentinel monitor shop 10.0.0.31 6379 2"),
+    Change("HAL208", "two-masters", "edit", REPLICA, "replicaof 10.0.0.30 6379", "# replicaof 10.0.0.30 6379"),
+    Change("HAL208", "follows-nobody", "edit", REPLICA, "replicaof 10.0.0.30 6379", "replicaof 10.0.0.39 6379"),
+    Change("HAL209", "dsn-misses-node", "edit", APP_ENV,
+           "host=10.0.0.20,10.0.0.21;port=5432,5432;target_session_attrs=read-write",
+           "host=10.0.0.20;port=5432;target_session_attrs=read-write"),
+    Change("HAL209", "wrong-sentinels", "edit", APP_ENV, "REDIS_SENTINELS=10.0.0.40:26379",
+           "REDIS_SENTINELS=10.0.0.44:26379"),
+    Change("HAL210", "node-missing", "remove", "nodes/app3"),
+    Change("HAL210", "stray-node", "write", "nodes/app9/NODE.md", new="# app9\n"),
+    Change("HAL301", "http-host", "edit", LB, "proxy_set_header Host $host;", "proxy_set_header Host $http_host;"),
+    Change("HAL302", "location-drops-hsts", "edit", LB, "location = /nginx-health {",
+           "location = /nginx-health {\n            add_header X-Probe 1;", count=3, case="tls-sync"),
+    Change("HAL303", "alias-traversal", "edit", LB, "location / {\n            proxy_pass",
+           "location /files {\n            alias /srv/files/;\n        }\n\n"
+           "        location / {\n            proxy_pass"),
+    Change("HAL304", "variable-proxy-pass", "edit", LB, "proxy_pass http://shop_app;",
+           "proxy_pass http://$arg_backend;"),
+    Change("HAL305", "tokens-on", "edit", LB, "server_tokens off;", "server_tokens on;"),
+    Change("HAL305", "tokens-unset", "edit", LB, "    server_tokens off;\n", ""),
+    Change("HAL306", "md5", "edit", HBA, "10.0.0.40/32            scram-sha-256", "10.0.0.40/32            md5"),
+    Change("HAL306", "trust", "edit", HBA, "10.0.0.21/32            scram-sha-256", "10.0.0.21/32            trust"),
+    Change("HAL306", "md5-encryption", "edit", PG, "password_encryption = scram-sha-256", "password_encryption = md5"),
+    Change("HAL307", "world-hba", "append", HBA,
+           new="host    all             all             0.0.0.0/0               scram-sha-256\n"),
+    Change("HAL307", "listen-everywhere", "edit", PG, "listen_addresses = '10.0.0.20'", "listen_addresses = '*'"),
+    Change("HAL308", "db-open", "edit", DB_BOOT, "from 10.0.0.40/32 to any port 5432", "from any to any port 5432"),
+    Change("HAL308", "cloud-accept", "edit", "firewalls/db.json", '"inbound_policy": "DROP"',
+           '"inbound_policy": "ACCEPT"'),
+    Change("HAL308", "default-allow", "edit", DB_BOOT, "ufw default deny incoming", "ufw default allow incoming"),
+    Change("HAL309", "no-password", "edit", REDIS, "include /etc/redis/secrets.conf", ""),
+    Change("HAL310", "bind-all", "edit", REDIS, "bind 10.0.0.30", "bind 0.0.0.0"),
+    Change("HAL310", "bind-public", "edit", SENTINEL, "bind 10.0.0.30", "bind 203.0.113.7"),
+    Change("HAL311", "redis-password", "append", REDIS, new="requirepass hunter2hunter2hunter2\n"),
+    Change("HAL311", "env-password", "append", APP_ENV, new="PG_PASSWORD=s3cr3tvalue\n"),
+    Change("HAL311", "private-key", "write", "app/deploy_key",
+           new="-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA==\n"),
+    Change("HAL312", "secrets-not-ignored", "edit", ".gitignore", "/secrets/\n", ""),
+    Change("HAL313", "password-ssh", "edit", SSHD, "PasswordAuthentication no", "PasswordAuthentication yes"),
+    Change("HAL313", "cloud-init-pwauth", "edit", CLOUD, "ssh_pwauth: false", "ssh_pwauth: true"),
+    Change("HAL313", "no-drop-in", "remove", "nodes/lb1/etc/ssh/sshd_config.d"),
+    Change("HAL401", "user-data-too-big", "append", CLOUD,
+           new="".join(f"# padding line {i:05d} {'x' * 60}\n" for i in range(200))),
+    Change("HAL402", "unbounded-slots", "edit", PG, "max_slot_wal_keep_size = '16384MB'",
+           "max_slot_wal_keep_size = -1"),
+    Change("HAL403", "nginx-outlives-starman", "edit", LB, "keepalive_timeout 4s;", "keepalive_timeout 10s;"),
+    Change("HAL404", "no-keepalive", "edit", LB, "        keepalive 7;\n", ""),
+    Change("HAL404", "http-1.0", "edit", LB, "            proxy_http_version 1.1;\n", ""),
+    Change("HAL405", "too-few-connections", "edit", PG, "max_connections = 200", "max_connections = 10"),
+    Change("HAL406", "shared-buffers-too-big", "edit", PG, "shared_buffers = '1024MB'", "shared_buffers = '3500MB'"),
+    Change("HAL407", "no-maxmemory", "edit", REDIS, "maxmemory 1024mb", "# maxmemory 1024mb"),
+    Change("HAL407", "maxmemory-too-big", "edit", REDIS, "maxmemory 1024mb", "maxmemory 1900mb"),
+    Change("HAL408", "no-pg-backup-cron", "remove", "nodes/db2/etc/cron.d/shop-pg-backup"),
+    Change("HAL408", "no-retention", "edit", "nodes/db1/etc/pgbackrest/pgbackrest.conf", "repo1-retention-full=4", ""),
+    Change("HAL408", "no-archiving", "edit", PG, "archive_mode = on", "archive_mode = off"),
+    Change("HAL409", "conflict-marker", "append", "README.md",
+           new="<<<<<<< before updating\nold\n=======\nnew\n>>>>>>> after updating\n"),
+    Change("HAL409", "rej-file", "write", "nodes/lb1/etc/nginx/nginx.conf.rej", new="@@ -1 +1 @@\n"),
+)
+
+# Defects only the real programs see (the file rules pass them).
+TOOL_CHANGES: tuple[Change, ...] = (
+    Change("HAL501", "bad-value", "edit", LB, "proxy_buffers 8 16k;", "proxy_buffers 8 16q;"),
+    Change("HAL502", "bad-restart", "edit", UNIT, "Restart=on-failure", "Restart=sometimes"),
+    Change("HAL503", "wrong-type", "edit", CLOUD, "package_update: true", "package_update: maybe"),
+    Change("HAL504", "unquoted", "edit", DB_BOOT, "ufw --force enable", "rm -rf $TMPDIR/x\nufw --force enable"),
+    Change("HAL505", "bad-unit", "edit", PG, "work_mem = '5041kB'", "work_mem = '5041kQ'"),
+    Change("HAL505", "unknown-parameter", "append", PG, new="shared_bufers = '128MB'\n"),
+    Change("HAL506", "bad-policy", "edit", REDIS, "maxmemory-policy noeviction", "maxmemory-policy sometimes"),
+)
+
+ALL_CHANGES = CHANGES + TOOL_CHANGES
+
+_WORKFLOW = ".github/workflows/halgen-lint.yml"
+_APT = ("sudo apt-get install -y -qq --no-install-recommends nginx systemd cloud-init {}postgresql redis-server "
+        "openssl starman")
+
+# HAND-WRITTEN, not from a mutation: HAL002 and HAL003 report on the other rules (a
+# program missing where lint runs, a rule that crashed), so no change to a repo's files
+# shows them.
+HANDWRITTEN_EXAMPLES: dict[str, tuple[Example, ...]] = {
+    "HAL002": (Example(HANDWRITTEN, _WORKFLOW,
+                       Snippet(f"`{_WORKFLOW}` installs the programs, but not shellcheck:", _APT.format(""), "sh"),
+                       Snippet(f"`{_WORKFLOW}` (as generated) installs every program the tools rules run:",
+                               _APT.format("shellcheck "), "sh")),),
+    "HAL003": (Example(HANDWRITTEN, "halgen lint output",
+                       Snippet("`halgen lint` output:",
+                               ".:0: HAL003 error HAL305 (nginx-server-tokens) failed and did not check the repo: "
+                               "RuntimeError: boom", "text"),
+                       Snippet("A halgen release with the bug fixed (report it with the message); "
+                               "a complete run has no HAL003 line.")),),
+}
+
+
+def changes(rule_id: str) -> list[Change]:
+    """The rule's mutations, in table order."""
+    return [c for c in ALL_CHANGES if c.rule == rule_id]
+
+
+def examples(rule_id: str, limit: int | None = DOC_EXAMPLES) -> list[Example]:
+    """The rule's examples for its doc: from its first `limit` mutations (None: all), or
+    hand-written for the rules no mutation shows."""
+    found = [example(c) for c in changes(rule_id)] or list(HANDWRITTEN_EXAMPLES.get(rule_id, ()))
+    return found if limit is None else found[:limit]
+
+
+def example(change: Change) -> Example:
+    """The failing and passing text of one mutation: the changed text itself, labelled with its file."""
+    where, lang = f"`{change.file}`", language(change.file)
+    if change.kind == "edit":
+        fix = Snippet(f"{where} has:", _tidy(change.old, mid_line=True), lang)
+        if change.new:
+            failing = Snippet(f"{where} has:", _tidy(change.new, mid_line=True), lang)
+        else:
+            failing = Snippet(f"{where} without the text shown under Fix.")
+        return Example(change.id, change.file, failing, fix)
+    if change.kind == "append":
+        note, text = _shortened(change.new)
+        return Example(change.id, change.file, Snippet(f"{where} ends with{note}:", text, lang),
+                       Snippet(f"{where} as generated (nothing appended)."))
+    if change.kind == "write":
+        note, text = _shortened(change.new)
+        return Example(change.id, change.file, Snippet(f"{where} exists{note}:", text, lang),
+                       Snippet(f"{where} absent: delete it."))
+    return Example(change.id, change.file, Snippet(f"{where} is missing."),
+                   Snippet(f"{where} present, as halgen generates it."))
+
+
+def language(file: str) -> str:
+    """The Markdown code-fence language for a file's text."""
+    name = file.rsplit("/", 1)[-1]
+    if name.endswith((".yml", ".yaml")):
+        return "yaml"
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith(".sql"):
+        return "sql"
+    if name.endswith(".md"):
+        return "markdown"
+    if name.endswith(".service"):
+        return "ini"
+    if "/nginx/" in file and name.endswith(".conf"):
+        return "nginx"
+    if "/sbin/" in file or name.endswith(".env"):
+        return "sh"
+    return "text"
+
+
+def _shortened(text: str) -> tuple[str, str]:
+    """A long text cut to its first lines, with a note (" 200 lines, the first 3 shown")."""
+    lines = text.rstrip("\n").splitlines()
+    if len(lines) <= _MAX_LINES:
+        return "", "\n".join(lines)
+    return (f" {len(lines)} lines ({len(text):,} characters; the first {_SHOWN} shown)",
+            "\n".join(lines[:_SHOWN]))
+
+
+def _tidy(text: str, mid_line: bool = False) -> str:
+    """Text for a code block: without its common indentation or trailing newline.
+
+    An edit's text may start mid-line, its first line then carrying no indentation;
+    it is given that of the next line (one level less when it opens a block) first."""
+    lines = text.rstrip("\n").splitlines()
+    if mid_line and len(lines) > 1 and lines[0] == lines[0].lstrip():
+        following = next((line for line in lines[1:] if line.strip()), "")
+        indent = len(following) - len(following.lstrip())
+        if lines[0].rstrip().endswith("{"):
+            indent = max(indent - 4, 0)
+        lines[0] = " " * indent + lines[0]
+    return textwrap.dedent("\n".join(lines))

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench system-deps
+.PHONY: demo test check bench system-deps
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +20,14 @@ demo: $(STAMP)
 	@echo
 	@sed -n '/^## Nodes/,/^## What is here/p' demo/README.md | head -n -1
 
-test: $(STAMP)
+# The code checks run first: style (ruff), types (mypy, strict for the compiler),
+# and the layer contracts (import-linter, see pyproject.toml).
+check: $(STAMP)
+	$(VENV)/bin/ruff check generator tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: check
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

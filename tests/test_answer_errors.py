@@ -19,7 +19,7 @@ CASES: list[tuple[str, bytes, int, str, str]] = [
     ("bool-not-int", b"app_servers: true\n", 1, "app_servers", "whole number"),
     ("above-maximum", b"project: x1\napp_servers: 999\n", 2, "app_servers", "at most 250"),
     ("enum", b"pg_version: 12\n", 1, "pg_version", "one of: 14, 15, 16, 17"),
-    ("newline-in-domain", b'domains: ["ok.example.com", "evil.example.com\\n  return 302 http://x;"]\n', 1, "domains[1]", "is not allowed: must be"),
+    ("newline-in-domain", b'domains: ["ok.example.com", "evil.example.com\\n  return 302 http://x;"]\n', 1, "domains[1]", "contains a control character"),
     ("semicolon-in-project", b"project: 'shop; rm -rf /'\n", 1, "project", "is not allowed: must be"),
     ("shell-in-ref", b"app_ref: 'main$(reboot)'\n", 1, "app_ref", "is not allowed: must be"),
     ("directive-in-health-path", b"lb_health_path: '/h { return 200; }'\n", 1, "lb_health_path", "is not allowed: must be"),

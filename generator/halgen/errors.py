@@ -10,6 +10,7 @@ error handling.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -23,12 +24,28 @@ NO_VALUE: Any = object()  # a Problem that shows no offending value
 _MAX_SHOWN = 60
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# Anything that could move the cursor, ring, recolour or forge a line on a terminal.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def dotted(path: FieldPath) -> str:
-    """``("admins", 0, "name")`` -> ``admins[0].name``; the root is ``(document)``."""
+    """``("admins", 0, "name")`` -> ``admins[0].name``; the root is ``(document)``. A key that
+    is not plain letters, digits, '_' and '-' is shown quoted and escaped: ``["a\\nb"]``."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            text += f"[{json.dumps(part, ensure_ascii=True)}]"
+        else:
+            text += f".{part}" if text else part
     return text or "(document)"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control or line-reordering character escaped (``\\n``, ``\\x1b``)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def show_value(value: Any) -> str:
@@ -54,7 +71,7 @@ class Problem:
     def format(self) -> str:
         where = "" if self.field is None else f"{dotted(self.field)}: "
         got = "" if self.value is NO_VALUE else f" (got {show_value(self.value)})"
-        return f"{self.file}:{self.line}: {where}{self.message}{got}"
+        return printable(f"{self.file}:{self.line}: {where}{self.message}{got}")
 
     def sort_key(self) -> tuple[str, int, str, str]:
         return (self.file, self.line, "" if self.field is None else dotted(self.field), self.message)
@@ -72,8 +89,8 @@ class HalgenError(click.ClickException):
         self.command: str | None = None
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(self.format_message() if self.command is None else f"{self.command}: {self.format_message()}",
-                   err=True)
+        message = printable(self.format_message())  # it may quote a path or value the user gave
+        click.echo(message if self.command is None else f"{self.command}: {message}", err=True)
 
 
 class ProblemsError(HalgenError):
@@ -85,7 +102,7 @@ class ProblemsError(HalgenError):
         super().__init__("\n".join(p.format() for p in self.problems))
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(self.format_message(), err=True)
+        click.echo(self.format_message(), err=True)  # each line is printable already
 
 
 class AnswersError(ProblemsError):

@@ -14,7 +14,6 @@ from typing import Any
 from jinja2 import Environment, pass_context
 from jinja2.ext import Extension
 from jinja2.runtime import Context
-from jsonschema import Draft202012Validator
 
 from halgen.compiler import cloudinit, schema
 from halgen.compiler.answers import FrozenMap, freeze, thaw
@@ -74,13 +73,12 @@ def _field_error(context: Context, name: str) -> str:
     if name not in context or name not in schema.fields():
         return ""
     errors = sorted(_field_validator(name).iter_errors(context[name]), key=lambda e: list(e.absolute_path))
-    return errors[0].message if errors else ""
+    return str(errors[0].message) if errors else ""
 
 
 @cache
-def _field_validator(name: str) -> Draft202012Validator:
-    root = schema.schema()
-    return Draft202012Validator({"$defs": root["$defs"], **root["properties"][name]})
+def _field_validator(name: str) -> Any:
+    return schema.field_validator(name)
 
 
 @pass_context

@@ -6,6 +6,7 @@ Every failure becomes an AnswersError naming file, line and field.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,18 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent, NodeEvent
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    NodeEvent,
+)
 
 from halgen.errors import AnswersError, FieldPath, Problem
 
 MAX_BYTES = 1024 * 1024  # an answer file is a few KB; anything this large is a mistake
+MAX_DEPTH = 8  # mappings and lists inside each other; the schema's deepest is 4 (admins[0].ssh_keys[0])
 
 
 @dataclass(frozen=True)
@@ -49,17 +57,31 @@ def from_mapping(data: dict[str, Any], file: str = "<data>") -> LoadedAnswers:
 
 
 def load(path: Path) -> LoadedAnswers:
+    """Read a regular file of at most MAX_BYTES (checked while reading: /dev/zero and FIFOs
+    are refused at once, never read) and parse it."""
     name = str(path)
     try:
-        raw = path.read_bytes()
+        kind = path.stat().st_mode
+        if not stat.S_ISREG(kind):
+            raise _error(name, 1, f"the answer file must be a regular file, not {_file_kind(kind)}")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as err:
         raise _error(name, 1, f"cannot read the answer file: {err.strerror}") from None
     return parse(raw, name)
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
 def parse(raw: bytes, name: str) -> LoadedAnswers:
     if len(raw) > MAX_BYTES:
-        raise _error(name, 1, f"answer file is too large ({len(raw)} bytes; the limit is {MAX_BYTES})")
+        raise _error(name, 1, f"answer file is too large (over {MAX_BYTES} bytes)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -104,16 +126,23 @@ def _error(name: str, line: int, message: str) -> AnswersError:
 
 
 def _reject_aliases_and_documents(yaml: YAML, text: str, name: str) -> None:
-    """Anchors and aliases have no use in answers and enable 'billion laughs' bombs."""
-    documents = 0
+    """Anchors and aliases have no use in answers and enable 'billion laughs' bombs; answers
+    nest three levels deep, so deep nesting is refused before anything is built from it."""
+    documents = depth = 0
     for event in yaml.parse(text):
-        kind = type(event).__name__
-        if kind == "DocumentStartEvent":
+        if isinstance(event, DocumentStartEvent):
             documents += 1
             if documents > 1:
                 raise _error(name, event.start_mark.line + 1, "answer file holds more than one YAML document")
         if isinstance(event, AliasEvent) or (isinstance(event, NodeEvent) and event.anchor):
             raise _error(name, event.start_mark.line + 1, "YAML anchors and aliases are not allowed in answer files")
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _error(name, event.start_mark.line + 1,
+                             f"nested more than {MAX_DEPTH} levels deep (answers need at most 4)")
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
 
 
 def _plain(value: Any) -> Any:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from halgen.compiler import resources
@@ -23,10 +24,37 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+def _whole_pattern(validator: Any, pattern: str, instance: Any, spec: dict[str, Any]) -> Iterator[ValidationError]:
+    """``pattern`` matched against the whole string: JSON Schema's search with ``^...$`` lets
+    Python's ``$`` match before a final newline, which would let "198.51.100.0/24\\n" through."""
+    if isinstance(instance, str) and not re.fullmatch(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _is_integer(_: Any, instance: Any) -> bool:
+    """Whole numbers only: 3.0 is refused (JSON Schema would accept it) rather than becoming
+    '--workers 3.0' or /etc/postgresql/15.0/ in a rendered file."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# The schema's own validator class with halgen's two stricter readings.
+StrictValidator = validators.extend(
+    Draft202012Validator,
+    validators={"pattern": _whole_pattern},
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @cache
-def _validator() -> Draft202012Validator:
+def _validator() -> Any:
     Draft202012Validator.check_schema(schema())
-    return Draft202012Validator(schema())
+    return StrictValidator(schema())
+
+
+def field_validator(name: str) -> Any:
+    """A validator for one top-level field (copier's question validators use it)."""
+    root = schema()
+    return StrictValidator({"$defs": root["$defs"], **root["properties"][name]})
 
 
 @cache
@@ -57,9 +85,38 @@ def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(loaded: LoadedAnswers) -> list[Problem]:
-    problems: list[Problem] = []
+    problems = _control_characters(loaded, loaded.data, ())
+    refused = [p.field for p in problems if p.field is not None]
     for error in _validator().iter_errors(loaded.data):
-        problems.extend(_to_problems(loaded, error))
+        for found in _to_problems(loaded, error):  # one problem per place: control characters first
+            if found.field is None or not any(found.field[:len(r)] == r for r in refused):
+                problems.append(found)
+    return problems
+
+
+# C0 and C1 controls, DEL, and the invisible characters that reorder or split lines when shown.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _control_characters(loaded: LoadedAnswers, value: Any, path: FieldPath) -> list[Problem]:
+    """Every string, list item and mapping key in the answers, checked for control characters."""
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        if found:
+            return [Problem(loaded.file, loaded.line_of(path), f"contains a control character ({found.group()!r}); "
+                            "answers are single-line text", path, value)]
+        return []
+    problems: list[Problem] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _CONTROL.search(key):
+                problems.append(Problem(loaded.file, loaded.line_of(path + (key,)),
+                                        "a field name contains a control character", path + (key,)))
+            else:
+                problems += _control_characters(loaded, item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += _control_characters(loaded, item, path + (index,))
     return problems
 
 

@@ -10,11 +10,12 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from halgen.compiler import resources
+from halgen.compiler import resources, schema
 from halgen.compiler.answers import Answers
 from halgen.compiler.loader import LoadedAnswers
 from halgen.compiler.model import RESERVED_HEAD, RESERVED_TAIL, node_names, plan_addresses, sentinel_hosts
 from halgen.errors import FieldPath, Problem
+from halgen.formats import cron
 
 Violation = tuple[FieldPath, str, Any]
 CrossFieldRule = Callable[[Answers], Iterator[Violation]]
@@ -181,6 +182,21 @@ def static_paths_avoid_health(a: Answers) -> Iterator[Violation]:
     for i, path in enumerate(a.lb_static_paths):
         if a.lb_health_path.startswith(path.rstrip("/") + "/") or a.lb_health_path == path:
             yield ("lb_static_paths", i), f"shadows the health endpoint {a.lb_health_path}", path
+
+
+SCHEDULES = tuple(name for name in schema.fields() if name.endswith("_schedule"))  # cron fields
+
+
+@rule
+def schedules_can_run(a: Answers) -> Iterator[Violation]:
+    # cron takes an impossible schedule without a word, and the backup never runs.
+    for name in SCHEDULES:
+        text = getattr(a, name)
+        if text:
+            try:
+                cron.schedule(text)
+            except cron.CronError as err:
+                yield (name,), f"is not a schedule cron runs: {err}", text
 
 
 def check(loaded: LoadedAnswers, complete: Answers) -> list[Problem]:

@@ -95,6 +95,8 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL105", "bad-address", "edit", HBA, "10.0.0.40/32", "10.0.0.40/33"),
     Change("HAL106", "unknown-directive", "edit", REDIS, "appendfsync everysec", "appendfsyncc everysec"),
     Change("HAL107", "broken-json", "edit", "firewalls/db.json", "}", ""),
+    Change("HAL108", "minute-60", "edit", "nodes/db1/etc/cron.d/shop-pg-backup", "17 3 * * 0 root", "60 3 * * 0 root"),
+    Change("HAL108", "never-fires", "edit", "nodes/redis1/etc/cron.d/shop-redis-backup", " * * * root", " 31 2 * root"),
     Change("HAL201", "missing-server", "edit", LB,
            "        server 10.0.0.42:5000 weight=1 max_fails=3 fail_timeout=10s max_conns=5;\n", ""),
     Change("HAL201", "extra-server", "edit", LB, "        keepalive 7;",

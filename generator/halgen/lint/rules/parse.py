@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from halgen.errors import Problem
+from halgen.formats import cron
 from halgen.formats.pghba import HBA_TYPES
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo, node_of
@@ -145,6 +146,20 @@ def json_syntax(repo: Repo) -> Iterator[Problem]:
             json.loads(repo.text(rel))
         except json.JSONDecodeError as err:
             yield Problem(rel, err.lineno, f"not valid JSON: {err.msg}")
+
+
+@rule("HAL108", "cron-schedule", "error", "parse")
+def cron_schedule(repo: Repo) -> Iterator[Problem]:
+    """Every /etc/cron.d line is a schedule cron accepts and can fire, a user and a command.
+
+    cron skips a line with a field out of range (minute 60, weekday 8) and keeps
+    a schedule that can never fire (the 31st of February) without a word: the
+    backup it runs never happens, and nothing says so. Fix the schedule answer
+    (`backup_schedule` and the other `*_schedule` fields) and re-render.
+    """
+    for rel in repo.glob(r"nodes/[^/]+/etc/cron\.d/[^/]+"):
+        for line, message in cron.cron_d(repo.text(rel))[1]:
+            yield Problem(rel, line, f"cron: {message}")
 
 
 def _redis_directives() -> frozenset[str]:

@@ -115,6 +115,7 @@ class Answers:
     backup_retention_days: int
     admins: tuple[Admin, ...]
     admin_cidrs: tuple[str, ...]
+    admin_cidrs_allow_internet: bool
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Answers:

@@ -13,7 +13,15 @@ from typing import Any
 from halgen.compiler import resources, schema
 from halgen.compiler.answers import Answers
 from halgen.compiler.loader import LoadedAnswers
-from halgen.compiler.model import RESERVED_HEAD, RESERVED_TAIL, node_names, plan_addresses, sentinel_hosts
+from halgen.compiler.model import (
+    RESERVED_HEAD,
+    RESERVED_TAIL,
+    covers_internet,
+    listeners,
+    node_names,
+    plan_addresses,
+    sentinel_hosts,
+)
 from halgen.errors import FieldPath, Problem
 from halgen.formats import cron
 
@@ -116,6 +124,16 @@ def ports_fit(a: Answers) -> Iterator[Violation]:
     top = a.app_port + a.starman_instances - 1
     if top > 65535:
         yield ("app_port",), f"leaves no room for {a.starman_instances} instances (last port {top})", a.app_port
+        return
+    # Two programs on one address:port: the second never starts.
+    for node, ports in listeners(a).items():
+        seen: dict[int, str] = {}
+        for port, what in ports:
+            if port in seen:
+                yield (("app_port",), f"puts {what} on port {port} of {node}, where {seen[port]} listens; "
+                       "choose app_port so that the Starman ports miss it", a.app_port)
+                return
+            seen[port] = what
 
 
 @rule
@@ -182,6 +200,15 @@ def static_paths_avoid_health(a: Answers) -> Iterator[Violation]:
     for i, path in enumerate(a.lb_static_paths):
         if a.lb_health_path.startswith(path.rstrip("/") + "/") or a.lb_health_path == path:
             yield ("lb_static_paths", i), f"shadows the health endpoint {a.lb_health_path}", path
+
+
+@rule
+def ssh_is_not_open_to_everyone(a: Answers) -> Iterator[Violation]:
+    # Each CIDR may look narrow; together they can still be the whole Internet.
+    if covers_internet(a.admin_cidrs) and not a.admin_cidrs_allow_internet:
+        yield (("admin_cidrs",), "together cover the whole IPv4 Internet: SSH would be open to everyone and fail2ban "
+               "would ignore every address; name your networks, or set admin_cidrs_allow_internet: true",
+               list(a.admin_cidrs))
 
 
 SCHEDULES = tuple(name for name in schema.fields() if name.endswith("_schedule"))  # cron fields

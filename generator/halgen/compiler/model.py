@@ -7,6 +7,7 @@ Everything a template needs that is not a plain answer is computed here
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -18,6 +19,8 @@ ROLE_TITLES = {"lb": "nginx load balancer", "app": "Starman app server", "db": "
 # Where each role's addresses start in the subnet (offset from the network address).
 # Fixed blocks keep every other node's address stable when one tier scales.
 ROLE_OFFSETS = {"lb": 10, "db": 20, "redis": 30, "app": 40}
+SSH_PORT, HTTP_PORT, HTTPS_PORT = 22, 80, 443
+PG_PORT, REDIS_PORT, SENTINEL_PORT = 5432, 6379, 26379
 RESERVED_HEAD = 2  # Linode: never use the first two ...
 RESERVED_TAIL = 2  # ... or the last two addresses of a VPC subnet
 
@@ -247,10 +250,27 @@ class Stack:
     def canonical_domain(self) -> str:
         return self.a.domains[0]
 
+    @property
+    def ssh_open_to_internet(self) -> bool:
+        """admin_cidrs together cover every IPv4 address (only with admin_cidrs_allow_internet)."""
+        return covers_internet(self.a.admin_cidrs)
+
+    @property
+    def server_names_hash_bucket_size(self) -> int | None:
+        """nginx's bucket size for the longest server name, None when the default (64)
+        holds it. An entry takes a pointer, the name plus 2 bytes rounded up to 8, and each
+        bucket ends with a pointer: names of 47+ characters overflow 64 and nginx refuses
+        to start."""
+        needed = 16 + (max(len(d) for d in self.a.domains) + 2 + 7) // 8 * 8
+        size = 64
+        while size < needed:
+            size *= 2
+        return size if size > 64 else None
+
     # --- data tier -------------------------------------------------------
-    pg_port = 5432
-    redis_port = 6379
-    sentinel_port = 26379
+    pg_port = PG_PORT
+    redis_port = REDIS_PORT
+    sentinel_port = SENTINEL_PORT
     replication_user = "replicator"
 
     @property
@@ -305,6 +325,26 @@ class Stack:
     @property
     def sentinel_addresses(self) -> str:
         return ",".join(f"{n.address}:{self.sentinel_port}" for n in self.sentinels)
+
+
+def covers_internet(cidrs: Iterable[str]) -> bool:
+    """Do these IPv4 networks together cover every address (0.0.0.0/1 + 128.0.0.0/1 do)?"""
+    networks = [ipaddress.IPv4Network(c, strict=False) for c in cidrs if ":" not in c]
+    return list(ipaddress.collapse_addresses(networks)) == [ipaddress.IPv4Network("0.0.0.0/0")]
+
+
+def listeners(a: Answers) -> dict[str, list[tuple[int, str]]]:
+    """Every TCP port each node listens on, with what listens: the one table that says
+    which services share a node (Sentinels sit on app or DB nodes when Redis nodes run out)."""
+    sentinels = set(sentinel_hosts(a)) if a.redis_mode == "sentinel" else set()
+    role_ports: dict[str, list[tuple[int, str]]] = {
+        "lb": [(HTTP_PORT, "nginx")] + ([(HTTPS_PORT, "nginx (TLS)")] if a.lb_tls else []),
+        "app": [(a.app_port + i, f"Starman instance {i + 1}") for i in range(a.starman_instances)],
+        "db": [(PG_PORT, "PostgreSQL")],
+        "redis": [(REDIS_PORT, "Redis")],
+    }
+    return {name: [(SSH_PORT, "sshd"), *role_ports[role]] + ([(SENTINEL_PORT, "Sentinel")] if name in sentinels else [])
+            for role, names in node_names(a).items() for name in names}
 
 
 def node_names(a: Answers) -> dict[str, list[str]]:

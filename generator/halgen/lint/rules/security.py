@@ -6,6 +6,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
+from halgen.compiler.model import covers_internet
 from halgen.errors import HalgenError, Problem
 from halgen.formats import nginx, ufw
 from halgen.formats.redisconf import Directive, first
@@ -183,13 +184,19 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Problem]:
     """
     stack = repo.stack
     lb_nodes = {n.name for n in stack.lbs} if stack else {d for d in repo.node_dirs if d.startswith("lb")}
+    # SSH open to everyone only when the answers say so (admin_cidrs_allow_internet).
+    accepted = {22} if repo.answers is not None and repo.answers.admin_cidrs_allow_internet else set()
     for rel in repo.first_boots():
         node = node_of(rel)
         rules, defaults = repo.ufw(rel)
+        allowed = WEB_PORTS | accepted if node in lb_nodes else accepted
         for r in rules:
-            if _world(r.source) and (node not in lb_nodes or set(r.ports) - WEB_PORTS):
+            if _world(r.source) and set(r.ports) - allowed:
                 shown = "all" if len(r.ports) > 20 else ",".join(map(str, r.ports))
                 yield Problem(rel, r.line, f"port(s) {shown} open to the world on {node}")
+        for port, line in _open_to_all_together([(r.source, r.ports, r.line) for r in rules if not _world(r.source)]):
+            if port not in allowed:
+                yield Problem(rel, line, f"port {port} on {node}: its allowed networks together are the whole Internet")
         policy, line = defaults.get("incoming", ("allow", 1))
         if policy != "deny":
             yield Problem(rel, line, f"default incoming policy is {policy}; want deny")
@@ -203,11 +210,25 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Problem]:
                 continue
             ports = set(ufw.ports_of(str(r.get("ports", ""))))
             addresses = r.get("addresses", {})
-            world = any(_world(s) for s in addresses.get("ipv4", []) + addresses.get("ipv6", []))
-            if world and (role != "lb" or ports - WEB_PORTS or not ports):
+            sources = addresses.get("ipv4", []) + addresses.get("ipv6", [])
+            world = any(_world(s) for s in sources) or covers_internet(s for s in sources if ":" not in s)
+            allowed = WEB_PORTS | accepted if role == "lb" else accepted
+            if world and (ports - allowed or not ports):
                 yield Problem(rel, 1, f"rule {r.get('label', '?')}: port(s) {r.get('ports', 'all')} open to the world")
         if doc.get("inbound_policy") != "DROP":
             yield Problem(rel, 1, f"inbound_policy is {doc.get('inbound_policy')}; want DROP")
+
+
+def _open_to_all_together(rules: list[tuple[str, tuple[int, ...], int]]) -> Iterator[tuple[int, int]]:
+    """(port, line of its last rule) for each port whose IPv4 sources together cover every address."""
+    by_port: dict[int, list[tuple[str, int]]] = {}
+    for source, ports, line in rules:
+        for port in ports:
+            by_port.setdefault(port, []).append((source, line))
+    for port, sources in sorted(by_port.items()):
+        cidrs = [s for s, _ in sources if ":" not in s and s[:1].isdigit()]
+        if cidrs and covers_internet(cidrs):
+            yield port, max(line for _, line in sources)
 
 
 def _has(directives: list[Directive], *names: str) -> bool:

@@ -44,3 +44,30 @@ def test_ssh_open_to_everyone_renders_only_when_accepted(tmp_path: Path) -> None
     assert lint(repo, tools=False).findings == []
     jail = next((repo / "nodes" / "app1" / "etc" / "fail2ban" / "jail.d").iterdir()).read_text()
     assert "ignoreip = 127.0.0.1/8 ::1\n" in jail, "fail2ban must not ignore the whole Internet"
+
+
+def test_render_refuses_a_tree_its_own_lint_rejects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blueprint defect that no answer check can see (here: every node's firewall lets
+    everything in) stops the render with the lint's lines, exit 2, and nothing at --out."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from halgen.cli import main
+    from halgen.compiler import resources
+
+    from conftest import REPO
+
+    template = tmp_path / "template"
+    template.mkdir()
+    shutil.copy2(REPO / "copier.yml", template / "copier.yml")
+    shutil.copytree(REPO / "blueprints", template / "blueprints")
+    boot = next((template / "blueprints" / "stack" / "nodes").rglob("*-first-boot.jinja"))
+    boot.write_text(boot.read_text().replace("ufw default deny incoming", "ufw default allow incoming"))
+    monkeypatch.setattr(resources, "template_root", lambda: template)
+    result = CliRunner().invoke(main, ["render", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "fails its own checks; nothing was written" in result.output
+    assert "nodes/lb1/usr/local/sbin/perlstack-first-boot" in result.output and "HAL308 error" in result.output
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["template"]

@@ -11,9 +11,19 @@ import click
 
 from halgen import __version__
 from halgen.compiler import pipeline, schema
-from halgen.errors import HalgenError
+from halgen.errors import HalgenError, Problem
 
 ANSWERS_HELP = "YAML answer file (see 'halgen schema'); missing fields take their defaults."
+
+
+def _lint_file_rules(root: Path) -> list[Problem]:
+    """halgen lint's file rules on a rendered tree: its errors, as 'ID message' problems.
+    render, new and scale refuse to write a tree their own lint rejects."""
+    from halgen.lint import Severity, lint
+
+    report = lint(root, tools=False)
+    return [Problem(f.file, f.line, f"{f.rule} {f.severity.label} {f.message}")
+            for f in report.findings if f.severity >= Severity.ERROR]
 
 
 class _Commands(click.Group):
@@ -66,7 +76,7 @@ def new(dest: Path, answers_file: Path | None, defaults: bool, vcs_ref: str | No
     from halgen.journeys.new import new as scaffold
 
     answers = pipeline.load_answers(answers_file) if (answers_file or defaults) else None
-    out = scaffold(dest, answers, vcs_ref=vcs_ref)
+    out = scaffold(dest, answers, vcs_ref=vcs_ref, check=_lint_file_rules)
     click.echo(f"halgen: new stack in {out}")
 
 
@@ -95,7 +105,7 @@ def render(answers_file: Path | None, out: Path, force: bool, rehearsal_prefix: 
     target = LINODE
     if rehearsal_prefix is not None:
         target = pipeline.rehearsal_target(rehearsal_prefix.resolve(), loopback_subnet)
-    dest = compile_repo(answers, out, force=force, target=target)
+    dest = compile_repo(answers, out, force=force, target=target, check=_lint_file_rules)
     if target.is_rehearsal:
         build(dest, answers, target)
     files = sum(1 for p in dest.rglob("*") if p.is_file())
@@ -139,7 +149,8 @@ def scale(role: str, count: int, repo: Path, yes: bool) -> None:
     from halgen.journeys.scale import scale as do_scale
 
     try:
-        plan = do_scale(repo, role, count, confirm=lambda q: yes or click.confirm(q, default=False))
+        plan = do_scale(repo, role, count, confirm=lambda q: yes or click.confirm(q, default=False),
+                        check=_lint_file_rules)
     except click.Abort:
         raise HalgenError("not confirmed; nothing changed (--yes skips the question)") from None
     gone = f"; removed {', '.join(plan.removed_nodes)}" if plan.removed_nodes else ""

@@ -11,7 +11,7 @@ import base64
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from halgen.compiler.answers import Answers
 from halgen.compiler.engine import Blueprint, Output
 from halgen.compiler.model import LINODE, Target, derive
 from halgen.compiler.outputs import check_tree
-from halgen.errors import RenderError
+from halgen.errors import Problem, RenderError
 
 BUILD_DIR = "build"
 
@@ -35,7 +35,13 @@ def check_destination(dest: Path, force: bool) -> None:
         raise RenderError(f"{dest}: directory is not empty; refusing to overwrite it (use --force to replace it)")
 
 
-def render(answers: Answers, dest: Path, force: bool = False, target: Target = LINODE) -> Path:
+# A check of a whole rendered tree from a layer above the compiler (the CLI passes
+# halgen lint's file rules): the problems it finds; any one stops the write.
+TreeCheck = Callable[[Path], list[Problem]]
+
+
+def render(answers: Answers, dest: Path, force: bool = False, target: Target = LINODE,
+           check: TreeCheck | None = None) -> Path:
     """Complete, valid answers -> a deployment repo at ``dest`` (replaced whole with ``force``,
     keeping its secrets).
 
@@ -47,7 +53,7 @@ def render(answers: Answers, dest: Path, force: bool = False, target: Target = L
     outputs = _render_blueprint("stack", answers, target)
     with staging_dir(dest) as staging:
         _write_tree(staging, outputs)
-        verify(staging, answers, target)
+        verify(staging, answers, target, check)
         _keep_secrets(dest, staging)
         secrets.ensure(staging)
         move_into_place(staging, dest)
@@ -137,14 +143,18 @@ def template_location(err: TemplateError) -> str:
     return f"{filename}:{lineno}: " if filename else ""
 
 
-def verify(root: Path, answers: Answers, target: Target = LINODE) -> None:
+def verify(root: Path, answers: Answers, target: Target = LINODE, check: TreeCheck | None = None) -> None:
     """The checks every rendered tree passes before it is moved into place: nginx parses
-    (crossplane), and every node's user-data fits Linode's limit with secrets of their
-    real length in it."""
+    (crossplane), every node's user-data fits Linode's limit with secrets of their real
+    length in it, and ``check`` (halgen lint's file rules, for a Linode render) finds nothing."""
     problems = check_tree(root)
+    if not problems:
+        user_data(root, answers, secrets.stand_ins(), target)
+        if check is not None and not target.is_rehearsal:
+            problems = check(root)
     if problems:
-        raise RenderError("rendered output failed its checks:\n" + "\n".join(p.format() for p in problems))
-    user_data(root, answers, secrets.stand_ins(), target)
+        raise RenderError("the rendered repo fails its own checks; nothing was written:\n"
+                          + "\n".join(p.format() for p in problems))
 
 
 @contextmanager

@@ -38,3 +38,10 @@ def require_clean_git(repo: Path) -> None:
         raise JourneyError(f"{repo}: not a git repository (copier update needs one): git init && git add -A && commit")
     if result.stdout.strip():
         raise JourneyError(f"{repo}: has uncommitted changes; commit or stash them first (copier update needs it)")
+
+
+def restore_clean_git(repo: Path) -> None:
+    """Undo everything since the clean state require_clean_git saw (ignored files such as
+    secrets/ and build/ are left alone)."""
+    for argv in (["git", "reset", "--hard", "-q"], ["git", "clean", "-fdq"]):
+        subprocess.run(argv, cwd=repo, check=True, capture_output=True)

@@ -9,18 +9,26 @@ from jinja2 import TemplateError
 
 from halgen.compiler import pipeline, resources, secrets
 from halgen.compiler.answers import Answers
-from halgen.compiler.write import check_destination, move_into_place, staging_dir, template_location, verify
+from halgen.compiler.write import (
+    TreeCheck,
+    check_destination,
+    move_into_place,
+    staging_dir,
+    template_location,
+    verify,
+)
 from halgen.errors import RenderError
 
 
-def new(dest: Path, answers: Answers | None, vcs_ref: str | None = None) -> Path:
+def new(dest: Path, answers: Answers | None, vcs_ref: str | None = None, check: TreeCheck | None = None) -> Path:
     """Scaffold at ``dest`` (prompts unless answers are given); nothing is written there
     until the whole tree rendered and passed its checks."""
     dest = dest.resolve()
     check_destination(dest, force=False)
     with staging_dir(dest) as staging:
         _copier_copy(resources.template_root(), staging, answers, vcs_ref=vcs_ref)
-        verify(staging, answers or pipeline.load_repo_answers(staging))  # prompted answers: as copier wrote them
+        # Prompted answers: as copier wrote them.
+        verify(staging, answers or pipeline.load_repo_answers(staging), check=check)
         secrets.ensure(staging)
         move_into_place(staging, dest)
     return dest

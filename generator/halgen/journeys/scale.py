@@ -10,7 +10,15 @@ from pathlib import Path
 from halgen.compiler import loader, pipeline
 from halgen.compiler.answers import Answers
 from halgen.compiler.model import node_names
-from halgen.journeys.copierrepo import ANSWERS_FILE, JourneyError, own_answers, recorded, require_clean_git
+from halgen.compiler.write import TreeCheck
+from halgen.journeys.copierrepo import (
+    ANSWERS_FILE,
+    JourneyError,
+    own_answers,
+    recorded,
+    require_clean_git,
+    restore_clean_git,
+)
 
 SCALABLE = {"app": "app_servers"}  # role -> the answer that counts its nodes
 
@@ -35,7 +43,8 @@ def plan_scale(repo: Path, role: str, count: int) -> tuple[ScalePlan, Answers]:
     return ScalePlan(role, getattr(before, key), count, gone), after
 
 
-def scale(repo: Path, role: str, count: int, confirm: Callable[[str], bool]) -> ScalePlan:
+def scale(repo: Path, role: str, count: int, confirm: Callable[[str], bool],
+          check: TreeCheck | None = None) -> ScalePlan:
     repo = repo.resolve()
     plan, _ = plan_scale(repo, role, count)
     require_clean_git(repo)
@@ -48,4 +57,9 @@ def scale(repo: Path, role: str, count: int, confirm: Callable[[str], bool]) -> 
     # At the version the repo records: scaling must not also pull a blueprint upgrade.
     run_update(str(repo), data={SCALABLE[role]: count}, defaults=True, overwrite=True, quiet=True, unsafe=True,
                vcs_ref=VcsRef.CURRENT)
+    problems = check(repo) if check is not None else []
+    if problems:  # the tree was clean before: put it back exactly
+        restore_clean_git(repo)
+        raise JourneyError("the scaled repo fails its own checks; nothing changed:\n"
+                           + "\n".join(p.format() for p in problems))
     return plan

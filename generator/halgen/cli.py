@@ -11,7 +11,7 @@ import click
 
 from halgen import __version__
 from halgen.compiler import pipeline, schema
-from halgen.errors import HalgenError, Problem
+from halgen.errors import HalgenError, Problem, ProblemsError
 
 ANSWERS_HELP = "YAML answer file (see 'halgen schema'); missing fields take their defaults."
 
@@ -114,24 +114,31 @@ def render(answers_file: Path | None, out: Path, force: bool, rehearsal_prefix: 
 
 @main.command(name="build")
 @click.argument("repo", type=click.Path(path_type=Path, file_okay=False, exists=True))
-def build_cmd(repo: Path) -> None:
+@click.option("--allow-placeholders", is_flag=True,
+              help="Build even while answers or secrets are stand-ins (the placeholder SSH key, documentation "
+                   "networks, example domains, empty Object Storage keys): for tests, never for real nodes.")
+def build_cmd(repo: Path, allow_placeholders: bool) -> None:
     """Build what REPO's nodes need with their secrets: the pasteable cloud-init
     user-data (REPO/build/user-data/<node>.yaml, and .yaml.b64 for the API) made from
     the repo's files as they are now, and the secret-bearing node files
     (REPO/build/nodes/<node>/). Secrets come from REPO/secrets/secrets.env (created on
     first use). build/ and secrets/ are gitignored.
+
+    Refuses (exit 2, naming each field) while an answer or secret is a stand-in that
+    would lock the admins out or break backups, unless --allow-placeholders.
     """
-    from halgen.compiler.secrets import SECRETS_FILE, missing_provided
-    from halgen.compiler.secrets import read as read_secrets
+    from halgen.compiler import placeholders, secrets
     from halgen.compiler.write import build
 
     answers = pipeline.load_repo_answers(repo)
+    secrets.ensure(repo)
+    if not allow_placeholders:
+        found = placeholders.problems(repo)
+        if found:
+            raise ProblemsError(found, "these are stand-ins, not a real stack: fill them in (or pass "
+                                       "--allow-placeholders for a test) and build again")
     out = build(repo, answers)
-    missing = missing_provided(read_secrets(repo))
     click.echo(f"halgen: secret-bearing files in {out}")
-    if missing:
-        click.echo(f"halgen build: warning: {', '.join(missing)} empty in {repo / SECRETS_FILE}: backups will fail "
-                   "until you fill them in (an Object Storage access key from Cloud Manager) and build again", err=True)
 
 
 @main.command()

@@ -95,14 +95,17 @@ class HalgenError(click.ClickException):
 
 class ProblemsError(HalgenError):
     """Every problem found at once, one ``FILE:LINE: ...`` line each (they carry their place,
-    so no command prefix is added)."""
+    so no command prefix is added), then an optional summary line that says what to do."""
 
-    def __init__(self, problems: Iterable[Problem]):
+    def __init__(self, problems: Iterable[Problem], summary: str | None = None):
         self.problems = sorted(problems, key=Problem.sort_key)
+        self.summary = summary
         super().__init__("\n".join(p.format() for p in self.problems))
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(self.format_message(), err=True)  # each line is printable already
+        if self.summary:
+            click.echo(self.summary if self.command is None else f"{self.command}: {self.summary}", err=True)
 
 
 class AnswersError(ProblemsError):

@@ -225,6 +225,9 @@ def lint_cmd(repo: Path, fmt: str, output: Path | None, fail_on: str | None, no_
         for r in sorted(RULES.values(), key=lambda r: r.id):
             click.echo(f"{r.id}  {r.severity.label:<7}  {r.name:<30} {r.summary}")
         return
+    if not (repo / ".copier-answers.yml").is_file():
+        raise HalgenError(f"{repo}: not a halgen stack repo (it has no .copier-answers.yml); give the directory "
+                          "'halgen new' or 'halgen render' made")
     config = lint_config.load(repo, config_file)
     selected = None
     if select:

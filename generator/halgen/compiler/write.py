@@ -28,11 +28,14 @@ from halgen.errors import Problem, RenderError
 BUILD_DIR = "build"
 
 
-def check_destination(dest: Path, force: bool) -> None:
+def check_destination(dest: Path, force: bool,
+                      way_out: str = "use --force to replace it; its secrets/ are kept") -> None:
+    """``dest`` may be written: absent, an empty directory, or (``force``) any directory.
+    ``way_out`` tells the user what to do instead, in the words of the calling command."""
     if dest.exists() and not dest.is_dir():
         raise RenderError(f"{dest}: exists and is not a directory")
     if dest.is_dir() and any(dest.iterdir()) and not force:
-        raise RenderError(f"{dest}: directory is not empty; refusing to overwrite it (use --force to replace it)")
+        raise RenderError(f"{dest}: directory is not empty; refusing to overwrite it ({way_out})")
 
 
 # A check of a whole rendered tree from a layer above the compiler (the CLI passes

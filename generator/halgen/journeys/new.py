@@ -24,7 +24,8 @@ def new(dest: Path, answers: Answers | None, vcs_ref: str | None = None, check: 
     """Scaffold at ``dest`` (prompts unless answers are given); nothing is written there
     until the whole tree rendered and passed its checks."""
     dest = dest.resolve()
-    check_destination(dest, force=False)
+    check_destination(dest, force=False, way_out="choose a new directory, or update a stack made before with "
+                      "'copier update' inside it")
     with staging_dir(dest) as staging:
         _copier_copy(resources.template_root(), staging, answers, vcs_ref=vcs_ref)
         # Prompted answers: as copier wrote them.
@@ -51,5 +52,9 @@ def _copier_copy(template: Path, staging: Path, answers: Answers | None, vcs_ref
         )
     except CopierError as err:
         raise RenderError(f"copier: {err}") from None
+    except ValueError as err:  # copier's word for a git ref the blueprint does not have
+        if vcs_ref is not None and "revision" in str(err).lower():
+            raise RenderError(f"--vcs-ref {vcs_ref}: the blueprint has no such tag, branch or commit") from None
+        raise
     except TemplateError as err:
         raise RenderError(f"blueprint template error: {template_location(err)}{err}") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jinja2 import TemplateError
 
-from halgen.compiler import pipeline, resources, secrets
+from halgen.compiler import pipeline, secrets
 from halgen.compiler.answers import Answers
 from halgen.compiler.write import (
     TreeCheck,
@@ -18,6 +18,7 @@ from halgen.compiler.write import (
     verify,
 )
 from halgen.errors import RenderError
+from halgen.journeys.source import blueprint_source
 
 
 def new(dest: Path, answers: Answers | None, vcs_ref: str | None = None, check: TreeCheck | None = None) -> Path:
@@ -27,7 +28,8 @@ def new(dest: Path, answers: Answers | None, vcs_ref: str | None = None, check: 
     check_destination(dest, force=False, way_out="choose a new directory, or update a stack made before with "
                       "'copier update' inside it")
     with staging_dir(dest) as staging:
-        _copier_copy(resources.template_root(), staging, answers, vcs_ref=vcs_ref)
+        source, own_ref = blueprint_source()
+        _copier_copy(source, staging, answers, vcs_ref=vcs_ref or own_ref)
         # Prompted answers: as copier wrote them.
         verify(staging, answers or pipeline.load_repo_answers(staging), check=check)
         secrets.ensure(staging)
@@ -35,13 +37,13 @@ def new(dest: Path, answers: Answers | None, vcs_ref: str | None = None, check: 
     return dest
 
 
-def _copier_copy(template: Path, staging: Path, answers: Answers | None, vcs_ref: str | None = None) -> None:
+def _copier_copy(template: str, staging: Path, answers: Answers | None, vcs_ref: str | None = None) -> None:
     from copier import run_copy
     from copier.errors import CopierError
 
     try:
         run_copy(
-            str(template),
+            template,
             str(staging),
             data=answers.to_dict() if answers else {},
             defaults=answers is not None,

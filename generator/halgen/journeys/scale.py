@@ -19,6 +19,7 @@ from halgen.journeys.copierrepo import (
     require_clean_git,
     restore_clean_git,
 )
+from halgen.journeys.source import refresh_source
 
 SCALABLE = {"app": "app_servers"}  # role -> the answer that counts its nodes
 
@@ -48,6 +49,7 @@ def scale(repo: Path, role: str, count: int, confirm: Callable[[str], bool],
     repo = repo.resolve()
     plan, _ = plan_scale(repo, role, count)
     require_clean_git(repo)
+    refresh_source(recorded(repo))
     existing = [n for n in plan.removed_nodes if (repo / "nodes" / n).exists()]
     if existing and not confirm(f"Scaling {role} from {plan.before} to {count} removes the files of "
                                 f"{', '.join(existing)} (nodes/{existing[0]}/ ...). Continue?"):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from halgen.journeys.copierrepo import ANSWERS_FILE, JourneyError, own_answers, recorded
+from halgen.journeys.source import refresh_source
 
 UNTRACKED = ("secrets", "build", ".git")
 
@@ -35,6 +36,7 @@ def status(repo: Path) -> Status:
     if not source or not version:
         raise JourneyError(f"{repo}: its answers record no blueprint source (_src_path/_commit); "
                            "'halgen render' output is not copier-managed")
+    refresh_source(data)
     update_available, latest = check_update(repo)
     from copier import run_copy
 

@@ -76,7 +76,7 @@ def test_a_stack_from_a_wheel_installed_halgen_updates_to_the_next_release(tmp_p
     times["build and install 0.2.0"] = time.monotonic() - started - sum(times.values())
 
     status = _run([halgen, "status", str(stack)], env=env).stdout
-    assert "v0.1.0" in status and "yes: v0.2.0" in status, status
+    assert "at v0.1.0" in status and "yes: 0.2.0" in status and "edited" not in status, status
     _run([halgen, "scale", "app", "4", "--repo", str(stack), "--yes"], env=env)
     assert (stack / "nodes" / "app4").is_dir()
     assert "Fixed in 0.2.0." not in (stack / "nodes" / "app1" / "NODE.md").read_text(), "scale keeps the version"

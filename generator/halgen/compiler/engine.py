@@ -31,6 +31,7 @@ from ruamel.yaml import YAML
 from halgen.compiler.answers import Answers
 from halgen.compiler.extension import STACK_VARIABLE, TARGET_VARIABLE
 from halgen.compiler.model import LINODE, Target, derive
+from halgen.compiler.resources import blueprint_version
 
 COPIER_FILE = "copier.yml"
 # copier's own defaults for the settings below (copier/_template.py, _main.py).
@@ -130,7 +131,7 @@ class Blueprint:
             "_copier_answers": dict(sorted(plain.items())),
             "_copier_conf": {"answers_file": self.settings.answers_file, "src_path": self.root.parent.parent},
             TARGET_VARIABLE: target,
-            STACK_VARIABLE: derive(answers, target),
+            STACK_VARIABLE: derive(answers, target, blueprint_version(self.root.parent.parent)),
             **(extra or {}),
         }
         for source in self._sources():

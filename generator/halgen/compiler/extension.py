@@ -9,6 +9,7 @@ rendered with; question validators call ``halgen_field_error(name)``.
 from __future__ import annotations
 
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, pass_context
@@ -20,6 +21,7 @@ from halgen.compiler.answers import FrozenMap, freeze, thaw
 from halgen.compiler.firewall import FirewallRule, cloud_firewall, node_rules
 from halgen.compiler.model import LINODE, Node, Stack, Target
 from halgen.compiler.pipeline import stack_from
+from halgen.compiler.resources import blueprint_version
 from halgen.errors import AnswersError
 
 
@@ -53,13 +55,14 @@ def _stack(context: Context) -> Stack:
         return given
     # Called once per rendered file (and path): validate each answer set once.
     target = context.get(TARGET_VARIABLE) or LINODE
-    return _stack_for(freeze(_answers_in(context)), target)
+    version = blueprint_version(Path(str(context["_copier_conf"]["src_path"])))
+    return _stack_for(freeze(_answers_in(context)), target, version)
 
 
 @lru_cache(maxsize=8)
-def _stack_for(answers: FrozenMap[str, Any], target: Target) -> Stack:
+def _stack_for(answers: FrozenMap[str, Any], target: Target, version: str) -> Stack:
     try:
-        return stack_from(thaw(answers), file="copier answers", target=target)
+        return stack_from(thaw(answers), file="copier answers", target=target, version=version)
     except AnswersError as err:
         from copier.errors import UserMessageError
 

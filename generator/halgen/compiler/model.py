@@ -409,8 +409,9 @@ def _on_loopback(a: Answers, loopback_subnet: str) -> Answers:
 
 
 @lru_cache(maxsize=16)
-def derive(a: Answers, target: Target = LINODE) -> Stack:
-    """Complete, valid answers -> Stack (cached: templates call it once per file)."""
+def derive(a: Answers, target: Target = LINODE, version: str | None = None) -> Stack:
+    """Complete, valid answers -> Stack (cached: templates call it once per file).
+    ``version``: the blueprint's release (resources.blueprint_version), else this halgen's."""
     from halgen import __version__
     from halgen.compiler.sizing import PgInputs, pg_settings, redis_maxmemory_mb
 
@@ -455,7 +456,7 @@ def derive(a: Answers, target: Target = LINODE) -> Stack:
         prices_as_of=catalogue["as_of"],
         object_storage_monthly=catalogue["object_storage_monthly"],
         backup_bucket=a.backup_bucket or f"{project}-backups",
-        halgen_version=__version__,
+        halgen_version=version or __version__,
         target=target,
         pg=pg_settings(PgInputs(db_plan.ram_mb, db_plan.vcpus, db_plan.disk_gb, a.pg_max_connections),
                        a.pg_settings),

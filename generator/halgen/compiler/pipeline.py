@@ -63,5 +63,6 @@ def rehearsal_target(prefix: Path, loopback_subnet: str) -> Target:
     return Target(loopback_subnet=str(net), prefix=str(prefix))
 
 
-def stack_from(data: dict[str, Any], file: str = "<answers>", target: Target = LINODE) -> Stack:
-    return derive(complete_answers(loader.from_mapping(data, file)), target)
+def stack_from(data: dict[str, Any], file: str = "<answers>", target: Target = LINODE,
+               version: str | None = None) -> Stack:
+    return derive(complete_answers(loader.from_mapping(data, file)), target, version)

@@ -7,6 +7,7 @@ there); an installed wheel carries a copy under ``halgen/_bundled``.
 from __future__ import annotations
 
 import json
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,22 @@ def _source_root() -> Path:
 def template_root() -> Path:
     """The directory holding copier.yml (and blueprints/ below it): what copier copies from."""
     return _source_root()
+
+
+@cache
+def blueprint_version(template_root: Path) -> str:
+    """The halgen release a blueprint belongs to: the version in the pyproject.toml beside
+    its copier.yml (a checkout, or a release copier checked out to update a stack), else
+    this halgen's own (a wheel's bundled copy is this release). Generated files name it,
+    so a stack updated by a newer halgen still matches the release it was made from."""
+    pyproject = template_root / "pyproject.toml"
+    if pyproject.is_file():
+        version = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("version")
+        if isinstance(version, str):
+            return version
+    from halgen import __version__
+
+    return __version__
 
 
 def schema_path() -> Path:

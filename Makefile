@@ -23,7 +23,7 @@ demo: $(STAMP)
 # The code checks run first: style (ruff), types (mypy, strict for the compiler),
 # and the layer contracts (import-linter, see pyproject.toml).
 check: $(STAMP)
-	$(VENV)/bin/ruff check generator tests bench hatch_build.py
+	$(VENV)/bin/ruff check generator tests bench tools hatch_build.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from halgen.compiler import resources, schema
+from halgen.compiler import pgsettings, resources, schema
 from halgen.compiler.answers import Answers
 from halgen.compiler.loader import LoadedAnswers
 from halgen.compiler.model import (
@@ -190,9 +190,13 @@ def users_are_distinct(a: Answers) -> Iterator[Violation]:
 def pg_settings_are_not_managed(a: Answers) -> Iterator[Violation]:
     from halgen.compiler.sizing import PG_MANAGED
 
-    for name in a.pg_settings:
+    ram_mb = resources.price_catalogue()["plans"][a.db_plan]["ram_mb"]
+    for name, value in a.pg_settings.items():
         if name in PG_MANAGED:
             yield ("pg_settings", name), "is set by halgen from the other answers; change those instead", name
+            continue
+        for message in pgsettings.problems(name, value, a.pg_version, ram_mb):
+            yield ("pg_settings", name), message, value
 
 
 @rule

@@ -41,6 +41,7 @@ CASES: list[tuple[str, bytes, int, str, str]] = [
     ("pg-setting-enum", b"pg_settings:\n  wal_compression: sometimes\n", 2, "pg_settings.wal_compression", "must be one of"),
     ("pg-setting-over-ram", b"pg_settings:\n  maintenance_work_mem: 64GB\n", 2, "pg_settings.maintenance_work_mem", "more memory than the database plan"),
     ("pg-setting-other-version", b"pg_version: 15\npg_settings:\n  summarize_wal: 'on'\n", 3, "pg_settings.summarize_wal", "not a PostgreSQL 15 setting"),
+    ("endpoint-in-another-region", b"region: fr-par\nbackup_endpoint: us-ord-1.linodeobjects.com\n", 2, "backup_endpoint", "use fr-par-1.linodeobjects.com"),
     ("sync-without-replica", b"pg_replicas: 0\npg_replication: sync\n", 2, "pg_replication", "at least two replicas"),
     ("sync-with-one-replica", b"pg_replicas: 1\npg_replication: sync\n", 2, "pg_replication", "at least two replicas"),
     ("retry-window-too-short", b"lb_read_timeout_s: 30\nlb_next_upstream_timeout_s: 20\n", 2,

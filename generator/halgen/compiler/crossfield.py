@@ -215,6 +215,21 @@ def ssh_is_not_open_to_everyone(a: Answers) -> Iterator[Violation]:
                list(a.admin_cidrs))
 
 
+@rule
+def backups_stay_in_the_region(a: Answers) -> Iterator[Violation]:
+    # A bucket in another data centre makes every WAL segment cross the Internet, and
+    # the region's own endpoint is what its key and bucket were made for.
+    clusters = resources.load_json(resources.DATA_DIR / "linode_regions.json")["object_storage"]
+    cluster = a.backup_endpoint.removesuffix(".linodeobjects.com")
+    home = next((region for region, names in clusters.items() if cluster in names), None)
+    if home is not None and home != a.region:
+        ours = clusters.get(a.region)
+        suggestion = (f"use {ours[0]}.linodeobjects.com" if ours else
+                      f"use the endpoint Cloud Manager shows for a bucket in {a.region}")
+        yield (("backup_endpoint",), f"is Object Storage in {home}, but the stack is in {a.region}: {suggestion}",
+               a.backup_endpoint)
+
+
 SCHEDULES = tuple(name for name in schema.fields() if name.endswith("_schedule"))  # cron fields
 
 

@@ -67,16 +67,20 @@ def main() -> None:
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--answers", "answers_file", type=click.Path(path_type=Path, dir_okay=False), help=ANSWERS_HELP)
 @click.option("--defaults", is_flag=True, help="Take the default for every question not in --answers (no prompts).")
-@click.option("--vcs-ref", help="Blueprint git ref to use (default: copier's choice, the latest tag or HEAD).")
-def new(dest: Path, answers_file: Path | None, defaults: bool, vcs_ref: str | None) -> None:
+@click.option("--vcs-ref", help="Blueprint git ref to use (default: this halgen's release).")
+@click.option("--advanced", is_flag=True, help="Ask every question, not only the basic ones (the rest take "
+                                                "their defaults, all recorded in .copier-answers.yml).")
+def new(dest: Path, answers_file: Path | None, defaults: bool, vcs_ref: str | None, advanced: bool) -> None:
     """Scaffold a new stack repo at DEST with copier (same as 'copier copy --trust').
 
-    Without --answers or --defaults, copier asks each question interactively.
+    Without --answers or --defaults, copier asks the basic questions interactively,
+    each checked as it is answered; if the whole set is refused at the end, the
+    answers are kept in DEST.answers.yml for --answers.
     """
     from halgen.journeys.new import new as scaffold
 
     answers = pipeline.load_answers(answers_file) if (answers_file or defaults) else None
-    out = scaffold(dest, answers, vcs_ref=vcs_ref, check=_lint_file_rules)
+    out = scaffold(dest, answers, vcs_ref=vcs_ref, check=_lint_file_rules, advanced=advanced)
     click.echo(f"halgen: new stack in {out}")
 
 

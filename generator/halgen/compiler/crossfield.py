@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from halgen.compiler import pgsettings, resources, schema
 from halgen.compiler.answers import Answers
@@ -22,7 +22,7 @@ from halgen.compiler.model import (
     plan_addresses,
     sentinel_hosts,
 )
-from halgen.errors import FieldPath, Problem
+from halgen.errors import FieldPath, Problem, dotted
 from halgen.formats import cron
 
 Violation = tuple[FieldPath, str, Any]
@@ -148,12 +148,16 @@ def database_connections_suffice(a: Answers) -> Iterator[Violation]:
 
 
 @rule
-def replication_is_coherent(a: Answers) -> Iterator[Violation]:
+def pg_replication_is_coherent(a: Answers) -> Iterator[Violation]:
     # ANY 1 of a single standby stalls every commit while that standby is down - and
     # for good after a failover promotes it. Two standbys keep sync commits possible.
     if a.pg_replication == "sync" and a.pg_replicas < 2:
         yield (("pg_replication",), "sync needs at least two replicas (pg_replicas >= 2): with one, every commit "
                "waits while it is down, and after a failover no standby is left", a.pg_replication)
+
+
+@rule
+def redis_replication_is_coherent(a: Answers) -> Iterator[Violation]:
     mode, replicas = a.redis_mode, a.redis_replicas
     if mode == "single" and replicas:
         yield ("redis_replicas",), "must be 0 with redis_mode single (or choose replica or sentinel)", replicas
@@ -215,11 +219,22 @@ def ssh_is_not_open_to_everyone(a: Answers) -> Iterator[Violation]:
                list(a.admin_cidrs))
 
 
+def _object_storage_clusters() -> dict[str, list[str]]:
+    clusters: dict[str, list[str]] = resources.load_json(resources.DATA_DIR / "linode_regions.json")["object_storage"]
+    return clusters
+
+
+def endpoint_for(region: str) -> str:
+    """The Object Storage endpoint of a region the catalogue knows, else the schema's default."""
+    clusters = _object_storage_clusters().get(region)
+    return f"{clusters[0]}.linodeobjects.com" if clusters else str(schema.fields()["backup_endpoint"]["default"])
+
+
 @rule
 def backups_stay_in_the_region(a: Answers) -> Iterator[Violation]:
     # A bucket in another data centre makes every WAL segment cross the Internet, and
     # the region's own endpoint is what its key and bucket were made for.
-    clusters = resources.load_json(resources.DATA_DIR / "linode_regions.json")["object_storage"]
+    clusters = _object_storage_clusters()
     cluster = a.backup_endpoint.removesuffix(".linodeobjects.com")
     home = next((region for region, names in clusters.items() if cluster in names), None)
     if home is not None and home != a.region:
@@ -251,6 +266,32 @@ def check(loaded: LoadedAnswers, complete: Answers) -> list[Problem]:
         for fn in CROSS_FIELD_RULES
         for path, message, value in fn(complete)
     ]
+
+
+class _ReadRecorder:
+    """Answers that note which fields a rule reads."""
+
+    def __init__(self, answers: Answers):
+        self._answers = answers
+        self.read: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        self.read.add(name)
+        return getattr(self._answers, name)
+
+
+def early_violation(field: str, answered: dict[str, Any]) -> str:
+    """For a question being answered: the first message of a rule that reads this field and
+    otherwise only fields answered before it (``answered``; the rest take defaults), else
+    ''. The rules do not declare what they read: a recorder learns it while they run."""
+    answers = Answers.from_dict(schema.with_defaults(answered))
+    for fn in CROSS_FIELD_RULES:
+        recorder = _ReadRecorder(answers)
+        violations = list(fn(cast(Answers, recorder)))
+        if field in recorder.read and recorder.read <= answered.keys():
+            for path, message, _value in violations:
+                return message if path[0] == field else f"{dotted(path)} {message}"
+    return ""
 
 
 def _subnet_ok(a: Answers) -> bool:

@@ -8,7 +8,7 @@ rendered with; question validators call ``halgen_field_error(name)``.
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from jinja2 import Environment, pass_context
 from jinja2.ext import Extension
 from jinja2.runtime import Context
 
-from halgen.compiler import cloudinit, schema
+from halgen.compiler import cloudinit, crossfield, schema
 from halgen.compiler.answers import FrozenMap, freeze, thaw
 from halgen.compiler.firewall import FirewallRule, cloud_firewall, node_rules
 from halgen.compiler.model import LINODE, Node, Stack, Target
@@ -33,6 +33,7 @@ class HalgenExtension(Extension):
         environment.globals["firewall_rules"] = _firewall_rules
         environment.globals["cloud_firewall"] = _cloud_firewall
         environment.globals["cloud_init"] = _cloud_init
+        environment.globals["halgen_endpoint_for"] = crossfield.endpoint_for
 
 
 def _answers_in(context: Context) -> dict[str, Any]:
@@ -64,24 +65,36 @@ def _stack_for(answers: FrozenMap[str, Any], target: Target, version: str) -> St
     try:
         return stack_from(thaw(answers), file="copier answers", target=target, version=version)
     except AnswersError as err:
-        from copier.errors import UserMessageError
+        raise _refusal(thaw(answers), err) from None
 
-        raise UserMessageError("halgen: the answers are not valid:\n" + str(err)) from None
+
+def _refusal(answers: dict[str, Any], err: AnswersError) -> Exception:
+    """copier's UserMessageError (copier shows it and stops) carrying the refused answers,
+    so 'halgen new' can keep them for the next try. copier is imported only here: it is
+    slow to import and 'halgen render' never needs it."""
+    from copier.errors import UserMessageError
+
+    refused = UserMessageError("halgen: the answers are not valid:\n" + str(err))
+    refused.answers = answers  # type: ignore[attr-defined]
+    return refused
 
 
 @pass_context
 def _field_error(context: Context, name: str) -> str:
-    """Copier validator: '' when the field's answer is valid, else a message. A field this
-    halgen does not know (an older blueprint's) is not checked here."""
-    if name not in context or name not in schema.fields():
+    """Copier validator: '' when the field's answer is valid, else a message: the schema's
+    in words, then every cross-field rule that reads only the questions asked so far (the
+    schema's order is copier's), so a bad subnet is refused at its prompt, not at the end.
+    A field this halgen does not know (an older blueprint's) is not checked here."""
+    fields = list(schema.fields())
+    if name not in context or name not in fields:
         return ""
-    errors = sorted(_field_validator(name).iter_errors(context[name]), key=lambda e: list(e.absolute_path))
-    return str(errors[0].message) if errors else ""
-
-
-@cache
-def _field_validator(name: str) -> Any:
-    return schema.field_validator(name)
+    message = schema.field_message(name, context[name])
+    if message:
+        return message
+    asked = {f: context[f] for f in fields[: fields.index(name) + 1] if f in context}
+    if any(schema.field_message(f, v) for f, v in asked.items()):
+        return ""  # an earlier answer is off: its own prompt said so
+    return crossfield.early_violation(name, asked)
 
 
 @pass_context

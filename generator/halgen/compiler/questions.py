@@ -29,14 +29,43 @@ _message_after_copy: |
 _COPIER_TYPES = {"string": "str", "integer": "int", "boolean": "bool", "number": "float"}
 
 
+# Questions without "x-basic" in the schema are asked only with 'halgen new --advanced'
+# (or copier's --data _halgen_advanced=true); otherwise they take their defaults, which
+# copier records in .copier-answers.yml like any answer.
+ASK_ADVANCED = "{{ _halgen_advanced | default(false) }}"
+
+
 def question(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec.get("type", "string")
-    q: dict[str, Any] = {"type": _COPIER_TYPES.get(kind, "yaml"), "help": spec["description"]}
+    q: dict[str, Any] = {"type": _COPIER_TYPES.get(kind, "yaml"), "help": help_text(spec)}
     if "enum" in spec:
         q["choices"] = list(spec["enum"])
-    q["default"] = spec["default"]
+    # A default that follows earlier answers at the prompt (the schema's own stays the
+    # default of answer files and of --defaults without them).
+    q["default"] = spec.get("x-copier-default", spec["default"])
     q["validator"] = "{{ halgen_field_error('" + name + "') }}"
+    if not spec.get("x-basic"):
+        q["ask"] = ASK_ADVANCED
     return q
+
+
+def help_text(spec: dict[str, Any]) -> str:
+    """The field's description and its bounds in words (never a raw pattern)."""
+    words = [spec["description"].rstrip(".") + "."]
+    kind = spec.get("type")
+    if kind == "integer" and "minimum" in spec and "maximum" in spec:
+        words.append(f"A whole number from {spec['minimum']} to {spec['maximum']}.")
+    elif kind == "string" and "x-hint" in spec:
+        words.append(f"Form: {spec['x-hint']}.")
+    elif kind == "array":
+        items = schema.resolve(spec.get("items", {}))
+        low, high = spec.get("minItems", 0), spec.get("maxItems")
+        count = f"{low} to {high}" if high else f"at least {low}"
+        what = items.get("x-hint", "entries with name and ssh_keys" if items.get("type") == "object" else "items")
+        words.append(f"A list of {count}: {what}.")
+    elif kind == "object":
+        words.append("A mapping of name: value (YAML or JSON).")
+    return " ".join(words)
 
 
 def questions() -> dict[str, dict[str, Any]]:

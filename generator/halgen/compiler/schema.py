@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from halgen.compiler import resources
-from halgen.compiler.loader import LoadedAnswers
-from halgen.errors import FieldPath, Problem
+from halgen.compiler.loader import LoadedAnswers, from_mapping
+from halgen.errors import FieldPath, Problem, dotted
 
 
 @cache
@@ -49,6 +49,20 @@ StrictValidator = validators.extend(
 def _validator() -> Any:
     Draft202012Validator.check_schema(schema())
     return StrictValidator(schema())
+
+
+def field_message(name: str, value: Any) -> str:
+    """The first problem with one top-level answer, in the words 'halgen check' uses
+    ('' when it is valid): copier's question validators show it at the prompt."""
+    loaded = from_mapping({name: value})
+    problems = _control_characters(loaded, {name: value}, ())
+    for error in sorted(field_validator(name).iter_errors(value), key=lambda e: list(e.absolute_path)):
+        error.path.appendleft(name)  # as if validated inside the document
+        problems += _to_problems(loaded, error)
+    if not problems:
+        return ""
+    first = problems[0]
+    return first.message if first.field in (None, (name,)) else f"{dotted(first.field)}: {first.message}"
 
 
 def field_validator(name: str) -> Any:

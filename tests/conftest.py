@@ -49,3 +49,15 @@ def tree(root: Path) -> dict[str, bytes]:
     """The tracked files of a generated repo, by relative path."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.relative_to(root).parts[0] not in UNTRACKED}
+
+
+def blueprint_repo(root: Path, tag: str = "v1.0.0") -> Path:
+    """A git repo under ``root`` holding this working tree's blueprint, tagged like a release."""
+    bp = root / "blueprint"
+    bp.mkdir()
+    shutil.copy2(REPO / "copier.yml", bp / "copier.yml")
+    shutil.copytree(REPO / "blueprints", bp / "blueprints")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", tag], ["tag", tag]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=bp, check=True,
+                       capture_output=True)
+    return bp

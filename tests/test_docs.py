@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, halgen
+from conftest import REPO, blueprint_repo, halgen
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
@@ -59,14 +58,7 @@ def _git(cwd: Path, *args: str) -> None:
 def test_generated_readme_update_command_works_as_written(tmp_path: Path) -> None:
     """The command the generated README gives for changing an answer: at the recorded
     blueprint version, with --trust, in a clean tree."""
-    blueprint = tmp_path / "blueprint"
-    blueprint.mkdir()
-    shutil.copy2(REPO / "copier.yml", blueprint / "copier.yml")
-    shutil.copytree(REPO / "blueprints", blueprint / "blueprints")
-    _git(blueprint, "init", "-q", "-b", "main")
-    _git(blueprint, "add", "-A")
-    _git(blueprint, "commit", "-qm", "v1")
-    _git(blueprint, "tag", "v1.0.0")
+    blueprint = blueprint_repo(tmp_path)
     stack = tmp_path / "stack"
     copied = subprocess.run([sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet",
                              str(blueprint), str(stack)], capture_output=True, text=True)

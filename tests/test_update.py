@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 from halgen.compiler import secrets
 from halgen.compiler.migrate import migration_entry
 
-from conftest import REPO, halgen
+from conftest import blueprint_repo, halgen
 
 NGINX_TEMPLATE = "blueprints/stack/nodes/{% yield n from stack().lbs %}{{ n.name }}{% endyield %}/etc/nginx/nginx.conf.jinja"
 MARKERS = re.compile(rb"^(<<<<<<<|>>>>>>>) ", re.M)
@@ -25,18 +24,6 @@ def _git(cwd: Path, *args: str) -> str:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return out.stdout
-
-
-def _blueprint_repo(root: Path) -> Path:
-    bp = root / "blueprint"
-    bp.mkdir()
-    shutil.copy2(REPO / "copier.yml", bp / "copier.yml")
-    shutil.copytree(REPO / "blueprints", bp / "blueprints")
-    _git(bp, "init", "-q", "-b", "main")
-    _git(bp, "add", "-A")
-    _git(bp, "commit", "-qm", "v1")
-    _git(bp, "tag", "v1.0.0")
-    return bp
 
 
 def _release(bp: Path, tag: str) -> None:
@@ -69,7 +56,7 @@ def _leftovers(dst: Path, allowed: set[str]) -> list[str]:
 
 
 def test_update_brings_the_fix_keeps_edits_and_marks_overlaps(tmp_path: Path, record_property) -> None:
-    bp = _blueprint_repo(tmp_path)
+    bp = blueprint_repo(tmp_path)
     dst = tmp_path / "stack"
     _generate(bp, dst)
     secrets_before = (dst / secrets.SECRETS_FILE).read_bytes()
@@ -102,7 +89,7 @@ def test_update_brings_the_fix_keeps_edits_and_marks_overlaps(tmp_path: Path, re
 
 
 def test_scale_out_and_in(tmp_path: Path) -> None:
-    bp = _blueprint_repo(tmp_path)
+    bp = blueprint_repo(tmp_path)
     dst = tmp_path / "stack"
     _generate(bp, dst)
 
@@ -131,7 +118,7 @@ def test_scale_out_and_in(tmp_path: Path) -> None:
 
 
 def test_scale_refuses_invalid_counts_and_dirty_repos(tmp_path: Path) -> None:
-    bp = _blueprint_repo(tmp_path)
+    bp = blueprint_repo(tmp_path)
     dst = tmp_path / "stack"
     _generate(bp, dst)
     too_many = halgen("scale", "app", "150", "--repo", str(dst), "--yes")
@@ -142,7 +129,7 @@ def test_scale_refuses_invalid_counts_and_dirty_repos(tmp_path: Path) -> None:
 
 
 def test_migration_renames_a_stored_answer_across_tags(tmp_path: Path) -> None:
-    bp = _blueprint_repo(tmp_path)
+    bp = blueprint_repo(tmp_path)
     copier_yml = bp / "copier.yml"
     current = copier_yml.read_text()
     # v1 called the answer upstream_keepalive ...
@@ -173,7 +160,7 @@ def test_migration_renames_a_stored_answer_across_tags(tmp_path: Path) -> None:
 
 
 def test_status_reports_version_newer_and_local_edits(tmp_path: Path) -> None:
-    bp = _blueprint_repo(tmp_path)
+    bp = blueprint_repo(tmp_path)
     dst = tmp_path / "stack"
     _generate(bp, dst)
     clean = halgen("status", str(dst))

@@ -231,6 +231,18 @@ def endpoint_for(region: str) -> str:
 
 
 @rule
+def region_boots_user_data(a: Answers) -> Iterator[Violation]:
+    # Nodes are configured by cloud-init from the Metadata service: a region without it
+    # would boot every node bare.
+    capabilities = resources.load_json(resources.DATA_DIR / "linode_regions.json")["capabilities"]
+    known = capabilities.get(a.region)
+    if known is not None and not known["metadata"]:
+        with_it = sorted(r for r, c in capabilities.items() if c["metadata"] and c["vpc"])
+        yield (("region",), "offers no Metadata service, so no node could read its user-data; choose a region that "
+               f"does, e.g. {', '.join(with_it[:4])}", a.region)
+
+
+@rule
 def backups_stay_in_the_region(a: Answers) -> Iterator[Violation]:
     # A bucket in another data centre makes every WAL segment cross the Internet, and
     # the region's own endpoint is what its key and bucket were made for.

@@ -22,14 +22,24 @@ class BlueprintHistoryHook(BuildHookInterface):  # type: ignore[misc]
     PLUGIN_NAME = "blueprint-history"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel" or version == "editable":  # an editable install is the checkout itself
+        if version == "editable":  # an editable install is the checkout itself
             return
         root = Path(self.root)
-        inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True, text=True)
-        if inside.returncode != 0 or inside.stdout.strip() != "true":
-            self.app.display_warning("not a git checkout: the wheel carries no blueprint history")
+        bundle = self._bundle(root)
+        if bundle is None:
+            self.app.display_warning("no git checkout and no blueprint.bundle: the wheel carries no blueprint history")
             return
-        bundle = Path(tempfile.mkdtemp(prefix="halgen-bundle-")) / "blueprint.bundle"
-        subprocess.run(["git", "bundle", "create", str(bundle), "HEAD", "--tags"], cwd=root, check=True,
-                       capture_output=True)
-        build_data["force_include"][str(bundle)] = "halgen/_bundled/blueprint.bundle"
+        # The sdist carries the bundle at its root, so that a wheel built from it (python -m build) has it too.
+        target = "blueprint.bundle" if self.target_name == "sdist" else "halgen/_bundled/blueprint.bundle"
+        build_data["force_include"][str(bundle)] = target
+
+    @staticmethod
+    def _bundle(root: Path) -> Path | None:
+        inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True, text=True)
+        if inside.returncode == 0 and inside.stdout.strip() == "true":
+            bundle = Path(tempfile.mkdtemp(prefix="halgen-bundle-")) / "blueprint.bundle"
+            subprocess.run(["git", "bundle", "create", str(bundle), "HEAD", "--tags"], cwd=root, check=True,
+                           capture_output=True)
+            return bundle
+        shipped = root / "blueprint.bundle"  # an unpacked sdist
+        return shipped if shipped.is_file() else None

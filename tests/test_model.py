@@ -71,6 +71,6 @@ def test_no_sentinels_without_sentinel_mode() -> None:
 def test_prices_follow_catalogue_and_region() -> None:
     s = stack_from({})
     assert s.monthly_total == 183.0
-    jakarta = stack_from({"region": "id-cgk"})
+    jakarta = stack_from({"region": "id-cgk", "backup_endpoint": "id-cgk-1.linodeobjects.com"})
     assert jakarta.apps[0].monthly == 28.8
     assert s.prices_as_of == "2024-07"

@@ -18,7 +18,7 @@ def test_the_catalogue_says_where_its_figures_come_from() -> None:
 def test_the_endpoint_default_follows_the_region() -> None:
     assert crossfield.endpoint_for("fr-par") == "fr-par-1.linodeobjects.com"
     assert crossfield.endpoint_for("us-ord") == "us-ord-1.linodeobjects.com"
-    assert crossfield.endpoint_for("xx-nowhere") == "us-ord-1.linodeobjects.com"  # the schema's default
+    assert crossfield.endpoint_for("xx-nowhere") == "xx-nowhere-1.linodeobjects.com"  # the usual form
 
 
 def test_an_endpoint_of_another_region_is_refused_with_the_right_one() -> None:
@@ -42,3 +42,8 @@ def test_every_region_with_object_storage_clusters_offers_metadata() -> None:
     data = _catalogue()
     for region in data["object_storage"]:
         assert data["capabilities"].get(region, {"metadata": True})["metadata"], region
+
+
+def test_off_site_backups_are_a_choice() -> None:
+    answers = pipeline.default_answers().replace(region="nl-ams", backup_offsite=True)
+    assert list(crossfield.backups_stay_in_the_region(answers)) == []

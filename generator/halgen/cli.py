@@ -20,8 +20,9 @@ def _lint_file_rules(root: Path) -> list[Problem]:
     """halgen lint's file rules on a rendered tree: its errors, as 'ID message' problems.
     render, new and scale refuse to write a tree their own lint rejects."""
     from halgen.lint import Severity, lint
+    from halgen.lint.config import load as load_lint_config
 
-    report = lint(root, tools=False)
+    report = lint(root, load_lint_config(root, None), tools=False)  # the repo's .halgen-lint.yml counts
     return [Problem(f.file, f.line, f"{f.rule} {f.severity.label} {f.message}")
             for f in report.findings if f.severity >= Severity.ERROR]
 

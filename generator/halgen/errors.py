@@ -89,7 +89,8 @@ class HalgenError(click.ClickException):
         self.command: str | None = None
 
     def show(self, file: IO[Any] | None = None) -> None:
-        message = printable(self.format_message())  # it may quote a path or value the user gave
+        # It may quote a path or value the user gave; its own line breaks stay line breaks.
+        message = "\n".join(printable(line) for line in self.format_message().split("\n"))
         click.echo(message if self.command is None else f"{self.command}: {message}", err=True)
 
 

@@ -105,6 +105,7 @@ class Answers:
     redis_persistence: str
     redis_maxmemory_policy: str
     backup_endpoint: str
+    backup_offsite: bool
     backup_bucket: str
     backup_schedule: str
     backup_diff_schedule: str

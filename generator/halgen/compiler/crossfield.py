@@ -225,9 +225,10 @@ def _object_storage_clusters() -> dict[str, list[str]]:
 
 
 def endpoint_for(region: str) -> str:
-    """The Object Storage endpoint of a region the catalogue knows, else the schema's default."""
+    """The Object Storage endpoint of a region the catalogue knows, else the usual form of
+    newer regions' endpoints (a default to offer, which the user checks in Cloud Manager)."""
     clusters = _object_storage_clusters().get(region)
-    return f"{clusters[0]}.linodeobjects.com" if clusters else str(schema.fields()["backup_endpoint"]["default"])
+    return f"{clusters[0] if clusters else region + '-1'}.linodeobjects.com"
 
 
 @rule
@@ -249,12 +250,12 @@ def backups_stay_in_the_region(a: Answers) -> Iterator[Violation]:
     clusters = _object_storage_clusters()
     cluster = a.backup_endpoint.removesuffix(".linodeobjects.com")
     home = next((region for region, names in clusters.items() if cluster in names), None)
-    if home is not None and home != a.region:
+    if home is not None and home != a.region and not a.backup_offsite:
         ours = clusters.get(a.region)
         suggestion = (f"use {ours[0]}.linodeobjects.com" if ours else
                       f"use the endpoint Cloud Manager shows for a bucket in {a.region}")
-        yield (("backup_endpoint",), f"is Object Storage in {home}, but the stack is in {a.region}: {suggestion}",
-               a.backup_endpoint)
+        yield (("backup_endpoint",), f"is Object Storage in {home}, but the stack is in {a.region}: {suggestion} "
+               "(or set backup_offsite: true for off-site backups)", a.backup_endpoint)
 
 
 SCHEDULES = tuple(name for name in schema.fields() if name.endswith("_schedule"))  # cron fields

@@ -142,7 +142,9 @@ class Blueprint:
         templated = source.name.endswith(self.settings.suffix)
         parts = relsource.with_name(source.name.removesuffix(self.settings.suffix)).parts if templated \
             else relsource.parts
-        mode = source.stat().st_mode & 0o777
+        # Executable or not, as the blueprint says; never the checkout's umask (it would
+        # reach the repo and the user-data tar and differ between machines).
+        mode = 0o755 if source.stat().st_mode & 0o111 else 0o644
         for out_parts, ctx in self.expand(parts, context):
             if templated:
                 content = self.env.get_template(relsource.as_posix()).render(ctx)

@@ -42,6 +42,8 @@ class LoadedAnswers:
         line = 1
         for part in path:
             if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
+                if part not in node.lc.data:  # not written here (a value copied in): keep the last line known
+                    break
                 line = node.lc.key(part)[0] + 1
             elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
                 line = node.lc.item(part)[0] + 1
@@ -110,6 +112,9 @@ def parse(raw: bytes, name: str) -> LoadedAnswers:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise _error(name, 1, f"invalid YAML: {first}") from None
 
+    merged = _first_merge(tree)
+    if merged is not None:
+        raise _error(name, merged, "YAML merge keys ('<<') are not allowed in answer files; write each field out")
     if not isinstance(tree, CommentedMap):
         kind = "a list" if isinstance(tree, list) else f"a single {type(tree).__name__} value"
         raise _error(name, 1, f"the answers must be a mapping of field: value, not {kind}")
@@ -118,6 +123,19 @@ def parse(raw: bytes, name: str) -> LoadedAnswers:
         raise AnswersError([Problem(name, tree.lc.key(k)[0] + 1, "field names must be text", (str(k),))
                             for k in bad_keys])
     return LoadedAnswers(file=name, data=_plain(tree), _tree=tree)
+
+
+def _first_merge(node: Any) -> int | None:
+    """The line of the first mapping that merges another in ('<<: ...'), or None."""
+    if isinstance(node, CommentedMap):
+        if getattr(node, "merge", None):
+            return int(node.lc.line) + 1
+        children: Any = node.values()
+    elif isinstance(node, CommentedSeq):
+        children = node
+    else:
+        return None
+    return next((line for child in children if (line := _first_merge(child)) is not None), None)
 
 
 def _error(name: str, line: int, message: str) -> AnswersError:

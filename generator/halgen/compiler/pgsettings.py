@@ -14,9 +14,14 @@ from typing import Any
 
 from halgen.compiler import resources
 
+UNKNOWN_UNIT = "?"  # the catalogue's mark for a numeric setting whose unit is not known
 _MEMORY = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 _TIME = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 _NUMBER = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*")
+# Settings that take memory (a disk size such as max_wal_size is no RAM).
+RAM_SETTINGS = frozenset({"shared_buffers", "work_mem", "maintenance_work_mem", "autovacuum_work_mem",
+                          "effective_cache_size", "temp_buffers", "wal_buffers", "logical_decoding_work_mem",
+                          "huge_page_size", "min_dynamic_shared_memory"})
 _BOOLEAN = {"on", "off", "true", "false", "yes", "no", "1", "0", "t", "f", "y", "n", "tr", "tru", "fa", "fal",
             "fals", "ye"}
 
@@ -29,6 +34,7 @@ class Setting:
     low: float | None
     high: float | None
     choices: tuple[str, ...]
+    context: str  # 'internal': read-only, PostgreSQL refuses it in a config file
 
     @property
     def is_memory(self) -> bool:
@@ -43,7 +49,7 @@ class Setting:
 def catalogue(version: int) -> dict[str, Setting]:
     data = resources.load_json(resources.DATA_DIR / "pg_settings.json")
     return {name: Setting(name, spec[0], spec[1], _float(spec[2]), _float(spec[3]),
-                          tuple(spec[4].split(",")) if spec[4] else ())
+                          tuple(spec[4].split(",")) if spec[4] else (), spec[5])
             for name, spec in data["versions"][str(version)].items()}
 
 
@@ -62,6 +68,8 @@ def problems(name: str, value: Any, version: int, ram_mb: int) -> list[str]:
         close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return [f"is not a PostgreSQL {version} setting{hint}"]
+    if setting.context == "internal":
+        return ["is read-only: PostgreSQL reports it and refuses to start when a config file sets it"]
     text = str(value).strip()
     if setting.vartype == "bool":
         return [] if text.lower() in _BOOLEAN else ["must be on or off"]
@@ -80,6 +88,8 @@ def _number_problems(setting: Setting, text: str, ram_mb: int) -> list[str]:
         return [f"must be a {'whole number' if setting.vartype == 'integer' else 'number'}"
                 + (f" with an optional unit ({_units(setting)})" if setting.unit else "")]
     number, unit = float(match[1]), match[2]
+    if setting.unit == UNKNOWN_UNIT:  # no server here told its unit: only the number's form is checked
+        return []
     if unit and not setting.unit:
         return [f"takes no unit (got {unit!r})"]
     base = _in_base_unit(setting, number, unit)
@@ -88,7 +98,7 @@ def _number_problems(setting: Setting, text: str, ram_mb: int) -> list[str]:
     if setting.low is not None and base < setting.low or setting.high is not None and base > setting.high:
         shown = f" {setting.unit}" if setting.unit else ""
         return [f"is out of range: {setting.low:g} to {setting.high:g}{shown}"]
-    if setting.is_memory and base * setting.base_bytes() > ram_mb * 1024**2:
+    if setting.name in RAM_SETTINGS and base * setting.base_bytes() > ram_mb * 1024**2:
         return [f"asks for more memory than the database plan has ({ram_mb} MB)"]
     return []
 

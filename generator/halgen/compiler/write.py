@@ -163,8 +163,11 @@ def verify(root: Path, answers: Answers, target: Target = LINODE, check: TreeChe
 @contextmanager
 def staging_dir(dest: Path) -> Iterator[Path]:
     """A scratch directory beside ``dest`` (same file system, so the final rename is atomic)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.halgen-", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.halgen-", dir=dest.parent))
+    except OSError as err:
+        raise RenderError(f"{dest}: cannot write there: {err.strerror or err}") from None
     try:
         yield staging
     finally:

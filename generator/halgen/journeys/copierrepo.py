@@ -45,3 +45,10 @@ def restore_clean_git(repo: Path) -> None:
     secrets/ and build/ are left alone)."""
     for argv in (["git", "reset", "--hard", "-q"], ["git", "clean", "-fdq"]):
         subprocess.run(argv, cwd=repo, check=True, capture_output=True)
+
+
+def copier_failure(err: Exception) -> JourneyError:
+    """copier's own errors (a bad recorded ref, a missing source, refused answers) as one
+    line for the user; the first line of copier's message says what went wrong."""
+    text = str(err).strip() or type(err).__name__
+    return JourneyError(f"copier: {text}")

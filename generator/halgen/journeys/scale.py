@@ -14,6 +14,7 @@ from halgen.compiler.write import TreeCheck
 from halgen.journeys.copierrepo import (
     ANSWERS_FILE,
     JourneyError,
+    copier_failure,
     own_answers,
     recorded,
     require_clean_git,
@@ -57,8 +58,14 @@ def scale(repo: Path, role: str, count: int, confirm: Callable[[str], bool],
     from copier import VcsRef, run_update
 
     # At the version the repo records: scaling must not also pull a blueprint upgrade.
-    run_update(str(repo), data={SCALABLE[role]: count}, defaults=True, overwrite=True, quiet=True, unsafe=True,
-               vcs_ref=VcsRef.CURRENT)
+    from copier.errors import CopierError
+
+    try:
+        run_update(str(repo), data={SCALABLE[role]: count}, defaults=True, overwrite=True, quiet=True, unsafe=True,
+                   vcs_ref=VcsRef.CURRENT)
+    except (CopierError, ValueError, OSError) as err:  # whatever copier had written goes too
+        restore_clean_git(repo)
+        raise copier_failure(err) from None
     problems = check(repo) if check is not None else []
     if problems:  # the tree was clean before: put it back exactly
         restore_clean_git(repo)

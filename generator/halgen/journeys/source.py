@@ -40,7 +40,8 @@ def blueprint_source() -> tuple[str, str | None]:
     root = resources.template_root()
     if (root / ".git").exists():
         return str(root), None
-    return str(sync_cache()), _own_ref(sync_cache())
+    cache = sync_cache()
+    return str(cache), _own_ref(cache)
 
 
 def sync_cache() -> Path:

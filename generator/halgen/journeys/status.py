@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from halgen.journeys.copierrepo import ANSWERS_FILE, JourneyError, own_answers, recorded
+from halgen.journeys.copierrepo import ANSWERS_FILE, JourneyError, copier_failure, own_answers, recorded
 from halgen.journeys.source import refresh_source
 
 UNTRACKED = ("secrets", "build", ".git")
@@ -39,11 +39,15 @@ def status(repo: Path) -> Status:
     refresh_source(data)
     update_available, latest = check_update(repo)
     from copier import run_copy
+    from copier.errors import CopierError
 
     with tempfile.TemporaryDirectory(prefix="halgen-status-") as tmp:
         fresh = Path(tmp) / "fresh"
-        run_copy(str(source), str(fresh), data=own_answers(data), defaults=True, quiet=True, unsafe=True,
-                 vcs_ref=str(version))
+        try:
+            run_copy(str(source), str(fresh), data=own_answers(data), defaults=True, quiet=True, unsafe=True,
+                     vcs_ref=str(version))
+        except (CopierError, ValueError, OSError) as err:
+            raise copier_failure(err) from None
         theirs, ours = _files(fresh), _files(repo)
     report = Status(version=str(version), source=str(source), latest=latest, update_available=update_available)
     shared = (ours.keys() & theirs.keys()) - {ANSWERS_FILE}

@@ -148,6 +148,8 @@ CHANGES: tuple[Change, ...] = (
            '"inbound_policy": "ACCEPT"'),
     Change("HAL308", "ssh-halves", "edit", DB_BOOT, "from 203.0.113.0/24 to any port 22 comment 'ssh-admins'",
            "from 0.0.0.0/1 to any port 22\nufw allow proto tcp from 128.0.0.0/1 to any port 22"),
+    Change("HAL308", "ssh-by-name", "edit", DB_BOOT, "ufw default deny incoming",
+           "ufw default deny incoming\nufw limit ssh"),
     Change("HAL308", "default-allow", "edit", DB_BOOT, "ufw default deny incoming", "ufw default allow incoming"),
     Change("HAL309", "no-password", "edit", REDIS, "include /etc/redis/secrets.conf", ""),
     Change("HAL310", "bind-all", "edit", REDIS, "bind 10.0.0.30", "bind 0.0.0.0"),

@@ -205,6 +205,15 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Problem]:
         doc = repo.cloud_firewall(rel)
         if doc is None:
             continue
+        by_port: dict[int, list[str]] = {}
+        for r in doc.get("inbound", []):
+            if r.get("action") == "ACCEPT":
+                for port in ufw.ports_of(str(r.get("ports", ""))):
+                    by_port.setdefault(port, []).extend(r.get("addresses", {}).get("ipv4", []))
+        for port, sources in sorted(by_port.items()):
+            allowed_here = WEB_PORTS | accepted if role == "lb" else accepted
+            if port not in allowed_here and not any(_world(s) for s in sources) and covers_internet(sources):
+                yield Problem(rel, 1, f"port {port}: the rules that allow it together admit the whole Internet")
         for r in doc.get("inbound", []):
             if r.get("action") != "ACCEPT":
                 continue

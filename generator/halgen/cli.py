@@ -68,7 +68,8 @@ def main() -> None:
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--answers", "answers_file", type=click.Path(path_type=Path, dir_okay=False), help=ANSWERS_HELP)
 @click.option("--defaults", is_flag=True, help="Take the default for every question not in --answers (no prompts).")
-@click.option("--vcs-ref", help="Blueprint git ref to use (default: this halgen's release).")
+@click.option("--vcs-ref", help="Blueprint git ref to use (default: this halgen's release; from a git checkout, "
+                                     "the newest tag, else HEAD).")
 @click.option("--advanced", is_flag=True, help="Ask every question, not only the basic ones (the rest take "
                                                 "their defaults, all recorded in .copier-answers.yml).")
 def new(dest: Path, answers_file: Path | None, defaults: bool, vcs_ref: str | None, advanced: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import shlex
@@ -59,7 +60,9 @@ def starman_commands(repo: Repo) -> list[StarmanCommand]:
     return found
 
 
+@functools.cache
 def starman_listeners(repo: Repo) -> list[Listener]:
+    """Every Starman --listen of the repo (once per lint run: each node's checks ask)."""
     found = []
     for command in starman_commands(repo):
         for value in command.options.get("--listen", []):
@@ -135,6 +138,7 @@ def is_loopback(address: str) -> bool:
         return address == "localhost"
 
 
+@functools.lru_cache(maxsize=65536)
 def covers(source: str, address: str) -> bool:
     """Whether a firewall/pg_hba source ('any', a CIDR or an address) includes address."""
     if source in {"any", "all", "0.0.0.0/0"}:

@@ -69,8 +69,19 @@ class Repo:
     def node_dirs(self) -> tuple[str, ...]:
         return tuple(sorted({f.split("/")[1] for f in self.files if f.startswith("nodes/") and f.count("/") >= 2}))
 
+    @functools.cached_property
+    def _files_by_node(self) -> dict[str, list[str]]:
+        by_node: dict[str, list[str]] = {}
+        for rel in self.files:
+            parts = rel.split("/", 2)
+            if len(parts) == 3 and parts[0] == "nodes":
+                by_node.setdefault(parts[1], []).append(rel)
+        return by_node
+
     def node_files(self, node: str, pattern: str) -> list[str]:
-        return self.glob(f"nodes/{re.escape(node)}/{pattern}")
+        # Per node, not over every file: a 200-server repo asks this for each node.
+        compiled = re.compile(f"nodes/{re.escape(node)}/{pattern}")
+        return [f for f in self._files_by_node.get(node, []) if compiled.fullmatch(f)]
 
     def one(self, node: str, pattern: str) -> str | None:
         found = self.node_files(node, pattern)

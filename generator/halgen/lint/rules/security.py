@@ -312,18 +312,16 @@ def secrets_in_tracked_files(repo: Repo) -> Iterator[Problem]:
     """
     known = _secret_values(repo)
     for rel in repo.files:
-        texts = [(rel, repo.text(rel))]
-        for where, text in texts:
-            for number, line in enumerate(text.splitlines(), 1):
-                for pattern, what in _SECRET_LINES:
-                    if pattern.search(line):
-                        yield Problem(rel, number if where == rel else 0, f"{what} in {where}")
+        for number, line in enumerate(repo.text(rel).splitlines(), 1):
+            for pattern, what in _SECRET_LINES:
+                if pattern.search(line):
+                    yield Problem(rel, number, f"{what} in {rel}")
+                    break
+            else:
+                for name, value in known:
+                    if value in line:
+                        yield Problem(rel, number, f"the value of {name} in {rel}")
                         break
-                else:
-                    for name, value in known:
-                        if value in line:
-                            yield Problem(rel, number if where == rel else 0, f"the value of {name} in {where}")
-                            break
 
 
 def _secret_values(repo: Repo) -> list[tuple[str, str]]:

@@ -5,6 +5,11 @@ Only loopback addresses (127.x.y.z) are ever used.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from halgen.host.processes import free_port, wait_for_port  # noqa: F401
@@ -12,7 +17,7 @@ from halgen.host.tls import self_signed  # noqa: F401  (re-exported for the test
 from halgen.rehearse.nginx import bind_listens  # noqa: F401  (re-exported for the tests)
 from halgen.rehearse.units import parse_unit
 
-NODE_PATHS = ("/var/log/nginx", "/run/nginx.pid", "/etc/letsencrypt")
+NODE_PATHS = ("/var/log/nginx", "/run/nginx.pid", "/etc/letsencrypt", "/etc/nginx/tls")
 
 
 def nginx_on_prefix(conf: str, prefix: Path, listen: str | None = None,
@@ -22,6 +27,7 @@ def nginx_on_prefix(conf: str, prefix: Path, listen: str | None = None,
     conf = conf.replace("/var/log/nginx", str(prefix / "logs"))
     conf = conf.replace("/run/nginx.pid", str(prefix / "nginx.pid"))
     conf = conf.replace("/etc/letsencrypt", str(prefix / "letsencrypt"))
+    conf = conf.replace("/etc/nginx/tls", str(prefix / "tls"))
     for old, new in (address_map or {}).items():
         conf = conf.replace(f"server {old}:", f"server {new}:")
     if listen:
@@ -34,3 +40,25 @@ def nginx_on_prefix(conf: str, prefix: Path, listen: str | None = None,
 
 def exec_start(unit_text: str) -> list[str]:
     return parse_unit(unit_text).argv
+
+
+def placeholder_certificate(prefix: Path, domain: str) -> None:
+    """A throwaway certificate where a load balancer's nginx.conf reads its current one."""
+    self_signed(prefix / "tls-source", domain)
+    (prefix / "tls").mkdir(parents=True, exist_ok=True)
+    (prefix / "tls" / "current").symlink_to(prefix / "tls-source" / "live" / domain)
+
+
+@contextmanager
+def nginx_serving(conf: str, prefix: Path, address: str) -> Iterator[int]:
+    """A generated nginx.conf running under ``prefix`` on ``address`` and a free port (yielded)."""
+    port = free_port(address)
+    path = nginx_on_prefix(conf, prefix, listen=f"{address}:{port}")
+    nginx = subprocess.Popen(["nginx", "-c", str(path), "-p", str(prefix), "-g", "daemon off;"],
+                             stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_port(address, port)
+        yield port
+    finally:
+        os.killpg(nginx.pid, signal.SIGTERM)
+        nginx.wait(10)

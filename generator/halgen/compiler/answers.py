@@ -78,6 +78,15 @@ class Answers:
     lb_static_expires: str
     lb_health_path: str
     lb_tls: bool
+    acme_directory: str
+    lb_rate_limit_rps: int
+    lb_rate_limit_burst: int
+    lb_conn_limit: int
+    lb_client_timeout_s: int
+    lb_header_hsts: bool
+    lb_header_nosniff: bool
+    lb_header_frame_options: bool
+    lb_header_referrer_policy: bool
     app_servers: int
     app_plan: str
     starman_instances: int

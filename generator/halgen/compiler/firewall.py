@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from halgen.compiler.model import Node, Stack
+from halgen.compiler.model import ACME_RELAY_PORT, Node, Stack
 from halgen.errors import HalgenError
 
 ANYWHERE = ("0.0.0.0/0",)
@@ -57,6 +57,9 @@ def node_rules(stack: Stack, node: Node) -> list[FirewallRule]:
         # 443 only with TLS: an open port with nothing behind it is a hole waiting for a listener.
         web = (80, 443) if stack.a.lb_tls else (80,)
         rules.append(FirewallRule("web-public", web, ANYWHERE, public=True))
+        if stack.acme_relay:
+            peers = [lb for lb in stack.lbs if lb != node]
+            rules.append(FirewallRule("acme-relay-from-lbs", (ACME_RELAY_PORT,), _hosts(peers)))
     elif node.role == "app":
         ports = tuple(i.port for i in node.instances)
         rules.append(FirewallRule("starman-from-lbs", ports, _hosts(stack.lbs)))

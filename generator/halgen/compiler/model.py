@@ -21,6 +21,11 @@ ROLE_TITLES = {"lb": "nginx load balancer", "app": "Starman app server", "db": "
 ROLE_OFFSETS = {"lb": 10, "db": 20, "redis": 30, "app": 40}
 SSH_PORT, HTTP_PORT, HTTPS_PORT = 22, 80, 443
 PG_PORT, REDIS_PORT, SENTINEL_PORT = 5432, 6379, 26379
+# With TLS on two load balancers, an ACME challenge may reach the one that did not ask for
+# it; that one relays it to the other, which serves its challenge files on this VPC port.
+ACME_RELAY_PORT = 8402
+# Where a rehearsal's ACME server (pebble) answers: its directory URL.
+REHEARSAL_ACME_PORT = 14000
 RESERVED_HEAD = 2  # Linode: never use the first two ...
 RESERVED_TAIL = 2  # ... or the last two addresses of a VPC subnet
 
@@ -48,7 +53,10 @@ class Paths:
     app_current: str
     app_conf_dir: str
     letsencrypt_dir: str
+    letsencrypt_work_dir: str
+    letsencrypt_log_dir: str
     acme_root: str
+    nginx_tls_dir: str
     pg_conf_dir: str
     pg_data: str
     pg_home: str
@@ -80,7 +88,10 @@ class Paths:
             app_current=f"{root}/srv/{project}/current",
             app_conf_dir=f"{root}/etc/{project}",
             letsencrypt_dir=f"{root}/etc/letsencrypt",
+            letsencrypt_work_dir=f"{root}/var/lib/letsencrypt",
+            letsencrypt_log_dir=f"{root}/var/log/letsencrypt",
             acme_root=f"{root}/var/www/letsencrypt",
+            nginx_tls_dir=f"{root}/etc/nginx/tls",
             pg_conf_dir=f"{root}/etc/postgresql/{cluster}",
             pg_data=f"{root}/var/lib/postgresql/{cluster}",
             pg_home=f"{root}/var/lib/postgresql",
@@ -125,6 +136,11 @@ class Target:
         """Where a rehearsal's S3-compatible server listens: just below the loopback
         subnet, so it can never collide with a node."""
         return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 2)
+
+    @property
+    def acme_address(self) -> str:
+        """Where a rehearsal's ACME server (pebble) listens: below the object storage address."""
+        return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 3)
 
     def client_address(self, address: str) -> str:
         """The address a node's outgoing connections come from. On one machine
@@ -251,6 +267,27 @@ class Stack:
         return self.a.domains[0]
 
     @property
+    def acme_directory(self) -> str:
+        """The ACME server certbot uses: the answer, or a rehearsal's own pebble."""
+        if self.target.is_rehearsal:
+            return f"https://{self.target.acme_address}:{REHEARSAL_ACME_PORT}/dir"
+        return self.a.acme_directory
+
+    @property
+    def tls_lbs(self) -> tuple[Node, ...]:
+        """Load balancers that get a certificate from the ACME server (lb_tls)."""
+        return self.lbs if self.a.lb_tls else ()
+
+    @property
+    def acme_relay(self) -> bool:
+        """Load balancers relay ACME challenges to each other (TLS on more than one)."""
+        return bool(self.a.lb_tls) and len(self.lbs) > 1
+
+    def acme_peer(self, lb: Node) -> Node:
+        """The load balancer that relays ACME challenges to ``lb`` (there are at most two)."""
+        return next(other for other in self.lbs if other.name != lb.name)
+
+    @property
     def ssh_open_to_internet(self) -> bool:
         """admin_cidrs together cover every IPv4 address (only with admin_cidrs_allow_internet)."""
         return covers_internet(self.a.admin_cidrs)
@@ -270,6 +307,7 @@ class Stack:
     # --- data tier -------------------------------------------------------
     pg_port = PG_PORT
     redis_port = REDIS_PORT
+    acme_relay_port = ACME_RELAY_PORT
     sentinel_port = SENTINEL_PORT
     replication_user = "replicator"
 
@@ -338,7 +376,8 @@ def listeners(a: Answers) -> dict[str, list[tuple[int, str]]]:
     which services share a node (Sentinels sit on app or DB nodes when Redis nodes run out)."""
     sentinels = set(sentinel_hosts(a)) if a.redis_mode == "sentinel" else set()
     role_ports: dict[str, list[tuple[int, str]]] = {
-        "lb": [(HTTP_PORT, "nginx")] + ([(HTTPS_PORT, "nginx (TLS)")] if a.lb_tls else []),
+        "lb": [(HTTP_PORT, "nginx")] + ([(HTTPS_PORT, "nginx (TLS)")] if a.lb_tls else [])
+        + ([(ACME_RELAY_PORT, "nginx (ACME challenge relay)")] if a.lb_tls and a.lb_count > 1 else []),
         "app": [(a.app_port + i, f"Starman instance {i + 1}") for i in range(a.starman_instances)],
         "db": [(PG_PORT, "PostgreSQL")],
         "redis": [(REDIS_PORT, "Redis")],

@@ -37,11 +37,31 @@ def _extend_directive_table() -> None:
 _extend_directive_table()
 
 
+# Blocks whose body is a table of values, not directives (crossplane 0.5.8 checks them as
+# directives, so "default" in a map would be an "unknown directive").
+VALUE_BLOCKS = frozenset({"map", "geo", "split_clients", "types", "charset_map"})
+
+
 def parse(path: Path) -> dict[str, Any]:
-    """crossplane's strict parse of one nginx file (includes are not followed)."""
-    payload: dict[str, Any] = crossplane.parse(str(path), single=True, strict=True, check_ctx=True, check_args=True,
+    """crossplane's parse of one nginx file (includes are not followed), strict: every
+    directive outside a value table must be one nginx knows."""
+    payload: dict[str, Any] = crossplane.parse(str(path), single=True, strict=False, check_ctx=True, check_args=True,
                                                comments=False)
+    for config in payload["config"]:
+        for line, name in _unknown_directives(config.get("parsed", [])):
+            error = f'unknown directive "{name}" in {config["file"]}:{line}'
+            config["errors"].append({"error": error, "line": line})
+            payload["errors"].append({"file": config["file"], "error": error, "line": line})
+            config["status"] = payload["status"] = "failed"
     return payload
+
+
+def _unknown_directives(raws: list[dict[str, Any]]) -> Iterator[tuple[int, str]]:
+    for raw in raws:
+        if raw["directive"] not in DIRECTIVES:
+            yield raw.get("line", 1), raw["directive"]
+        if raw.get("block") is not None and raw["directive"] not in VALUE_BLOCKS:
+            yield from _unknown_directives(raw["block"])
 
 
 

@@ -13,3 +13,12 @@ def self_signed(cert_dir: Path, domain: str) -> None:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", f"/CN={domain}", "-keyout", str(live / "privkey.pem"),
                     "-out", str(live / "fullchain.pem")], check=True, capture_output=True)
+
+
+def self_signed_for_address(directory: Path, address: str) -> tuple[Path, Path]:
+    """A throwaway certificate for a local server reached by its IP address."""
+    cert, key = directory / "server.pem", directory / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", f"/CN={address}", "-addext", f"subjectAltName=IP:{address}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key

@@ -130,9 +130,9 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL301", "http-host", "edit", LB, "proxy_set_header Host $host;", "proxy_set_header Host $http_host;"),
     Change("HAL302", "location-drops-hsts", "edit", LB, "location = /nginx-health {",
            "location = /nginx-health {\n            add_header X-Probe 1;", count=3, case="tls-sync"),
-    Change("HAL303", "alias-traversal", "edit", LB, "location / {\n            proxy_pass",
+    Change("HAL303", "alias-traversal", "edit", LB, "location / {\n            limit_req",
            "location /files {\n            alias /srv/files/;\n        }\n\n"
-           "        location / {\n            proxy_pass"),
+           "        location / {\n            limit_req"),
     Change("HAL304", "variable-proxy-pass", "edit", LB, "proxy_pass http://shop_app;",
            "proxy_pass http://$arg_backend;"),
     Change("HAL305", "tokens-on", "edit", LB, "server_tokens off;", "server_tokens on;"),

@@ -43,9 +43,10 @@ def psql(ls: LoopbackStack, node: str, sql: str, database: str = "postgres", tim
     return out.stdout.strip()
 
 
-def node_script(ls: LoopbackStack, node: str, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+def node_script(ls: LoopbackStack, node: str, name: str, *args: str,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     path = Path(ls.node(node).paths.sbin) / f"{ls.stack.project}-{name}"
-    return run(["bash", str(path), *args])
+    return run(["bash", str(path), *args], env=env)
 
 
 def _checked(result: subprocess.CompletedProcess[str], what: str) -> None:

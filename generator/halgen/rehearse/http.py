@@ -12,22 +12,37 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A load balancer as clients reach it; ``host`` is the Host header (a stack domain)."""
+    """A load balancer as clients reach it; ``host`` is the name they ask for (a stack
+    domain): the Host header and, with TLS, the name sent in the handshake (SNI) and
+    verified against ``ca_file``'s certificates."""
 
     address: str
     port: int
     tls: bool
     host: str
+    ca_file: str = ""
 
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.address}:{self.port}"
 
-    def connect(self, timeout: float) -> http.client.HTTPConnection:
-        if self.tls:  # a rehearsal's certificate is self-signed
-            return http.client.HTTPSConnection(self.address, self.port, timeout=timeout,
-                                               context=ssl._create_unverified_context())
+    def connect(self, timeout: float, name: str | None = None) -> http.client.HTTPConnection:
+        if self.tls:
+            return _NamedHTTPSConnection(self.address, self.port, name or self.host, self.ca_file, timeout)
         return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
+
+
+class _NamedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, asking for (and verifying) a name, like curl --resolve."""
+
+    def __init__(self, address: str, port: int, name: str, ca_file: str, timeout: float) -> None:
+        context = ssl.create_default_context(cafile=ca_file or None)
+        super().__init__(address, port, timeout=timeout, context=context)
+        self.context, self.name = context, name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.name)
 
 
 @dataclass(frozen=True)
@@ -50,8 +65,8 @@ def send(conn: http.client.HTTPConnection, endpoint: Endpoint, method: str, path
 
 def request(endpoint: Endpoint, method: str, path: str, body: bytes | None = None, cookie: str = "",
             host: str | None = None, timeout: float = 10) -> Response:
-    """One request on a fresh connection."""
-    conn = endpoint.connect(timeout)
+    """One request on a fresh connection (asking for ``host`` in the TLS handshake too)."""
+    conn = endpoint.connect(timeout, host)
     try:
         return send(conn, endpoint, method, path, body, cookie, host)
     finally:

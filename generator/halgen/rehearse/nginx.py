@@ -24,7 +24,7 @@ def bind_listens(conf: str, address: str, ports: dict[int, int]) -> str:
     """``listen PORT ...;`` -> ``listen ADDRESS:NEWPORT ...;`` for each port in ``ports``;
     ``listen [::]:...`` lines are dropped."""
     conf = re.sub(r"^[ \t]*listen \[::\]:.*\n", "", conf, flags=re.M)
-    return re.sub(r"\blisten (\d+)\b", lambda m: f"listen {address}:{ports.get(int(m[1]), int(m[1]))}", conf)
+    return re.sub(r"\blisten (\d+)(?=[\s;])", lambda m: f"listen {address}:{ports.get(int(m[1]), int(m[1]))}", conf)
 
 
 def lb_ports(addresses: list[str]) -> dict[int, int]:

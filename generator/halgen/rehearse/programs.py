@@ -51,8 +51,9 @@ def needed(pg_version: int, bench: bool = False, tls: bool = False) -> list[Prog
     ]
     if os.geteuid() == 0:  # PostgreSQL refuses root: it runs as the postgres user
         programs += [Program("runuser", "util-linux"), Program("the postgres user", pg_package)]
-    if tls:
-        programs.append(Program("openssl", "openssl"))
+    if tls:  # certificates from a local ACME server, as certbot gets them from Let's Encrypt
+        programs += [Program("openssl", "openssl"), Program("certbot", "certbot"), Program("pebble", "pebble"),
+                     Program("pebble-challtestsrv", "pebble")]
     if bench:
         programs.append(Program("wrk", "wrk"))
     return programs

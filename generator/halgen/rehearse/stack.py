@@ -5,7 +5,8 @@ Only the rehearsal render's own files are used. What a real node has besides the
 is provided the way the node would get it, and nothing else changes:
 - the app code: the repo's app/ copied to the app's release directory, as a deploy does;
 - /etc/nginx/mime.types: copied from this machine's nginx package;
-- a TLS certificate (lb_tls): self-signed, where certbot would put one;
+- Let's Encrypt (lb_tls): pebble, a local ACME server whose DNS sends every name to
+  the first load balancer; each load balancer's {project}-tls script gets its certificate;
 - nginx's listen lines: bound to the node's loopback address (see nginx.py);
 - PostgreSQL: initdb on the primary (the Debian package's job); the setup and
   bootstrap scripts then run as generated;
@@ -30,8 +31,8 @@ from typing import Any
 
 from halgen.compiler.answers import Answers
 from halgen.compiler.model import Node, Stack
+from halgen.host.acme import AcmeServer, start_pebble
 from halgen.host.processes import can_bind, wait_for_port, wait_until
-from halgen.host.tls import self_signed
 from halgen.rehearse import datatier, nginx
 from halgen.rehearse.datatier import start_pg, start_redis
 from halgen.rehearse.http import Endpoint, Response, request
@@ -78,6 +79,7 @@ class Rehearsal:
     pg: dict[str, subprocess.Popen] = field(default_factory=dict)
     redis: dict[str, subprocess.Popen] = field(default_factory=dict)
     starman: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
+    acme_root_ca: str = ""  # the root the ACME server's certificates chain to (lb_tls)
     lbs: dict[str, subprocess.Popen] = field(default_factory=dict)
     ports: dict[int, int] = field(default_factory=dict)
     _old_handlers: dict[int, Any] = field(default_factory=dict)
@@ -145,8 +147,6 @@ class Rehearsal:
             shutil.copytree(self.ls.repo / "app", node.paths.app_current, dirs_exist_ok=True)
         for node in stack.lbs:
             nginx.install_package_files(Path(node.paths.root))
-            if stack.a.lb_tls:
-                self_signed(Path(node.paths.letsencrypt_dir), stack.canonical_domain)
         self._refuse_busy_addresses()
 
     def _refuse_busy_addresses(self) -> None:
@@ -194,9 +194,29 @@ class Rehearsal:
         for node in stack.apps:
             self.progress(f"Starman on {node.name}: {', '.join(i.listen for i in node.instances)}")
             self.start_starman(node)
+        for node in stack.tls_lbs:
+            _checked_script(self.loopback, node, "tls", "placeholder")
         for node in stack.lbs:
             self.progress(f"nginx on {node.name}: {self.endpoint(node).url}")
             self.start_nginx(node)
+        if stack.tls_lbs:
+            self.get_certificates()
+
+    def get_certificates(self) -> None:
+        """What each load balancer's first boot does after nginx is up: its {project}-tls
+        script asks the ACME server (here pebble, on Let's Encrypt's behalf) for the
+        certificate, proves the names with HTTP-01 and switches nginx to it."""
+        ls, stack = self.loopback, self.stack
+        first = stack.lbs[0]
+        acme = start_pebble(ls.processes, ls.base / "acme", stack.target.acme_address, self.ports[nginx.HTTP],
+                            resolve_to=first.address)
+        self.progress(f"ACME server (pebble) at {acme.directory}; every name resolves to {first.name}")
+        for node in stack.tls_lbs:
+            self.progress(f"certificate for {node.name}: {stack.project}-tls issue")
+            _checked_script(ls, node, "tls", "issue", env=_script_env(acme))
+        root = ls.base / "acme" / "issuing-root.pem"
+        root.write_text(acme.issuing_root())
+        self.acme_root_ca = str(root)
 
     def start_starman(self, node: Node) -> None:
         procs = []
@@ -232,7 +252,7 @@ class Rehearsal:
     def endpoint(self, node: Node) -> Endpoint:
         tls = bool(self.stack.a.lb_tls)
         return Endpoint(node.address, self.ports[nginx.HTTPS if tls else nginx.HTTP], tls,
-                        self.stack.canonical_domain)
+                        self.stack.canonical_domain, self.acme_root_ca)
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -287,6 +307,17 @@ def _smoke_one(name: str, endpoint: Endpoint, health_path: str) -> list[Check]:
 def _healthy(endpoint: Endpoint) -> Response | None:
     response = request(endpoint, "GET", "/healthz")
     return response if response.status == 200 else None
+
+
+def _script_env(acme: AcmeServer) -> dict[str, str]:
+    return {"PATH": SYSTEMD_PATH, "HOME": os.environ.get("HOME", "/root"), **acme.client_env()}
+
+
+def _checked_script(ls: LoopbackStack, node: Node, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+    result = datatier.node_script(ls, node.name, name, *args, env=env)
+    if result.returncode != 0:
+        raise RehearsalError(f"{ls.stack.project}-{name} {' '.join(args)} on {node.name} failed: "
+                             f"{(result.stderr or result.stdout).strip()[-800:]}")
 
 
 @contextmanager

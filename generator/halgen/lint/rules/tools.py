@@ -64,13 +64,16 @@ def _nginx_scratch(text: str, scratch: Path) -> Path:
         return f"{match.group(1)}127.0.0.1:{port}{match.group(3)}"
 
     text = re.sub(r"^(\s*listen\s+)(\S+?)([\s;])", loopback, text, flags=re.M)
-    live_dirs = set()
-    for path in sorted(set(re.findall(r"ssl_(?:certificate|certificate_key|trusted_certificate)\s+([^;\s]+);", text))):
+    # Every certificate (and key) the config names: one throwaway pair.
+    pair = scratch / "tls" / "throwaway"
+    self_signed(pair, "lint.invalid")
+    for kind, path in sorted(set(re.findall(r"ssl_(certificate_key|certificate|trusted_certificate)\s+([^;\s]+);",
+                                            text))):
         local = scratch / "tls" / path.lstrip("/")
-        live_dirs.add(local.parent)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        name = "privkey.pem" if kind == "certificate_key" else "fullchain.pem"
+        shutil.copyfile(pair / "live" / "lint.invalid" / name, local)
         text = text.replace(f" {path};", f" {local};")
-    for live in sorted(live_dirs):  # .../live/<domain>, where certbot puts them
-        self_signed(live.parent.parent, live.name)
     conf = scratch / "nginx.conf"
     conf.write_text(text)
     return conf

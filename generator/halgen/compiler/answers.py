@@ -126,6 +126,7 @@ class Answers:
     admins: tuple[Admin, ...]
     admin_cidrs: tuple[str, ...]
     admin_cidrs_allow_internet: bool
+    ci_halgen_source: str
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Answers:

@@ -190,6 +190,15 @@ TOOL_CHANGES: tuple[Change, ...] = (
     Change("HAL505", "bad-unit", "edit", PG, "work_mem = '5041kB'", "work_mem = '5041kQ'"),
     Change("HAL505", "unknown-parameter", "append", PG, new="shared_bufers = '128MB'\n"),
     Change("HAL506", "bad-policy", "edit", REDIS, "maxmemory-policy noeviction", "maxmemory-policy sometimes"),
+    Change("HAL507", "filters-dropped", "edit", UNIT,
+           "SystemCallArchitectures=native\nSystemCallFilter=@system-service\n"
+           "SystemCallFilter=~@privileged @resources\n"
+           "# The app is your code: a refused call fails like any permission error instead of\n"
+           "# killing the worker (Net::Server itself calls setgroups() at start, harmlessly refused).\n"
+           "SystemCallErrorNumber=EPERM\nCapabilityBoundingSet=\nAmbientCapabilities=\n", ""),
+    Change("HAL507", "drop-in-unsandboxes", "write", "nodes/redis1/etc/systemd/system/shop-redis.service.d/debug.conf",
+           new="[Service]\n# for strace while debugging\nCapabilityBoundingSet=~\nSystemCallFilter=\n"
+               "PrivateUsers=no\n"),
 )
 
 ALL_CHANGES = CHANGES + TOOL_CHANGES

@@ -51,6 +51,8 @@ RENAMED = {
     # The app's password stays the app's.
     "REDIS_PASSWORD": ("REDIS_APP_PASSWORD",),
 }
+# Values the user typed in, now or under an earlier name: access keys, not halgen's tokens.
+_USER_SUPPLIED = set(PROVIDED) | {old for old, new in RENAMED.items() if new[0] in PROVIDED}
 TOKEN_BYTES = 24  # 192 bits; URL-safe base64, so safe unquoted in shell, conf files and DSNs
 _GENERATED_VALUE = re.compile(r"[A-Za-z0-9_-]{22,}")
 _PROVIDED_VALUE = re.compile(r"[A-Za-z0-9/+=_-]{0,128}")
@@ -89,9 +91,9 @@ def read(repo: Path) -> dict[str, str]:
         name, value, number = setting.name, setting.value, setting.line
         if not _NAME.fullmatch(name):
             raise SecretsError(f"{path}:{number}: {name}: names are upper-case letters, digits and _")
-        if name in PROVIDED and not _PROVIDED_VALUE.fullmatch(value):
+        if name in _USER_SUPPLIED and not _PROVIDED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: letters, digits and / + = _ - only")
-        if name not in PROVIDED and not _GENERATED_VALUE.fullmatch(value):
+        if name not in _USER_SUPPLIED and not _GENERATED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: expected 22+ URL-safe characters (letters, digits, _ and -)")
     return {name: setting.value for name, setting in settings.items()}
 

@@ -12,7 +12,7 @@ import pytest
 
 from halgen.compiler import cloudinit, secrets
 
-from conftest import GOLDEN, halgen, tree
+from conftest import GOLDEN, golden_cases, halgen, tree
 
 # Distinct stand-ins for the keys the user provides, so that each can be traced to a node.
 PROVIDED_KEYS = {"OBJ_PG_ACCESS_KEY": "P" * 20, "OBJ_PG_SECRET_KEY": "p" * 40,
@@ -135,7 +135,7 @@ ROLE_SECRETS = {
 }
 
 
-@pytest.mark.parametrize("case", ["default-ha", "large"])
+@pytest.mark.parametrize("case", golden_cases())
 def test_each_node_holds_only_the_secrets_its_roles_read(case: str, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     assert halgen("render", str(GOLDEN / case / "answers.yml"), "--out", str(repo)).returncode == 0

@@ -40,5 +40,5 @@ system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		nginx starman libplack-perl libdbd-pg-perl libredis-perl postgresql redis-server redis-sentinel \
-		redis-tools pgbackrest s3cmd cloud-init shellcheck openssl curl git ca-certificates util-linux \
+		redis-tools pgbackrest restic cloud-init shellcheck openssl curl git ca-certificates util-linux \
 		systemd wrk certbot pebble iproute2 openssh-server ssh-audit

@@ -26,8 +26,11 @@ from halgen.rehearse.datatier import (  # noqa: F401  (re-exported for the tests
     node_script,
     redis_cli,
     run_pg_failover,
+    stack_secret,
     start_pg,
+    start_redis,
     start_redis_tier,
+    wait_for_sentinels,
 )
 from halgen.rehearse.layout import lay_out, make_base
 
@@ -59,7 +62,9 @@ def loopback_stack(overrides: dict) -> LoopbackStack:
     base = make_base("halgen-rt-")
     answers = pipeline.complete_answers(from_mapping(overrides))
     ls = lay_out(answers, base, LOOPBACK, LoopbackStack,
-                 provided_secrets={"OBJ_ACCESS_KEY": "halgentestkey", "OBJ_SECRET_KEY": "halgentestsecret"})
+                 provided_secrets={"OBJ_PG_ACCESS_KEY": "halgentestkey", "OBJ_PG_SECRET_KEY": "halgentestsecret",
+                                   "OBJ_REDIS_ACCESS_KEY": "halgenrediskey",
+                                   "OBJ_REDIS_SECRET_KEY": "halgenredissecret"})
     try:
         start_object_storage(ls)
     except BaseException:

@@ -32,6 +32,7 @@ def _normalise(text: str, prefix: str) -> str:
     text = re.sub(re.escape(prefix) + r"/[a-z]+[0-9]+", "", text)
     # The host backup tools connect to: the endpoint's name on Linode, an address in a rehearsal.
     text = re.sub(r"(repo1-storage-host=)\S+", r"\1<ip>", text)
+    text = re.sub(r"(s3:https://)[^/]+", r"\1<ip>", text)  # restic's repository
     text = _IPV4.sub("<ip>", text)
     return re.sub(r"[ \t]+", " ", text)
 

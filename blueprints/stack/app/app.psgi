@@ -42,6 +42,7 @@ sub db {
 sub cache {
     return $redis if $redis && eval { $redis->ping };
     my %common = (
+        username      => $ENV{REDIS_USER},
         password      => $ENV{REDIS_PASSWORD},
         reconnect     => 2,
         every         => 100_000,
@@ -51,6 +52,7 @@ sub cache {
     );
     $redis = $ENV{REDIS_SENTINELS}
       ? Redis->new( %common, service => $ENV{REDIS_SERVICE}, sentinels => [ split /,/, $ENV{REDIS_SENTINELS} ],
+        sentinels_username => $ENV{REDIS_USER}, sentinels_password => $ENV{REDIS_PASSWORD},
         sentinels_cnx_timeout => 0.5, sentinels_read_timeout => 1, sentinels_write_timeout => 1 )
       : Redis->new( %common, server => $ENV{REDIS_SERVER} );
     return $redis;

@@ -38,7 +38,6 @@ OWNERSHIP = [
     ("/etc/redis/*", "redis", "redis", None),
     ("/etc/*/app-secrets.env", "root", "{app_user}", 0o640),
     ("/etc/*/*secrets.env", "root", "root", 0o600),
-    ("/etc/*/s3cmd.cfg", "root", "root", 0o600),
 ]
 
 # Distribution releases that ship a PostgreSQL major version themselves.
@@ -105,7 +104,7 @@ def packages(stack: Stack, node: Node) -> list[str]:
         "app": ["starman", "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
                + (["git"] if a.app_repo else []),
         "db": [f"postgresql-{a.pg_version}", "pgbackrest"],
-        "redis": ["redis-server", "redis-tools", "s3cmd"],
+        "redis": ["redis-server", "redis-tools", "restic"],
     }[node.role]
     return common + role + (["redis-sentinel"] if node.sentinel else [])
 

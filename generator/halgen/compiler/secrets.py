@@ -19,18 +19,40 @@ from halgen.formats import envfile
 
 SECRETS_FILE = Path("secrets") / "secrets.env"
 # Random secrets halgen makes: name -> what it protects (the file's header explains each).
+# One per purpose and tier, so that each node gets only what it uses.
 GENERATED = {
     "PG_REPLICATION_PASSWORD": "PostgreSQL role used by replicas to stream WAL",
     "PG_APP_PASSWORD": "PostgreSQL role of the application",
-    "REDIS_PASSWORD": "Redis requirepass/masterauth and Sentinel auth-pass",
-    "BACKUP_CIPHER_PASS": "encrypts every backup in Object Storage: without it no backup can be restored",
+    "PG_BACKUP_CIPHER_PASS": "encrypts the PostgreSQL backups (pgBackRest): without it none can be restored",
+    "REDIS_APP_PASSWORD": "the app's Redis and Sentinel user",
+    "REDIS_REPLICATION_PASSWORD": "Redis user replicas sync with (masteruser/masterauth)",
+    "REDIS_SENTINEL_PASSWORD": "Redis user the Sentinels monitor and reconfigure Redis with (auth-user/auth-pass)",
+    "REDIS_SNAPSHOT_PASSWORD": "Redis user the backup job takes snapshots with",
+    "REDIS_ADMIN_PASSWORD": "Redis user for operators (no node holds it, only its hash)",
+    "SENTINEL_PASSWORD": "the Sentinels' own password: between Sentinels and for operators",
+    "REDIS_BACKUP_PASSWORD": "encrypts the Redis backups (restic repository): without it none can be restored",
 }
-# Secrets only the user can supply (an Object Storage access key made in Cloud Manager).
+# Secrets only the user can supply: Object Storage access keys made in Cloud Manager,
+# one pair per tier, each limited to the backup bucket.
 PROVIDED = {
-    "OBJ_ACCESS_KEY": "Linode Object Storage access key with read/write access to the backup bucket",
-    "OBJ_SECRET_KEY": "its secret key",
+    "OBJ_PG_ACCESS_KEY": "Object Storage access key for the PostgreSQL backups (read/write on the backup bucket only)",
+    "OBJ_PG_SECRET_KEY": "its secret key",
+    "OBJ_REDIS_ACCESS_KEY": "Object Storage access key for the Redis backups (read/write on the backup bucket only)",
+    "OBJ_REDIS_SECRET_KEY": "its secret key",
 }
 NAMES = {**GENERATED, **PROVIDED}
+# Names of earlier versions -> the names that now hold their values (see ensure()).
+RENAMED = {
+    # It encrypts the pgBackRest backups already in the bucket.
+    "BACKUP_CIPHER_PASS": ("PG_BACKUP_CIPHER_PASS",),
+    # The single key pair keeps serving both tiers until the user replaces the Redis pair.
+    "OBJ_ACCESS_KEY": ("OBJ_PG_ACCESS_KEY", "OBJ_REDIS_ACCESS_KEY"),
+    "OBJ_SECRET_KEY": ("OBJ_PG_SECRET_KEY", "OBJ_REDIS_SECRET_KEY"),
+    # The app's password stays the app's.
+    "REDIS_PASSWORD": ("REDIS_APP_PASSWORD",),
+}
+# Values the user typed in, now or under an earlier name: access keys, not halgen's tokens.
+_USER_SUPPLIED = set(PROVIDED) | {old for old, new in RENAMED.items() if new[0] in PROVIDED}
 TOKEN_BYTES = 24  # 192 bits; URL-safe base64, so safe unquoted in shell, conf files and DSNs
 _GENERATED_VALUE = re.compile(r"[A-Za-z0-9_-]{22,}")
 _PROVIDED_VALUE = re.compile(r"[A-Za-z0-9/+=_-]{0,128}")
@@ -46,7 +68,8 @@ def new_secret() -> str:
 
 
 # Object Storage keys as Linode issues them: 20 and 40 characters.
-_PROVIDED_LENGTHS = {"OBJ_ACCESS_KEY": 20, "OBJ_SECRET_KEY": 40}
+_PROVIDED_LENGTHS = {"OBJ_PG_ACCESS_KEY": 20, "OBJ_PG_SECRET_KEY": 40, "OBJ_REDIS_ACCESS_KEY": 20,
+                     "OBJ_REDIS_SECRET_KEY": 40}
 
 
 def stand_ins() -> dict[str, str]:
@@ -68,9 +91,9 @@ def read(repo: Path) -> dict[str, str]:
         name, value, number = setting.name, setting.value, setting.line
         if not _NAME.fullmatch(name):
             raise SecretsError(f"{path}:{number}: {name}: names are upper-case letters, digits and _")
-        if name in PROVIDED and not _PROVIDED_VALUE.fullmatch(value):
+        if name in _USER_SUPPLIED and not _PROVIDED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: letters, digits and / + = _ - only")
-        if name not in PROVIDED and not _GENERATED_VALUE.fullmatch(value):
+        if name not in _USER_SUPPLIED and not _GENERATED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: expected 22+ URL-safe characters (letters, digits, _ and -)")
     return {name: setting.value for name, setting in settings.items()}
 
@@ -83,18 +106,30 @@ def missing_provided(values: dict[str, str]) -> list[str]:
 def ensure(repo: Path) -> dict[str, str]:
     """Create missing secrets; keep every existing one. Returns them all."""
     values = read(repo)
-    missing = [name for name in NAMES if name not in values]
-    if missing:
-        values.update({name: new_secret() if name in GENERATED else "" for name in missing})
-        write(repo, values)
-    return values
+    migrated = migrate(values)
+    missing = [name for name in NAMES if name not in migrated]
+    migrated.update({name: new_secret() if name in GENERATED else "" for name in missing})
+    if migrated != values:
+        write(repo, migrated)
+    return migrated
+
+
+def migrate(values: dict[str, str]) -> dict[str, str]:
+    """Carry the values of earlier names over to the names that replaced them, never
+    overwriting a value already set; the old names are dropped."""
+    result = {name: value for name, value in values.items() if name not in RENAMED}
+    for old, news in RENAMED.items():
+        for new in news:
+            if values.get(old) and not result.get(new):
+                result[new] = values[old]
+    return result
 
 
 def write(repo: Path, values: dict[str, str]) -> None:
     path = repo / SECRETS_FILE
     path.parent.mkdir(mode=0o700, exist_ok=True)
     lines = ["# Secrets of this stack. Never commit this file (it is in .gitignore), but keep a copy",
-             "# somewhere safe: BACKUP_CIPHER_PASS is needed to restore any backup.",
+             "# somewhere safe: PG_BACKUP_CIPHER_PASS and REDIS_BACKUP_PASSWORD are needed to restore any backup.",
              "# Rotate one: replace its value, run 'halgen build', deploy the files, then see README.md.",
              "# Fill in the ones marked (you provide) before the first backup."]
     lines += [f"# {name}: {NAMES[name]}{' (you provide)' if name in PROVIDED else ''}" for name in NAMES]

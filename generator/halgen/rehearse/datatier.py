@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from halgen.compiler import secrets
 from halgen.compiler.model import Node
 from halgen.host.localpg import as_postgres, installed_pg_version, pg_superuser  # noqa: F401 - re-exported
 from halgen.host.processes import run, wait_until
@@ -89,14 +90,18 @@ def start_pg_tier(ls: LoopbackStack, object_storage: bool = True) -> dict[str, s
 
 # --- Redis and Sentinel ----------------------------------------------------------
 
-def redis_password(ls: LoopbackStack) -> str:
-    return next(line.split("=", 1)[1] for line in (ls.repo / "secrets" / "secrets.env").read_text().splitlines()
-                if line.startswith("REDIS_PASSWORD="))
+def stack_secret(ls: LoopbackStack, name: str) -> str:
+    """One value of the rehearsal render's secrets/secrets.env."""
+    return secrets.read(ls.repo)[name]
 
 
-def redis_cli(ls: LoopbackStack, address: str, port: int, *args: str) -> str:
-    auth = ["-a", redis_password(ls), "--no-auth-warning"] if port != ls.stack.sentinel_port else []
-    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *auth, *args],
+def redis_cli(ls: LoopbackStack, address: str, port: int, *args: str, user: str = "admin") -> str:
+    """redis-cli as an operator would run it: Redis's admin user, or a Sentinel's default user."""
+    if port == ls.stack.sentinel_port:
+        auth = ["--user", "default", "--pass", stack_secret(ls, "SENTINEL_PASSWORD")]
+    else:
+        auth = ["--user", user, "--pass", stack_secret(ls, f"REDIS_{user.upper()}_PASSWORD")]
+    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *auth, "--no-auth-warning", *args],
                          capture_output=True, text=True, timeout=5)
     return out.stdout.strip()
 

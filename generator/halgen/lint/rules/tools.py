@@ -279,7 +279,7 @@ def redis_starts(repo: Repo) -> Iterator[Problem]:
 
     Redis stops at the first directive it does not accept, so one bad line
     keeps the node's Redis down. The check runs on 127.0.0.1 in a scratch
-    directory, the included secrets file replaced by a dummy.
+    directory, the included secrets file and the ACL file replaced by dummies.
     """
     sentinels = set(repo.sentinel_confs())
     for rel in repo.redis_confs() + sorted(sentinels):
@@ -290,8 +290,11 @@ def redis_starts(repo: Repo) -> Iterator[Problem]:
 def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterator[Problem]:
     secrets = scratch / "secrets.conf"
     secrets.write_text("" if sentinel else "requirepass lint\nmasterauth lint\n")
+    users = scratch / "users.acl"  # written by 'halgen build' like the secrets: an empty stand-in
+    users.write_text("")
     conf = scratch / "redis.conf"  # Sentinel rewrites its file: always a copy
-    conf.write_text(re.sub(r"^include\s+\S+", f"include {secrets}", repo.text(rel), flags=re.M))
+    text = re.sub(r"^include\s+\S+", f"include {secrets}", repo.text(rel), flags=re.M)
+    conf.write_text(re.sub(r"^aclfile\s+\S+", f"aclfile {users}", text, flags=re.M))
     port = free_port()
     argv = ["redis-server", str(conf), *(["--sentinel"] if sentinel else []), "--dir", str(scratch),
             "--pidfile", str(scratch / "pid"), "--logfile", "", "--daemonize", "no", "--supervised", "no",

@@ -62,6 +62,11 @@ class Paths:
     pgbackrest_log_dir: str
     pgbackrest_lock_dir: str
     ca_file: str
+    stack_ca_file: str
+    pg_cert_file: str
+    pg_key_file: str
+    redis_cert_file: str
+    redis_key_file: str
     sbin: str
     cron_dir: str
     log_dir: str
@@ -94,6 +99,13 @@ class Paths:
             pgbackrest_log_dir=f"{root}/var/log/pgbackrest",
             pgbackrest_lock_dir=f"{root}/run/pgbackrest",
             ca_file=f"{root}/etc/ssl/certs/ca-certificates.crt",
+            # TLS inside the VPC (halgen.compiler.stackca): the stack CA's certificate every
+            # client trusts, and each server's own key pair where only that server reads it.
+            stack_ca_file=f"{root}/etc/{project}/tls/ca.crt",
+            pg_cert_file=f"{root}/etc/postgresql/{cluster}/server.crt",
+            pg_key_file=f"{root}/etc/postgresql/{cluster}/server.key",
+            redis_cert_file=f"{root}/etc/redis/tls/server.crt",
+            redis_key_file=f"{root}/etc/redis/tls/server.key",
             sbin=f"{root}/usr/local/sbin",
             cron_dir=f"{root}/etc/cron.d",
             log_dir=f"{root}/var/log/{project}",
@@ -297,6 +309,21 @@ class Stack:
         attrs = "prefer-standby" if read_only else "read-write"
         return (f"dbi:Pg:dbname={self.a.pg_database};host={hosts};port={ports};"
                 f"target_session_attrs={attrs};connect_timeout=3")
+
+    @property
+    def tls_servers(self) -> tuple[Node, ...]:
+        """Nodes that serve TLS inside the VPC and so get a certificate from the stack CA."""
+        return tuple(n for n in self.nodes if n.role in ("db", "redis") or n.sentinel)
+
+    @property
+    def redis_and_sentinel_nodes(self) -> tuple[Node, ...]:
+        """Nodes that run Redis or a Sentinel (a Sentinel may sit on an app or DB node)."""
+        return tuple(n for n in self.nodes if n.role == "redis" or n.sentinel)
+
+    @property
+    def tls_clients(self) -> tuple[Node, ...]:
+        """Nodes that connect to a TLS server inside the VPC and so trust the stack CA."""
+        return tuple(n for n in self.nodes if n.role != "lb")
 
     # --- backups ---------------------------------------------------------------
     pgbackrest_stanza = "main"

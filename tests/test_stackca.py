@@ -163,3 +163,5 @@ def test_rehearsal_certificates_name_the_loopback_addresses(tmp_path: Path) -> N
     cert = _cert((out / stackca.TLS_DIR / "db1.crt").read_text())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.21.0.20")]
+    app_env = next((out / "nodes/app1/etc").glob("*/app.env")).read_text()
+    assert f"sslrootcert={tmp_path / 'n' / 'app1'}/etc/" in app_env and "sslmode=verify-full" in app_env

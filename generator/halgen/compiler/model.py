@@ -302,13 +302,18 @@ class Stack:
             return ""
         return "ANY 1 (" + ", ".join(n.name for n in self.dbs) + ")"
 
-    def pg_dsn(self, read_only: bool = False) -> str:
-        """DBI DSN over every DB node; libpq finds the primary (or a standby for reads)."""
+    def pg_dsn(self, read_only: bool = False, client: Node | None = None) -> str:
+        """DBI DSN over every DB node; libpq finds the primary (or a standby for reads), over
+        TLS, and checks each node's certificate against the stack CA and its address.
+        ``client``: the app server whose CA file it names (a rehearsal puts each node's
+        files under its own prefix); by default the path on a real node."""
         hosts = ",".join(n.address for n in self.dbs)
         ports = ",".join(str(self.pg_port) for _ in self.dbs)
         attrs = "prefer-standby" if read_only else "read-write"
+        paths = client.paths if client else self.paths
         return (f"dbi:Pg:dbname={self.a.pg_database};host={hosts};port={ports};"
-                f"target_session_attrs={attrs};connect_timeout=3")
+                f"target_session_attrs={attrs};connect_timeout=3;sslmode=verify-full;"
+                f"sslrootcert={paths.stack_ca_file}")
 
     @property
     def tls_servers(self) -> tuple[Node, ...]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from halgen.errors import Problem
 from halgen.host.localpg import as_postgres, pg_bin_dir, pg_superuser
 from halgen.host.processes import free_port, wait_until
-from halgen.host.tls import self_signed
+from halgen.host.tls import key_pair, self_signed
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo
 
@@ -157,7 +157,7 @@ def _postgres_user_missing() -> bool:
     return shutil.which("runuser") is None
 
 
-@rule("HAL505", "postgres-starts", "error", "tools", programs=("postgres",))
+@rule("HAL505", "postgres-starts", "error", "tools", programs=("postgres", "openssl"))
 def postgres_starts(repo: Repo) -> Iterator[Problem]:
     """A throwaway PostgreSQL starts with each DB node's postgresql.conf and pg_hba.conf, with no setting rejected.
 
@@ -187,6 +187,7 @@ def postgres_starts(repo: Repo) -> Iterator[Problem]:
         if made.returncode != 0:
             yield Problem(confs[0], 0, f"not checked: initdb failed: {made.stderr.strip()[-200:]}")
             return
+        key_pair(scratch / "server.crt", scratch / "server.key", "halgen-lint")
         for rel in confs:
             yield from _start_postgres(repo, rel, bin_dir, data, scratch)
 
@@ -203,7 +204,9 @@ def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Pa
     overrides = {"data_directory": str(data), "hba_file": str(data / "pg_hba.conf"),
                  "ident_file": str(data / "pg_ident.conf"), "config_file": str(data / "postgresql.conf"),
                  "listen_addresses": "", "unix_socket_directories": str(run_dir), "external_pid_file": "",
-                 "logging_collector": "off", "archive_mode": "off", "port": "5432"}
+                 "logging_collector": "off", "archive_mode": "off", "port": "5432",
+                 # The node's own key and certificate exist only in build/ (halgen build), never in the repo.
+                 "ssl_cert_file": str(scratch / "server.crt"), "ssl_key_file": str(scratch / "server.key")}
     argv = as_postgres(str(bin_dir / "postgres"), *(f"-c{k}={v}" for k, v in overrides.items()))
     log = scratch / "postgres.log"
     with open(log, "wb") as out:

@@ -88,11 +88,13 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         boot = subprocess.run(["bash", spec["tls_script"], "boot"], env=env, capture_output=True, text=True,
                               timeout=180)
         result["boot"] = {"rc": boot.returncode, "output": (boot.stdout + boot.stderr)[-3000:]}
-        if boot.returncode != 0:
+        if boot.returncode != 0 or "serving" not in boot.stdout:  # no certificate: nothing more to check
             return result
         root = base / "acme" / "issuing-root.pem"
         root.write_text(acme.issuing_root())
-        result["first"] = served_certificate(address, domain, str(root))
+        # A reload is asynchronous: old workers serve the old certificate until new ones start.
+        result["first"] = wait_until(lambda: served_certificate(address, domain, str(root)), 15,
+                                     "the issued certificate")
         result["pid_before"] = Path(pid).read_text().strip()
         result["redirect"] = http_get(address, 80, domain, "/x?y=1")
         result["health"] = http_get(address, 443, domain, spec["health_path"], str(root))

@@ -24,6 +24,7 @@ from halgen.rehearse.datatier import (  # noqa: F401  (re-exported for the tests
     installed_pg_version,
     master_address,
     node_script,
+    psql,
     redis_cli,
     run_pg_failover,
     stack_secret,

@@ -17,6 +17,7 @@ from datatier import (
     cleanup,
     loopback_stack,
     master_address,
+    psql,
     require_postgres,
     run_pg_failover,
     start_pg_tier,
@@ -69,6 +70,12 @@ def test_demo_app_survives_redis_and_postgres_failovers(record_property) -> None
         status, item, _ = _call(f"{base}/items", b"first")
         assert status == 201
         wait_until(lambda: _call(f"{base}/items/{item}")[:2] == (200, "first"), 10, "the item on the read path")
+        # DBD::Pg hands sslmode/sslrootcert to libpq with the multi-host list: every app
+        # connection, to the primary and to the replica, is TLS verified against the stack CA.
+        assert "sslmode=verify-full" in env["PG_DSN"] and "sslmode=verify-full" in env["PG_DSN_READ"]
+        for db in ("db1", "db2"):
+            assert psql(ls, db, "SELECT count(*) > 0 AND bool_and(s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s "
+                                f"USING (pid) WHERE a.usename = '{ls.stack.a.pg_app_user}'") == "t", db
         status, body, cookie = _call(f"{base}/session")
         assert (status, body) == (200, "visits=1")
         cookie = cookie.split(";")[0]

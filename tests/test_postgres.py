@@ -138,3 +138,81 @@ def test_replicas_stream_and_failover_keeps_the_dsn(cluster, record_property) ->
     wait_until(lambda: _rows_on(ls, "db1") == "101", 30,
                "db1 to follow db2")
 
+
+
+@pytest.fixture()
+def tls_pair():
+    """A primary and one replica, as generated: TLS with the stack CA's certificates."""
+    version = require_postgres()
+    ls = loopback_stack({"pg_version": version, "pg_replicas": 1, "app_servers": 1, "lb_count": 1,
+                         "lb_keepalive": 2, "redis_mode": "single", "redis_replicas": 0})
+    try:
+        start_pg_tier(ls)
+        yield ls
+    finally:
+        cleanup(ls)
+
+
+def _connect(ls: LoopbackStack, conninfo: str) -> subprocess.CompletedProcess[str]:
+    """psql as the app would connect (its role and password), from a network address."""
+    secrets = dict(line.split("=", 1) for line in (ls.repo / "secrets" / "secrets.env").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    a = ls.stack.a
+    return subprocess.run([f"{ls.node('db1').paths.pg_bin}/psql", "-X", "-A", "-t", "-q",
+                           f"{conninfo} port=5432 dbname={a.pg_database} user={a.pg_app_user} connect_timeout=5",
+                           "-c", "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"],
+                          capture_output=True, text=True, timeout=30, env={"PGPASSWORD": secrets["PG_APP_PASSWORD"]})
+
+
+def _other_ca(directory: Path) -> Path:
+    """A CA that signed nothing of this stack: a client trusting only it must refuse the server."""
+    cert = directory / "other-ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "1", "-subj", "/CN=not the stack CA", "-keyout", str(directory / "other-ca.key"),
+                    "-out", str(cert)], check=True, capture_output=True)
+    return cert
+
+
+def test_postgres_speaks_verified_tls_only(tls_pair) -> None:
+    ls = tls_pair
+    db1 = ls.node("db1")
+    ca = ls.node("app1").paths.stack_ca_file
+
+    verified = _connect(ls, f"host={db1.address} sslmode=verify-full sslrootcert={ca}")
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.strip() == "t|TLSv1.3"
+
+    # Without TLS, pg_hba.conf has no line for a network client, whatever the password.
+    plain = _connect(ls, f"host={db1.address} sslmode=disable")
+    assert plain.returncode != 0
+    assert "no pg_hba.conf entry" in plain.stderr and "no encryption" in plain.stderr, plain.stderr
+
+    # A client trusting another CA refuses the server's certificate ...
+    wrong_ca = _connect(ls, f"host={db1.address} sslmode=verify-full sslrootcert={_other_ca(ls.base)}")
+    assert wrong_ca.returncode != 0 and "certificate verify failed" in wrong_ca.stderr, wrong_ca.stderr
+    # ... and so does one reaching the node under a name its certificate does not carry.
+    wrong_name = _connect(ls, f"host=db.invalid hostaddr={db1.address} sslmode=verify-full sslrootcert={ca}")
+    assert wrong_name.returncode != 0 and "does not match host name" in wrong_name.stderr, wrong_name.stderr
+
+    # The app's own DSN (as DBD::Pg hands it to libpq) goes over verified TLS.
+    app = _app_sql(ls, _app_conninfo(ls), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    assert app == "t"
+
+
+def test_replication_streams_over_verified_tls(tls_pair) -> None:
+    ls = tls_pair
+    rows = wait_until(lambda: _psql(ls, "db1", "SELECT r.application_name, s.ssl, s.version FROM pg_stat_replication r "
+                                               "JOIN pg_stat_ssl s USING (pid)") or None, 30, "db2 to stream")
+    assert rows == "db2|t|TLSv1.3"
+    conninfo = _psql(ls, "db2", "SHOW primary_conninfo").replace("'", "")  # pg_basebackup quotes every value
+    assert "sslmode=verify-full" in conninfo and f"sslrootcert={ls.node('db2').paths.stack_ca_file}" in conninfo
+
+    # After a failover the repointed replicas keep verified TLS (pg-failover.sh writes the same settings).
+    failover = run_pg_failover(ls, "db2")
+    assert failover.returncode == 0, failover.stderr
+    rebuilt = node_script(ls, "db1", "pg-bootstrap-replica", "db2")
+    assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
+    start_pg(ls, "db1")
+    rows = wait_until(lambda: _psql(ls, "db2", "SELECT r.application_name, s.ssl FROM pg_stat_replication r "
+                                               "JOIN pg_stat_ssl s USING (pid)") or None, 30, "db1 to stream from db2")
+    assert rows == "db1|t"

@@ -33,6 +33,8 @@ def _normalise(text: str, prefix: str) -> str:
     # The host backup tools connect to: the endpoint's name on Linode, an address in a rehearsal.
     text = re.sub(r"(repo1-storage-host=)\S+", r"\1<ip>", text)
     text = re.sub(r"(s3:https://)[^/]+", r"\1<ip>", text)  # restic's repository
+    # The ACME server: Let's Encrypt on Linode, a local pebble in a rehearsal.
+    text = re.sub(r"https://[^\s/]+/dir(ectory)?\b", "<acme>", text)
     text = _IPV4.sub("<ip>", text)
     return re.sub(r"[ \t]+", " ", text)
 

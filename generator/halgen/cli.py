@@ -123,12 +123,17 @@ def render(answers_file: Path | None, out: Path, force: bool, rehearsal_prefix: 
 @click.option("--allow-placeholders", is_flag=True,
               help="Build even while answers or secrets are stand-ins (the placeholder SSH key, documentation "
                    "networks, example domains, empty Object Storage keys): for tests, never for real nodes.")
-def build_cmd(repo: Path, allow_placeholders: bool) -> None:
+@click.option("--renew-certs", is_flag=True,
+              help="Issue every node's TLS certificate anew from the stack CA (a build renews by itself those "
+                   "that expire within 30 days).")
+def build_cmd(repo: Path, allow_placeholders: bool, renew_certs: bool) -> None:
     """Build what REPO's nodes need with their secrets: the pasteable cloud-init
     user-data (REPO/build/user-data/<node>.yaml, and .yaml.b64 for the API) made from
     the repo's files as they are now, and the secret-bearing node files
     (REPO/build/nodes/<node>/). Secrets come from REPO/secrets/secrets.env (created on
-    first use). build/ and secrets/ are gitignored.
+    first use); the stack CA and each node's TLS certificate from REPO/secrets/tls/
+    (created on first use, renewed when due; the CA key never leaves it). build/ and
+    secrets/ are gitignored.
 
     Refuses (exit 2, naming each field) while an answer or secret is a stand-in that
     would lock the admins out or break backups, unless --allow-placeholders.
@@ -143,7 +148,7 @@ def build_cmd(repo: Path, allow_placeholders: bool) -> None:
         if found:
             raise ProblemsError(found, "these are stand-ins, not a real stack: fill them in (or pass "
                                        "--allow-placeholders for a test) and build again")
-    out = build(repo, answers)
+    out = build(repo, answers, renew_certs=renew_certs)
     click.echo(f"halgen: secret-bearing files in {out}")
 
 

@@ -38,6 +38,7 @@ OWNERSHIP = [
     ("/etc/redis/*", "redis", "redis", None),
     ("/etc/*/app-secrets.env", "root", "{app_user}", 0o640),
     ("/etc/*/*secrets.env", "root", "root", 0o600),
+    ("/etc/*/tls/ca.crt", "root", "root", 0o644),  # the stack CA's certificate: public, read by every client
 ]
 
 # Distribution releases that ship a PostgreSQL major version themselves.

@@ -70,6 +70,11 @@ class Paths:
     pgbackrest_log_dir: str
     pgbackrest_lock_dir: str
     ca_file: str
+    stack_ca_file: str
+    pg_cert_file: str
+    pg_key_file: str
+    redis_cert_file: str
+    redis_key_file: str
     sbin: str
     cron_dir: str
     log_dir: str
@@ -105,6 +110,13 @@ class Paths:
             pgbackrest_log_dir=f"{root}/var/log/pgbackrest",
             pgbackrest_lock_dir=f"{root}/run/pgbackrest",
             ca_file=f"{root}/etc/ssl/certs/ca-certificates.crt",
+            # TLS inside the VPC (halgen.compiler.stackca): the stack CA's certificate every
+            # client trusts, and each server's own key pair where only that server reads it.
+            stack_ca_file=f"{root}/etc/{project}/tls/ca.crt",
+            pg_cert_file=f"{root}/etc/postgresql/{cluster}/server.crt",
+            pg_key_file=f"{root}/etc/postgresql/{cluster}/server.key",
+            redis_cert_file=f"{root}/etc/redis/tls/server.crt",
+            redis_key_file=f"{root}/etc/redis/tls/server.key",
             sbin=f"{root}/usr/local/sbin",
             cron_dir=f"{root}/etc/cron.d",
             log_dir=f"{root}/var/log/{project}",
@@ -328,13 +340,33 @@ class Stack:
             return ""
         return "ANY 1 (" + ", ".join(n.name for n in self.dbs) + ")"
 
-    def pg_dsn(self, read_only: bool = False) -> str:
-        """DBI DSN over every DB node; libpq finds the primary (or a standby for reads)."""
+    def pg_dsn(self, read_only: bool = False, client: Node | None = None) -> str:
+        """DBI DSN over every DB node; libpq finds the primary (or a standby for reads), over
+        TLS, and checks each node's certificate against the stack CA and its address.
+        ``client``: the app server whose CA file it names (a rehearsal puts each node's
+        files under its own prefix); by default the path on a real node."""
         hosts = ",".join(n.address for n in self.dbs)
         ports = ",".join(str(self.pg_port) for _ in self.dbs)
         attrs = "prefer-standby" if read_only else "read-write"
+        paths = client.paths if client else self.paths
         return (f"dbi:Pg:dbname={self.a.pg_database};host={hosts};port={ports};"
-                f"target_session_attrs={attrs};connect_timeout=3")
+                f"target_session_attrs={attrs};connect_timeout=3;sslmode=verify-full;"
+                f"sslrootcert={paths.stack_ca_file}")
+
+    @property
+    def tls_servers(self) -> tuple[Node, ...]:
+        """Nodes that serve TLS inside the VPC and so get a certificate from the stack CA."""
+        return tuple(n for n in self.nodes if n.role in ("db", "redis") or n.sentinel)
+
+    @property
+    def redis_and_sentinel_nodes(self) -> tuple[Node, ...]:
+        """Nodes that run Redis or a Sentinel (a Sentinel may sit on an app or DB node)."""
+        return tuple(n for n in self.nodes if n.role == "redis" or n.sentinel)
+
+    @property
+    def tls_clients(self) -> tuple[Node, ...]:
+        """Nodes that connect to a TLS server inside the VPC and so trust the stack CA."""
+        return tuple(n for n in self.nodes if n.role != "lb")
 
     # --- backups ---------------------------------------------------------------
     pgbackrest_stanza = "main"

@@ -10,9 +10,13 @@ def self_signed(cert_dir: Path, domain: str) -> None:
     """A throwaway certificate where certbot would put the real one."""
     live = cert_dir / "live" / domain
     live.mkdir(parents=True, exist_ok=True)
+    key_pair(live / "fullchain.pem", live / "privkey.pem", domain)
+
+
+def key_pair(cert: Path, key: Path, name: str) -> None:
+    """A throwaway self-signed certificate and its key (mode 0600), valid one day."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", f"/CN={domain}", "-keyout", str(live / "privkey.pem"),
-                    "-out", str(live / "fullchain.pem")], check=True, capture_output=True)
+                    "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
 
 
 def self_signed_for_address(directory: Path, address: str) -> tuple[Path, Path]:

@@ -109,7 +109,7 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL204", "lb-not-admitted", "edit", APP_BOOT, "from 10.0.0.11/32 to any port 5000",
            "from 10.0.0.12/32 to any port 5000"),
     Change("HAL205", "replica-missing", "edit", HBA,
-           "host    replication     replicator      10.0.0.21/32            scram-sha-256\n", ""),
+           "hostssl replication     replicator      10.0.0.21/32            scram-sha-256\n", ""),
     Change("HAL205", "stranger", "append", HBA,
            new="host    app             app             10.0.0.99/32            scram-sha-256\n"),
     Change("HAL206", "wrong-slot", "edit", "nodes/db1/etc/shop/pg-setup.sql", "slot('db2')", "slot('db9')"),

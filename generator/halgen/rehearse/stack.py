@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -217,6 +218,10 @@ class Rehearsal:
         root = ls.base / "acme" / "issuing-root.pem"
         root.write_text(acme.issuing_root())
         self.acme_root_ca = str(root)
+        # nginx reloads asynchronously: old workers show the throwaway certificate for a moment.
+        for endpoint in self.endpoints:
+            wait_until(partial(_verified, endpoint, stack.a.lb_health_path), 15,
+                       f"{endpoint.address} to serve the issued certificate")
 
     def start_starman(self, node: Node) -> None:
         procs = []
@@ -307,6 +312,10 @@ def _smoke_one(name: str, endpoint: Endpoint, health_path: str) -> list[Check]:
 def _healthy(endpoint: Endpoint) -> Response | None:
     response = request(endpoint, "GET", "/healthz")
     return response if response.status == 200 else None
+
+
+def _verified(endpoint: Endpoint, path: str) -> bool:
+    return request(endpoint, "GET", path).status == 200
 
 
 def _script_env(acme: AcmeServer) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from halgen.errors import Problem
 from halgen.host.localpg import as_postgres, pg_bin_dir, pg_superuser
 from halgen.host.processes import free_port, wait_until
-from halgen.host.tls import self_signed
+from halgen.host.tls import key_pair
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo
 
@@ -66,13 +66,14 @@ def _nginx_scratch(text: str, scratch: Path) -> Path:
     text = re.sub(r"^(\s*listen\s+)(\S+?)([\s;])", loopback, text, flags=re.M)
     # Every certificate (and key) the config names: one throwaway pair.
     pair = scratch / "tls" / "throwaway"
-    self_signed(pair, "lint.invalid")
+    pair.mkdir(parents=True)
+    key_pair(pair / "fullchain.pem", pair / "privkey.pem", "lint.invalid")
     for kind, path in sorted(set(re.findall(r"ssl_(certificate_key|certificate|trusted_certificate)\s+([^;\s]+);",
                                             text))):
         local = scratch / "tls" / path.lstrip("/")
         local.parent.mkdir(parents=True, exist_ok=True)
         name = "privkey.pem" if kind == "certificate_key" else "fullchain.pem"
-        shutil.copyfile(pair / "live" / "lint.invalid" / name, local)
+        shutil.copyfile(pair / name, local)
         text = text.replace(f" {path};", f" {local};")
     conf = scratch / "nginx.conf"
     conf.write_text(text)
@@ -160,7 +161,7 @@ def _postgres_user_missing() -> bool:
     return shutil.which("runuser") is None
 
 
-@rule("HAL505", "postgres-starts", "error", "tools", programs=("postgres",))
+@rule("HAL505", "postgres-starts", "error", "tools", programs=("postgres", "openssl"))
 def postgres_starts(repo: Repo) -> Iterator[Problem]:
     """A throwaway PostgreSQL starts with each DB node's postgresql.conf and pg_hba.conf, with no setting rejected.
 
@@ -190,6 +191,7 @@ def postgres_starts(repo: Repo) -> Iterator[Problem]:
         if made.returncode != 0:
             yield Problem(confs[0], 0, f"not checked: initdb failed: {made.stderr.strip()[-200:]}")
             return
+        key_pair(scratch / "server.crt", scratch / "server.key", "halgen-lint")
         for rel in confs:
             yield from _start_postgres(repo, rel, bin_dir, data, scratch)
 
@@ -206,7 +208,9 @@ def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Pa
     overrides = {"data_directory": str(data), "hba_file": str(data / "pg_hba.conf"),
                  "ident_file": str(data / "pg_ident.conf"), "config_file": str(data / "postgresql.conf"),
                  "listen_addresses": "", "unix_socket_directories": str(run_dir), "external_pid_file": "",
-                 "logging_collector": "off", "archive_mode": "off", "port": "5432"}
+                 "logging_collector": "off", "archive_mode": "off", "port": "5432",
+                 # The node's own key and certificate exist only in build/ (halgen build), never in the repo.
+                 "ssl_cert_file": str(scratch / "server.crt"), "ssl_key_file": str(scratch / "server.key")}
     argv = as_postgres(str(bin_dir / "postgres"), *(f"-c{k}={v}" for k, v in overrides.items()))
     log = scratch / "postgres.log"
     with open(log, "wb") as out:

@@ -14,9 +14,9 @@ set -euo pipefail
 
 SSH="${PG_SSH:-ssh}"
 DEPLOY_USER="${DEPLOY_USER:-alice}"
-# name address data-directory socket-directory bin-directory home
+# name address data-directory socket-directory bin-directory home stack-CA-certificate
 NODES=(
-    "db1 10.0.0.20 /var/lib/postgresql/15/main /var/run/postgresql /usr/lib/postgresql/15/bin /var/lib/postgresql"
+    "db1 10.0.0.20 /var/lib/postgresql/15/main /var/run/postgresql /usr/lib/postgresql/15/bin /var/lib/postgresql /etc/tiny/tls/ca.crt"
 )
 
 NEW="${1:-}"
@@ -93,7 +93,7 @@ for entry in "${NODES[@]}"; do
         continue
     fi
     log "pointing $name at $NEW"
-    conninfo="host=$(field "$NEW" 1) port=5432 user=replicator application_name=$name passfile=$(field "$name" 5)/.pgpass"
+    conninfo="host=$(field "$NEW" 1) port=5432 user=replicator application_name=$name passfile=$(field "$name" 5)/.pgpass sslmode=verify-full sslrootcert=$(field "$name" 6)"
     sql "$name" "ALTER SYSTEM SET primary_conninfo = '$conninfo'" >/dev/null
     sql "$name" "ALTER SYSTEM SET primary_slot_name = '$name'" >/dev/null
     sql "$name" "SELECT pg_reload_conf()" >/dev/null

@@ -14,11 +14,11 @@ set -euo pipefail
 
 SSH="${PG_SSH:-ssh}"
 DEPLOY_USER="${DEPLOY_USER:-sec}"
-# name address data-directory socket-directory bin-directory home
+# name address data-directory socket-directory bin-directory home stack-CA-certificate
 NODES=(
-    "db1 10.0.0.20 /var/lib/postgresql/16/main /var/run/postgresql /usr/lib/postgresql/16/bin /var/lib/postgresql"
-    "db2 10.0.0.21 /var/lib/postgresql/16/main /var/run/postgresql /usr/lib/postgresql/16/bin /var/lib/postgresql"
-    "db3 10.0.0.22 /var/lib/postgresql/16/main /var/run/postgresql /usr/lib/postgresql/16/bin /var/lib/postgresql"
+    "db1 10.0.0.20 /var/lib/postgresql/16/main /var/run/postgresql /usr/lib/postgresql/16/bin /var/lib/postgresql /etc/bank/tls/ca.crt"
+    "db2 10.0.0.21 /var/lib/postgresql/16/main /var/run/postgresql /usr/lib/postgresql/16/bin /var/lib/postgresql /etc/bank/tls/ca.crt"
+    "db3 10.0.0.22 /var/lib/postgresql/16/main /var/run/postgresql /usr/lib/postgresql/16/bin /var/lib/postgresql /etc/bank/tls/ca.crt"
 )
 
 NEW="${1:-}"
@@ -95,7 +95,7 @@ for entry in "${NODES[@]}"; do
         continue
     fi
     log "pointing $name at $NEW"
-    conninfo="host=$(field "$NEW" 1) port=5432 user=replicator application_name=$name passfile=$(field "$name" 5)/.pgpass"
+    conninfo="host=$(field "$NEW" 1) port=5432 user=replicator application_name=$name passfile=$(field "$name" 5)/.pgpass sslmode=verify-full sslrootcert=$(field "$name" 6)"
     sql "$name" "ALTER SYSTEM SET primary_conninfo = '$conninfo'" >/dev/null
     sql "$name" "ALTER SYSTEM SET primary_slot_name = '$name'" >/dev/null
     sql "$name" "SELECT pg_reload_conf()" >/dev/null

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,20 @@ class Repo:
             dirs[:] = sorted(d for d in dirs if not (rel_dir == Path(".") and d in SKIPPED_DIRS))
             found.extend((rel_dir / name).as_posix() for name in names)
         return tuple(sorted(found))
+
+    @functools.cached_property
+    def tracked_outside(self) -> tuple[str, ...]:
+        """Files git tracks that `files` leaves out (under secrets/, build/...): in a git
+        repo "tracked" is git's list, whatever .gitignore says."""
+        if not (self.root / ".git").exists():
+            return ()
+        try:
+            listed = subprocess.run(["git", "-c", f"safe.directory={self.root}", "-C", str(self.root), "ls-files",
+                                     "-z"], capture_output=True, check=True, timeout=60).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ()
+        names = listed.decode("utf-8", errors="replace").split("\0")
+        return tuple(sorted(n for n in names if n.split("/", 1)[0] in SKIPPED_DIRS - {".git"}))
 
     def glob(self, pattern: str) -> list[str]:
         """Files matching a regular expression on the relative path."""
@@ -164,8 +179,13 @@ class Repo:
         return rules if isinstance(rules, dict) else None
 
     @functools.cache  # noqa: B019
+    def firewall(self, rel: str) -> ufw.Firewall:
+        return ufw.firewall(self.text(rel))
+
+    @functools.cache  # noqa: B019
     def ufw(self, rel: str) -> tuple[list[ufw.UfwRule], dict[str, tuple[str, int]]]:
-        return ufw.rules(self.text(rel))
+        state = self.firewall(rel)
+        return state.allows, state.defaults
 
     @functools.cache  # noqa: B019
     def nginx(self, rel: str) -> dict:

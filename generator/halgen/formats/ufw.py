@@ -27,10 +27,11 @@ class UfwRule:
     action: str = "allow"
     interface: str = ""  # 'in on IFACE'
     route: bool = False  # forwarded traffic ('ufw route ...')
+    file: str = ""  # the script it came from, when several were run
 
     def same_rule(self, other: UfwRule) -> bool:
-        """Whether `ufw delete` of other removes this rule (its line does not matter)."""
-        return replace(self, line=0) == replace(other, line=0)
+        """Whether `ufw delete` of other removes this rule (where it was written does not matter)."""
+        return replace(self, line=0, file="") == replace(other, line=0, file="")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Firewall:
     rules: list[UfwRule] = field(default_factory=list)  # in ufw's order, every action
     defaults: dict[str, tuple[str, int]] = field(default_factory=dict)  # direction -> (policy, line)
     enabled: tuple[bool, int] = (False, 0)  # and the line of the last enable, disable or reset
+    switched_in: str = ""  # the script of that line, when several were run
 
     @property
     def allows(self) -> list[UfwRule]:
@@ -118,10 +120,13 @@ def _commands(script: str) -> list[tuple[int, list[str]]]:
     return found
 
 
-def firewall(script: str) -> Firewall:
-    """Run the script's ufw commands, in order."""
-    state = Firewall()
+def firewall(script: str, state: Firewall | None = None, file: str = "") -> Firewall:
+    """Run the script's ufw commands, in order: on a new firewall, or on state, which a
+    script run earlier (named by file in what it changes) left behind."""
+    state = state or Firewall()
     for number, words in _commands(script):
+        if _switches(words):
+            state.switched_in = file
         verb = words[0] if words else ""
         if verb == "enable":
             state.enabled = (True, number)
@@ -137,11 +142,15 @@ def firewall(script: str) -> Firewall:
         elif verb == "delete" and len(words) > 1:
             _delete(state, words[1:], number)
         else:
-            _add(state, words, number)
+            _add(state, words, number, file)
     return state
 
 
-def _add(state: Firewall, words: list[str], number: int) -> None:
+def _switches(words: list[str]) -> bool:
+    return bool(words) and words[0] in {"enable", "disable", "reset"}
+
+
+def _add(state: Firewall, words: list[str], number: int, file: str) -> None:
     route = words[:1] == ["route"]
     words = words[1:] if route else words
     position = len(state.rules)
@@ -150,7 +159,7 @@ def _add(state: Firewall, words: list[str], number: int) -> None:
     elif words[:1] == ["prepend"]:
         position, words = 0, words[1:]
     if words[:1] and words[0] in ACTIONS and (found := _rule(words[1:], number, words[0], route)):
-        state.rules.insert(position, found)
+        state.rules.insert(position, replace(found, file=file))
 
 
 def _delete(state: Firewall, words: list[str], number: int) -> None:
@@ -163,10 +172,3 @@ def _delete(state: Firewall, words: list[str], number: int) -> None:
     words = words[1:] if route else words
     if words[:1] and words[0] in ACTIONS and (target := _rule(words[1:], number, words[0], route)):
         state.rules = [r for r in state.rules if not r.same_rule(target)]
-
-
-def rules(script: str) -> tuple[list[UfwRule], dict[str, tuple[str, int]]]:
-    """The allow and limit rules in effect at the end, and the default policies
-    (direction -> (policy, line))."""
-    state = firewall(script)
-    return state.allows, state.defaults

@@ -15,7 +15,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field, replace
 
-from halgen.formats import nginx, pgconf, pghba, redisconf
+from halgen.formats import nginx, pgconf, pghba, redisconf, ufw
 from halgen.formats.base import Setting
 from halgen.lint.repo import Repo
 
@@ -126,14 +126,20 @@ class PgConfig:
 @functools.cache
 def pg(repo: Repo, rel: str) -> PgConfig:
     """postgresql.conf with its include, include_if_exists and include_dir followed
-    where they stand (a later line wins, as PostgreSQL reads them), and the hba and
-    ident files it names (relative paths from the data directory; unset: beside it)."""
+    where they stand (a later line wins, as PostgreSQL reads them), then what ALTER
+    SYSTEM writes over it (the data directory's postgresql.auto.conf, and ALTER SYSTEM
+    statements in the node's SQL and scripts), and the hba and ident files it names
+    (relative paths from the data directory; unset: beside postgresql.conf)."""
     node, path = split(rel)
     config = PgConfig()
     _pg_read(repo, node, rel, config, 0)
     conf_dir = posixpath.dirname(path)
     data = config.settings.get("data_directory")
     data_dir = data.value if data else conf_dir
+    for auto in matches(repo, node, posixpath.join(data_dir, "postgresql.auto.conf")):
+        _pg_read(repo, node, auto, config, 0)
+    for setting in _altered(repo, node):
+        config.settings[setting.name] = setting
     for name, default in (("hba_file", "pg_hba.conf"), ("ident_file", "pg_ident.conf")):
         setting = config.settings.get(name)
         target = on_node(setting.value, data_dir) if setting else posixpath.join(conf_dir, default)
@@ -163,6 +169,25 @@ def _pg_read(repo: Repo, node: str, rel: str, config: PgConfig, depth: int) -> N
         for included in sorted(found):
             if depth < _MAX_DEPTH:
                 _pg_read(repo, node, included, config, depth + 1)
+
+
+_ALTER_SYSTEM = re.compile(r"\bALTER\s+SYSTEM\s+SET\s+([A-Za-z_][\w.]*)\s*(?:=|\bTO\b)\s*('(?:[^']|'')*'|[^\s;]+)",
+                           re.I)
+
+
+def _altered(repo: Repo, node: str) -> list[Setting]:
+    """ALTER SYSTEM SET statements in the node's SQL files and scripts, as settings."""
+    found = []
+    for rel in repo.node_files(node, r".+\.sql|usr/local/sbin/[^/]+"):
+        text = repo.text(rel)
+        if "alter system" not in text.lower():
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            for match in _ALTER_SYSTEM.finditer(line):
+                value = match.group(2)
+                value = value[1:-1].replace("''", "'") if value.startswith("'") else value
+                found.append(Setting(match.group(1).lower(), value, number, rel))
+    return found
 
 
 @functools.cache
@@ -329,3 +354,31 @@ def _sshd_read(repo: Repo, node: str, rel: str, match: str, entries: list[SshdEn
 
 def nginx_all(repo: Repo, rel: str, name: str) -> list[nginx.Directive]:
     return [d for d in nginx_directives(repo, rel) if d.name == name]
+
+
+# --- ufw -------------------------------------------------------------------------------------
+
+
+def _runcmd_lines(text: str) -> tuple[str, str]:
+    """A cloud-init file's lines as shell, YAML list syntax dropped ('- [ufw, disable]' ->
+    'ufw disable'), split where it calls the first-boot script: (before, after)."""
+    shell = [re.sub(r"^\s*-\s*\[?|[\]\"']|,(?=\s)", "", line).strip() for line in text.splitlines()]
+    at = next((i for i, line in enumerate(shell) if re.search(r"-first-boot\b", line)), len(shell))
+    blank = [""] * len(shell)  # keeps line numbers
+    return "\n".join(shell[:at] + blank[at:]), "\n".join(blank[:at] + shell[at:])
+
+
+@functools.cache
+def firewall(repo: Repo, boot: str) -> ufw.Firewall:
+    """The node's ufw at the end: cloud-init's commands before the first-boot script, the
+    script, cloud-init's after it, then any other script of the node that runs ufw."""
+    node = split(boot)[0]
+    cloud = repo.one(node, r"cloud-init\.yaml")
+    before, after = _runcmd_lines(repo.text(cloud)) if cloud else ("", "")
+    state = ufw.firewall(before, file=cloud or "")
+    state = ufw.firewall(repo.text(boot), state, boot)
+    state = ufw.firewall(after, state, cloud or "")
+    for rel in repo.node_files(node, r"usr/local/sbin/[^/]+|etc/cron\.d/[^/]+"):
+        if rel != boot and "ufw" in repo.text(rel):
+            state = ufw.firewall(repo.text(rel), state, rel)
+    return state

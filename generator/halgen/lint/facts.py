@@ -90,6 +90,8 @@ def nginx_ports(repo: Repo, rel: str) -> list[tuple[int, int]]:
 def redis_endpoint(repo: Repo, rel: str, default_port: int) -> tuple[str, int] | None:
     config = effective.redis(repo, rel)
     bind, port = config.last("bind"), config.last("port")
+    if port and port.args == ("0",):  # TLS only: 'port 0' and the service on tls-port
+        port = config.last("tls-port")
     if bind is None or not bind.args:
         return None
     return bind.args[0], int(port.args[0]) if port and port.args and port.args[0].isdigit() else default_port

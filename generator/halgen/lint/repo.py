@@ -13,7 +13,7 @@ from typing import Any
 from halgen.compiler.answers import Answers
 from halgen.compiler.model import Node, Stack, derive
 from halgen.errors import AnswersError, Problem
-from halgen.formats import base, envfile, pgconf, pghba, redisconf, systemd, ufw
+from halgen.formats import base, envfile, pgconf, pghba, redisconf, systemd
 
 ANSWERS_FILE = ".copier-answers.yml"
 # Never linted: gitignored (secret-bearing) output and VCS data.
@@ -177,15 +177,6 @@ class Repo:
         except (json.JSONDecodeError, KeyError, TypeError):
             return None
         return rules if isinstance(rules, dict) else None
-
-    @functools.cache  # noqa: B019
-    def firewall(self, rel: str) -> ufw.Firewall:
-        return ufw.firewall(self.text(rel))
-
-    @functools.cache  # noqa: B019
-    def ufw(self, rel: str) -> tuple[list[ufw.UfwRule], dict[str, tuple[str, int]]]:
-        state = self.firewall(rel)
-        return state.allows, state.defaults
 
     @functools.cache  # noqa: B019
     def nginx(self, rel: str) -> dict:

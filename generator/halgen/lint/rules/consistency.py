@@ -44,7 +44,7 @@ def firewall_matches_listeners(repo: Repo) -> Iterator[Problem]:
     """
     for rel in repo.first_boots():
         node = node_of(rel)
-        ufw, _ = repo.ufw(rel)
+        ufw = effective.firewall(repo, rel).allows
         opened = {port: r.line for r in ufw for port in r.ports}
         # Loopback-only listeners (a stub_status, say) need no firewall rule.
         listening = {x.port: x for x in facts.node_listeners(repo, node) if not facts.is_loopback(x.address)}
@@ -85,7 +85,7 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Problem]:
             boot = repo.one(node.name, r"usr/local/sbin/[^/]+-first-boot")
             if boot is None:
                 continue
-            allows, _ = repo.ufw(boot)
+            allows = effective.firewall(repo, boot).allows
             local = {(str(p), r.source) for r in allows for p in r.ports}
             union |= local
             for port, source in sorted(local - cloud):
@@ -116,7 +116,7 @@ def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
                "Sentinel": apps + sentinels}
     for rel in repo.first_boots():
         node = node_of(rel)
-        ufw, _ = repo.ufw(rel)
+        ufw = effective.firewall(repo, rel).allows
         for listener in facts.node_listeners(repo, node):
             for address in clients.get(listener.what, []):
                 if address != listener.address and not any(

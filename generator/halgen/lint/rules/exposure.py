@@ -45,6 +45,7 @@ _PACKAGE_USERS = {"postgres", "redis", "www-data", "nobody", "daemon", "_apt", "
 _ROOT_GROUPS = {"sudo", "root", "wheel", "admin"}
 _SUDOERS_LINE = re.compile(r"(?:^|[\s\"'])(?P<who>%?[A-Za-z_][\w.-]*)\s+(?P<hosts>[\w.,!-]+)\s*=\s*"
                            r"(?P<runas>\([^)]*\))?\s*(?:[A-Z_]+:\s*)*(?P<commands>[^\"'\n]+)")
+_USER_ALIAS = re.compile(r"^\s*User_Alias\s+(?P<alias>[A-Z][A-Z0-9_]*)\s*=\s*(?P<members>[^\n#]+)", re.M)
 _SYSTEM_USER = re.compile(r"\b(?:useradd|adduser)\b[^\n]*--system\b[^\n]*?[\s,'\"](?P<user>[a-z_][\w-]*)['\"\]]*\s*$")
 _GROUP_GRANT = [
     re.compile(r"\busermod\b.*\s-a?G\s*(?P<groups>\S+)\s+(?P<user>\S+)"),
@@ -92,6 +93,10 @@ def sudo_for_service_users(repo: Repo) -> Iterator[Problem]:
     node holds. Admin access belongs to personal accounts (cloud-init's ops).
     """
     services = _service_users(repo)
+    for rel in _sudo_sources(repo):  # a User_Alias naming a service user is one too
+        for alias in _USER_ALIAS.finditer(repo.text(rel)):
+            if {m.strip() for m in alias.group("members").split(",")} & services:
+                services.add(alias.group("alias"))
     for rel in _sudo_sources(repo):
         for number, line in enumerate(repo.text(rel).splitlines(), 1):
             if line.lstrip().startswith("#") and "sudoers" in rel:

@@ -219,18 +219,18 @@ def firewall_open_to_world(repo: Repo) -> Iterator[Problem]:
     accepted = {22} if repo.answers is not None and repo.answers.admin_cidrs_allow_internet else set()
     for rel in repo.first_boots():
         node = node_of(rel)
-        state = repo.firewall(rel)
+        state = effective.firewall(repo, rel)
         rules, defaults = state.allows, state.defaults
         enabled, enabled_line = state.enabled
         if not enabled:
-            yield Problem(rel, enabled_line or 1, "ufw is not enabled when the script ends (a later disable or reset "
-                          "turns it off): every port is open")
+            yield Problem(state.switched_in or rel, enabled_line or 1,
+                          "ufw is not enabled at the end (a later disable or reset turns it off): every port is open")
         allowed = WEB_PORTS | accepted if node in lb_nodes else accepted
         for r in rules:
             if _world(r.source) and set(r.ports) - allowed:
                 shown = "all" if len(r.ports) > 20 else ",".join(map(str, r.ports))
                 where = f" (in on {r.interface})" if r.interface else ""
-                yield Problem(rel, r.line, f"port(s) {shown} open to the world on {node}{where}")
+                yield Problem(r.file or rel, r.line, f"port(s) {shown} open to the world on {node}{where}")
         for port, line in _open_to_all_together([(r.source, r.ports, r.line) for r in rules if not _world(r.source)]):
             if port not in allowed:
                 yield Problem(rel, line, f"port {port} on {node}: its allowed networks together are the whole Internet")

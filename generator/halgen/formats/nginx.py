@@ -47,7 +47,6 @@ def parse(path: Path, included: bool = False) -> dict[str, Any]:
 
 # An include directive -> (repo file, parsed directives) of each file it names.
 Includer = Callable[["Directive"], list[tuple[str, list[dict[str, Any]]]]]
-_MAX_DEPTH = 16  # nginx itself refuses deeper nesting long before this; stops include loops
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Directive:
     block: tuple[dict[str, Any], ...] | None  # the raw children, when this directive has a block
     file: str = ""  # the repo file it is in, when includes are followed
     includer: Includer | None = field(default=None, compare=False, repr=False)
-    depth: int = field(default=0, compare=False, repr=False)
+    chain: tuple[str, ...] = field(default=(), compare=False, repr=False)  # the files including this one
 
     @property
     def context(self) -> str:
@@ -68,24 +67,25 @@ class Directive:
 
     def children(self) -> Iterator[Directive]:
         """The directives of this block, those of files it includes in their place."""
-        yield from _visit(self.block or (), (*self.parents, self), self.file, self.includer, self.depth, deep=False)
+        yield from _visit(self.block or (), (*self.parents, self), self.file, self.includer, self.chain, deep=False)
 
     def child(self, name: str) -> Directive | None:
         return next((c for c in self.children() if c.name == name), None)
 
 
 def _visit(raws: Iterable[dict[str, Any]], parents: tuple[Directive, ...], file: str, includer: Includer | None,
-           depth: int, deep: bool) -> Iterator[Directive]:
+           chain: tuple[str, ...], deep: bool) -> Iterator[Directive]:
     for raw in raws:
         block = raw.get("block")
         directive = Directive(raw["directive"], tuple(raw.get("args", ())), raw.get("line", 1), parents,
-                              tuple(block) if block is not None else None, file, includer, depth)
+                              tuple(block) if block is not None else None, file, includer, chain)
         yield directive
-        if directive.name == "include" and includer is not None and depth < _MAX_DEPTH:
+        if directive.name == "include" and includer is not None:
             for included_file, parsed in includer(directive):
-                yield from _visit(parsed, parents, included_file, includer, depth + 1, deep)
+                if included_file not in (*chain, file):  # a file including itself, directly or not
+                    yield from _visit(parsed, parents, included_file, includer, (*chain, file), deep)
         if deep and block is not None:
-            yield from _visit(block, (*parents, directive), file, includer, depth, deep)
+            yield from _visit(block, (*parents, directive), file, includer, chain, deep)
 
 
 def walk(payload: dict[str, Any], file: str = "", includer: Includer | None = None) -> Iterator[Directive]:
@@ -93,7 +93,7 @@ def walk(payload: dict[str, Any], file: str = "", includer: Includer | None = No
     with an includer, those of the files its includes name in their place."""
     if not payload.get("config"):
         return
-    yield from _visit(payload["config"][0].get("parsed", []), (), file, includer, 0, deep=True)
+    yield from _visit(payload["config"][0].get("parsed", []), (), file, includer, (), deep=True)
 
 
 def find_all(payload: dict[str, Any], name: str) -> list[Directive]:

@@ -103,6 +103,8 @@ def _commands(script: str) -> list[tuple[int, list[str]]]:
     """(line, words after 'ufw') of every ufw command, a dry run left out."""
     found = []
     for number, raw in enumerate(script.splitlines(), 1):
+        if "ufw" not in raw:
+            continue
         for part in re.split(r"&&|\|\||[;|]", raw.split(" #", 1)[0]):
             try:
                 words = shlex.split(part, comments=True)  # 'Nginx Full' is one app name

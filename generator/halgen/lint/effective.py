@@ -19,8 +19,6 @@ from halgen.formats import nginx, pgconf, pghba, redisconf, ufw
 from halgen.formats.base import Setting
 from halgen.lint.repo import Repo
 
-_MAX_DEPTH = 16  # include loops stop here (the services themselves refuse them)
-
 # Files Debian's packages install that a config may include without lint seeing them.
 PACKAGE_FILES = frozenset({
     "/etc/nginx/mime.types", "/etc/nginx/fastcgi_params", "/etc/nginx/fastcgi.conf", "/etc/nginx/proxy_params",
@@ -132,26 +130,25 @@ def pg(repo: Repo, rel: str) -> PgConfig:
     (relative paths from the data directory; unset: beside postgresql.conf)."""
     node, path = split(rel)
     config = PgConfig()
-    _pg_read(repo, node, rel, config, 0)
+    _pg_read(repo, node, rel, config, ())
     conf_dir = posixpath.dirname(path)
     data = config.settings.get("data_directory")
     data_dir = data.value if data else conf_dir
     for auto in matches(repo, node, posixpath.join(data_dir, "postgresql.auto.conf")):
-        _pg_read(repo, node, auto, config, 0)
-    for setting in _altered(repo, node):
-        config.settings[setting.name] = setting
+        _pg_read(repo, node, auto, config, ())
+    config.settings.update((altered.name, altered) for altered in _altered(repo, node))
     for name, default in (("hba_file", "pg_hba.conf"), ("ident_file", "pg_ident.conf")):
-        setting = config.settings.get(name)
-        target = on_node(setting.value, data_dir) if setting else posixpath.join(conf_dir, default)
+        named = config.settings.get(name)
+        target = on_node(named.value, data_dir) if named else posixpath.join(conf_dir, default)
         found = matches(repo, node, target) if not is_glob(target) else []
         if found:
             setattr(config, name.removesuffix("_file"), found[0])
-        elif setting is not None and not _unseen_ok(target):
-            config.unseen.append(Unseen(setting.file, setting.line, name, target))
+        elif named is not None and not _unseen_ok(target):
+            config.unseen.append(Unseen(named.file, named.line, name, target))
     return config
 
 
-def _pg_read(repo: Repo, node: str, rel: str, config: PgConfig, depth: int) -> None:
+def _pg_read(repo: Repo, node: str, rel: str, config: PgConfig, chain: tuple[str, ...]) -> None:
     config.files.append(rel)
     here = posixpath.dirname(split(rel)[1])
     for entry in pgconf.entries(repo.text(rel))[0]:
@@ -167,8 +164,8 @@ def _pg_read(repo: Repo, node: str, rel: str, config: PgConfig, depth: int) -> N
         if not found and not _unseen_ok(target):
             config.unseen.append(Unseen(rel, entry.line, entry.name, target))
         for included in sorted(found):
-            if depth < _MAX_DEPTH:
-                _pg_read(repo, node, included, config, depth + 1)
+            if included not in (*chain, rel):  # PostgreSQL refuses a loop; lint just stops
+                _pg_read(repo, node, included, config, (*chain, rel))
 
 
 _ALTER_SYSTEM = re.compile(r"\bALTER\s+SYSTEM\s+SET\s+([A-Za-z_][\w.]*)\s*(?:=|\bTO\b)\s*('(?:[^']|'')*'|[^\s;]+)",
@@ -195,11 +192,12 @@ def hba_entries(repo: Repo, rel: str) -> tuple[list[pghba.HbaEntry], list[Unseen
     """A pg_hba.conf's entries with those of the files it includes (PostgreSQL 16+)."""
     entries: list[pghba.HbaEntry] = []
     unseen: list[Unseen] = []
-    _hba_read(repo, rel, entries, unseen, 0)
+    _hba_read(repo, rel, entries, unseen, ())
     return entries, unseen
 
 
-def _hba_read(repo: Repo, rel: str, entries: list[pghba.HbaEntry], unseen: list[Unseen], depth: int) -> None:
+def _hba_read(repo: Repo, rel: str, entries: list[pghba.HbaEntry], unseen: list[Unseen],
+              chain: tuple[str, ...]) -> None:
     node, path = split(rel)
     entries.extend(replace(e, file=rel) for e in repo.hba(rel)[0])
     for line, directive, name in pghba.includes(repo.text(rel)):
@@ -209,10 +207,11 @@ def _hba_read(repo: Repo, rel: str, entries: list[pghba.HbaEntry], unseen: list[
         if not found and not _unseen_ok(target):
             unseen.append(Unseen(rel, line, directive, target))
         for included in sorted(found):
-            if depth < _MAX_DEPTH:
-                _hba_read(repo, included, entries, unseen, depth + 1)
+            if included not in (*chain, rel):
+                _hba_read(repo, included, entries, unseen, (*chain, rel))
 
 
+@functools.cache
 def hba_files(repo: Repo) -> list[str]:
     """Every pg_hba.conf found by its name, and every file a postgresql.conf's hba_file names."""
     named = {c.hba for c in (pg(repo, rel) for rel in repo.pg_confs()) if c.hba}
@@ -239,11 +238,11 @@ class RedisConfig:
 def redis(repo: Repo, rel: str) -> RedisConfig:
     """redis.conf or sentinel.conf with its includes (globs too) and aclfile read in place."""
     config = RedisConfig()
-    _redis_read(repo, rel, config, 0)
+    _redis_read(repo, rel, config, ())
     return config
 
 
-def _redis_read(repo: Repo, rel: str, config: RedisConfig, depth: int) -> None:
+def _redis_read(repo: Repo, rel: str, config: RedisConfig, chain: tuple[str, ...]) -> None:
     node, path = split(rel)
     for directive in repo.redis(rel)[0]:
         directive = replace(directive, file=rel)
@@ -257,8 +256,8 @@ def _redis_read(repo: Repo, rel: str, config: RedisConfig, depth: int) -> None:
         elif not found and not (is_glob(target) and directive.name == "include"):
             config.unseen.append(Unseen(rel, directive.line, directive.name, target))
         for included in found:
-            if depth < _MAX_DEPTH:
-                _redis_read(repo, included, config, depth + 1)
+            if included not in (*chain, rel):
+                _redis_read(repo, included, config, (*chain, rel))
 
 
 # --- nginx -----------------------------------------------------------------------------------
@@ -323,15 +322,15 @@ def sshd(repo: Repo, node: str) -> tuple[list[SshdEntry], list[Unseen]]:
     unseen: list[Unseen] = []
     main = f"nodes/{node}/etc/ssh/sshd_config"
     if repo.exists(main):
-        _sshd_read(repo, node, main, "", entries, unseen, 0)
+        _sshd_read(repo, node, main, "", entries, unseen, ())
     else:
         for rel in matches(repo, node, SSHD_DROP_INS):
-            _sshd_read(repo, node, rel, "", entries, unseen, 0)
+            _sshd_read(repo, node, rel, "", entries, unseen, ())
     return entries, unseen
 
 
 def _sshd_read(repo: Repo, node: str, rel: str, match: str, entries: list[SshdEntry], unseen: list[Unseen],
-               depth: int) -> None:
+               chain: tuple[str, ...]) -> None:
     for number, raw in enumerate(repo.text(rel).splitlines(), 1):
         words = re.split(r"\s*=\s*|\s+", raw.split("#", 1)[0].strip(), maxsplit=1)
         if len(words) != 2:
@@ -346,8 +345,8 @@ def _sshd_read(repo: Repo, node: str, rel: str, match: str, entries: list[SshdEn
                 if not found and not is_glob(target):
                     unseen.append(Unseen(rel, number, "Include", target))
                 for included in found:
-                    if depth < _MAX_DEPTH:
-                        _sshd_read(repo, node, included, match, entries, unseen, depth + 1)
+                    if included not in (*chain, rel):
+                        _sshd_read(repo, node, included, match, entries, unseen, (*chain, rel))
         else:
             entries.append(SshdEntry(_SSHD_ALIASES.get(key, key), value, rel, number, match))
 
@@ -357,6 +356,11 @@ def nginx_all(repo: Repo, rel: str, name: str) -> list[nginx.Directive]:
 
 
 # --- ufw -------------------------------------------------------------------------------------
+
+
+def _runcmd(text: str) -> str:
+    """A cloud-init file's text less its package list (which names ufw on every node)."""
+    return re.sub(r"^packages:.*$", "", text, flags=re.M)
 
 
 def _runcmd_lines(text: str) -> tuple[str, str]:
@@ -374,7 +378,7 @@ def firewall(repo: Repo, boot: str) -> ufw.Firewall:
     script, cloud-init's after it, then any other script of the node that runs ufw."""
     node = split(boot)[0]
     cloud = repo.one(node, r"cloud-init\.yaml")
-    before, after = _runcmd_lines(repo.text(cloud)) if cloud else ("", "")
+    before, after = _runcmd_lines(repo.text(cloud)) if cloud and "ufw" in _runcmd(repo.text(cloud)) else ("", "")
     state = ufw.firewall(before, file=cloud or "")
     state = ufw.firewall(repo.text(boot), state, boot)
     state = ufw.firewall(after, state, cloud or "")

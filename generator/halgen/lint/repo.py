@@ -67,8 +67,12 @@ class Repo:
         except OSError:
             return ""
 
+    @functools.cached_property
+    def _file_set(self) -> frozenset[str]:
+        return frozenset(self.files)
+
     def exists(self, rel: str) -> bool:
-        return rel in self.files
+        return rel in self._file_set
 
     def line_of(self, rel: str, pattern: str, default: int = 1) -> int:
         """The first line of rel matching the regular expression pattern."""

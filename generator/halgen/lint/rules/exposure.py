@@ -13,11 +13,11 @@ from halgen.lint.repo import Repo, node_of
 
 @rule("HAL320", "config-include-unseen", "error", "security")
 def config_include_unseen(repo: Repo) -> Iterator[Problem]:
-    """Every file a service config includes is in the node's tree, where lint checks it
-    (PostgreSQL include/include_if_exists/include_dir/hba_file/ident_file, nginx and
-    Redis include, Redis aclfile, sshd Include).
+    """Every file a service config includes is in the node's tree, where lint checks it.
 
-    A setting moved into a file outside the repo - /tmp, /srv, another
+    Followed: PostgreSQL include, include_if_exists, include_dir, hba_file and
+    ident_file (and pg_hba.conf's includes), nginx and Redis include (globs
+    too), Redis aclfile, sshd Include. A setting moved into a file outside the repo - /tmp, /srv, another
     directory on the node - is one no review or lint ever sees: a
     `listen_addresses = '*'` or a `trust` line there takes effect unchecked.
     Put the file under nodes/<node>/ at the path the config names. The
@@ -63,8 +63,7 @@ def _service_users(repo: Repo) -> set[str]:
         users |= {e.value for e in repo.unit(rel)[0] if e.key in {"User", "Group"} and e.value}
     for rel in repo.cloud_inits() + repo.scripts():
         for line in repo.text(rel).splitlines():
-            flat = re.sub(r"[\[\],]", " ", line)
-            if match := _SYSTEM_USER.search(flat):
+            if "--system" in line and (match := _SYSTEM_USER.search(re.sub(r"[\[\],]", " ", line))):
                 users.add(match.group("user"))
     return users
 
@@ -84,11 +83,12 @@ def _runs_as_root(runas: str | None) -> bool:
 
 @rule("HAL321", "sudo-for-service-users", "error", "security")
 def sudo_for_service_users(repo: Repo) -> Iterator[Problem]:
-    """No service account (the app user, postgres, redis, www-data...) may run anything as root
-    through sudo: no sudoers line for it or its group, no sudo group, in a node's
-    etc/sudoers.d/, a script or cloud-init.
+    """No service account (the app user, postgres, redis, www-data...) can run anything as root through sudo.
 
-    The app runs the code that faces the Internet: one remote-code bug in it is
+    Checked: sudoers lines (and User_Alias) for the account or its group in a
+    node's etc/sudoers(.d/), in scripts and in cloud-init; the sudo, wheel,
+    admin or root group given to it (usermod, adduser, gpasswd, cloud-init
+    users). The app runs the code that faces the Internet: one remote-code bug in it is
     root on the node when its user may sudo, and from there every secret the
     node holds. Admin access belongs to personal accounts (cloud-init's ops).
     """
@@ -97,12 +97,13 @@ def sudo_for_service_users(repo: Repo) -> Iterator[Problem]:
         for alias in _USER_ALIAS.finditer(repo.text(rel)):
             if {m.strip() for m in alias.group("members").split(",")} & services:
                 services.add(alias.group("alias"))
+    cloud_inits = set(repo.cloud_inits())
     for rel in _sudo_sources(repo):
         for number, line in enumerate(repo.text(rel).splitlines(), 1):
             if line.lstrip().startswith("#") and "sudoers" in rel:
                 continue
             yield from _sudo_grants(rel, number, line, services)
-        if rel in repo.cloud_inits():
+        if rel in cloud_inits:
             yield from _cloud_init_grants(repo, rel, services)
 
 
@@ -112,6 +113,8 @@ def _sudo_grants(rel: str, number: int, line: str, services: set[str]) -> Iterat
             who = match.group("who")
             if who.lstrip("%") in services and _runs_as_root(match.group("runas")):
                 yield Problem(rel, number, f"sudo lets {who} run {match.group('commands').strip()} as root")
+    if not any(tool in line for tool in ("usermod", "adduser", "addgroup", "gpasswd")):
+        return
     for pattern in _GROUP_GRANT:
         if (grant := pattern.search(line)) and grant.group("user").strip("'\"") in services:
             groups = set(grant.group("groups").strip("'\"").split(","))

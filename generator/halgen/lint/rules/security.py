@@ -52,13 +52,14 @@ def _tainted_variables(directives: tuple[nginx.Directive, ...]) -> set[str]:
 
 @rule("HAL301", "nginx-host-spoofing", "error", "security")
 def nginx_host_spoofing(repo: Repo) -> Iterator[Problem]:
-    """nginx passes the Host it matched ($host), never one taken from a client header ($http_host,
-    $http_x_forwarded_host, any $http_*), directly or through set/map.
+    """nginx passes the Host it matched ($host), never one taken from a client header.
 
-    A client header is whatever the client sent, including hosts this server
-    does not serve: the app then builds links, redirects and password-reset
-    mails for an attacker's domain. Use `proxy_set_header Host $host;`.
-    Checked in nginx.conf and in every file it includes.
+    Not $http_host, $http_x_forwarded_host - no $http_*, $arg_* or $cookie_*
+    variable, directly or through a set/map variable filled from one. A client
+    header is whatever the client sent, including hosts this server does not
+    serve: the app then builds links, redirects and password-reset mails for
+    an attacker's domain. Use `proxy_set_header Host $host;`. Checked in
+    nginx.conf and in every file it includes.
     """
     for rel in repo.nginx_confs():
         directives = effective.nginx_directives(repo, rel)
@@ -321,11 +322,12 @@ def redis_no_auth(repo: Repo) -> Iterator[Problem]:
     include must stay, point at that file, and no later line may undo it
     (`requirepass ""`, `user default on nopass`). Includes are followed.
     """
-    for rel in repo.redis_confs() + repo.sentinel_confs():
+    sentinels = set(repo.sentinel_confs())
+    for rel in repo.redis_confs() + sorted(sentinels):
         config = effective.redis(repo, rel)
         for d in _passwordless_users(config):
             yield Problem(d.file or rel, d.line, f"user {d.args[0]} is on with nopass: anyone may use it")
-        if rel in repo.sentinel_confs():
+        if rel in sentinels:
             if not config.all("sentinel auth-pass") and not config.secret_includes:
                 yield Problem(rel, 1, "no sentinel auth-pass (nor an include of the secrets file): cannot talk to "
                               "the master")
@@ -363,6 +365,8 @@ _VALUE = r"""(?!["']?\$)["']?[^\s"'$]"""
 _SECRET_LINES = [
     (re.compile(rf"^\s*(requirepass|masterauth)\s+{_VALUE}"), "a Redis password"),
     (re.compile(rf"^\s*sentinel\s+auth-pass\s+\S+\s+{_VALUE}"), "a Sentinel auth-pass"),
+    (re.compile(rf"^\s*sentinel\s+sentinel-pass\s+{_VALUE}"), "a Sentinel password"),
+    (re.compile(rf"^\s*tls-(?:client-)?key-file-pass\s+{_VALUE}"), "a TLS key passphrase"),
     (re.compile(rf"^\s*repo\d+-(cipher-pass|s3-key|s3-key-secret)\s*=\s*{_VALUE}"), "a pgBackRest key"),
     (re.compile(rf"^\s*(export\s+)?[A-Z0-9_]*(PASSWORD|PASSWD|SECRET|SECRET_KEY|ACCESS_KEY|TOKEN)\s*=\s*{_VALUE}"),
      "a secret variable"),
@@ -376,8 +380,8 @@ _SECRET_LINES = [
     (re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"), "a private key"),
     (re.compile(r"^\s*PuTTY-User-Key-File-\d+:", re.I), "a PuTTY private key"),
     # A Redis ACL user with a clear-text password ('>secret'); '#<sha256>' is a hash and fine.
-    (re.compile(rf"^\s*user\s+\S+\s.*(?<=\s)>{_VALUE}", re.I), "a Redis ACL password"),
-    (re.compile(rf"\bacl\s+setuser\s+\S+\s.*(?<=\s)>{_VALUE}", re.I), "a Redis ACL password"),
+    (re.compile(r"^\s*user\s+\S+\s.*(?<=[\s\"'])>[^\s\"'$]", re.I), "a Redis ACL password"),
+    (re.compile(r"\bacl\s+setuser\s+\S+\s.*(?<=[\s\"'])>[^\s\"'$]", re.I), "a Redis ACL password"),
 ]
 
 

@@ -109,6 +109,21 @@ def _unseen_ok(path: str) -> bool:
     return build_written(path) or path in PACKAGE_FILES
 
 
+# Directories Debian's packages create empty, for the admin's own files.
+EMPTY_PACKAGE_DIRS = frozenset({"/etc/nginx/conf.d", "/etc/ssh/sshd_config.d"})
+
+
+def _empty_glob_ok(repo: Repo, node: str, pattern: str) -> bool:
+    """A glob that matches nothing is fine in a directory the tree holds or Debian leaves
+    empty; anywhere else it picks up whatever the node has there, unseen."""
+    if not is_glob(pattern):
+        return False
+    directory = posixpath.dirname(pattern)
+    if is_glob(directory):
+        return False
+    return directory in EMPTY_PACKAGE_DIRS or bool(repo.node_files(node, re.escape(directory.lstrip("/")) + "/.+"))
+
+
 # --- PostgreSQL -------------------------------------------------------------------------
 
 
@@ -117,6 +132,7 @@ class PgConfig:
     settings: dict[str, Setting] = field(default_factory=dict)  # the value in effect, with its file
     files: list[str] = field(default_factory=list)  # every file read, the main one first
     unseen: list[Unseen] = field(default_factory=list)
+    shadowing: list[Setting] = field(default_factory=list)  # lines that override one in another file
     hba: str | None = None  # the repo file hba_file names (None: unseen)
     ident: str | None = None
 
@@ -153,6 +169,9 @@ def _pg_read(repo: Repo, node: str, rel: str, config: PgConfig, chain: tuple[str
     here = posixpath.dirname(split(rel)[1])
     for entry in pgconf.entries(repo.text(rel))[0]:
         if entry.name not in pgconf.INCLUDES:
+            earlier = config.settings.get(entry.name)
+            if earlier is not None and earlier.file != rel:  # one file's repeats: HAL104 reads each file
+                config.shadowing.append(replace(entry, file=rel))
             config.settings[entry.name] = replace(entry, file=rel)
             continue
         target = on_node(entry.value, here)
@@ -253,7 +272,7 @@ def _redis_read(repo: Repo, rel: str, config: RedisConfig, chain: tuple[str, ...
         found = matches(repo, node, target)
         if build_written(target):
             config.secret_includes.append(directive)
-        elif not found and not (is_glob(target) and directive.name == "include"):
+        elif not found and not (directive.name == "include" and _empty_glob_ok(repo, node, target)):
             config.unseen.append(Unseen(rel, directive.line, directive.name, target))
         for included in found:
             if included not in (*chain, rel):
@@ -270,10 +289,21 @@ def _nginx_targets(repo: Repo, directive: nginx.Directive) -> tuple[str, list[st
 
 
 @functools.cache
+def _nginx_payload(repo: Repo, rel: str) -> dict:
+    return nginx.parse(repo.root / rel, included=True)
+
+
 def _nginx_included(repo: Repo, rel: str) -> list[dict]:
-    payload = nginx.parse(repo.root / rel, included=True)
-    configs = payload.get("config") or [{}]
+    configs = _nginx_payload(repo, rel).get("config") or [{}]
     return list(configs[0].get("parsed", []))
+
+
+def nginx_included_errors(repo: Repo, rel: str) -> list[tuple[str, int, str]]:
+    """(file, line, message) of what crossplane refuses in the files an nginx.conf includes."""
+    included = sorted({f for d in nginx_all(repo, rel, "include") for f in _nginx_targets(repo, d)[1]})
+    return [(f, err.get("line") or 1, err["error"].replace(str(repo.root / f), f))
+            for f in included for config in _nginx_payload(repo, f).get("config", [])
+            for err in config.get("errors", [])]
 
 
 @functools.cache
@@ -292,7 +322,7 @@ def nginx_unseen(repo: Repo, rel: str) -> list[Unseen]:
     for d in nginx_directives(repo, rel):
         if d.name == "include":
             target, files = _nginx_targets(repo, d)
-            if not files and not is_glob(target) and not _unseen_ok(target):
+            if not files and not _unseen_ok(target) and not _empty_glob_ok(repo, split(d.file)[0], target):
                 found.append(Unseen(d.file, d.line, "include", target))
     return found
 
@@ -342,7 +372,7 @@ def _sshd_read(repo: Repo, node: str, rel: str, match: str, entries: list[SshdEn
             for pattern in value.split():
                 target = on_node(pattern, "/etc/ssh")
                 found = matches(repo, node, target)
-                if not found and not is_glob(target):
+                if not found and not _empty_glob_ok(repo, node, target):
                     unseen.append(Unseen(rel, number, "Include", target))
                 for included in found:
                     if included not in (*chain, rel):

@@ -154,3 +154,16 @@ def test_sudo_only_for_root_targets_of_service_users(tmp_path: Path) -> None:
     })
     found = sorted((f.file, f.line) for f in lint(tmp_path, tools=False, select={"HAL321"}).findings)
     assert found == [("nodes/app1/cloud-init.yaml", 3), ("nodes/app1/etc/sudoers.d/bad", 1)]
+
+
+def test_redis_reads_what_halgen_build_writes(tmp_path: Path) -> None:
+    _repo(tmp_path, {
+        "nodes/r1/etc/redis/redis.conf": "bind 10.0.0.30\ninclude /etc/redis/secrets.conf\n",
+        "nodes/r2/etc/redis/redis.conf": "bind 10.0.0.31\ninclude /etc/redis/secrets.conf\nrequirepass \"\"\n",
+        "nodes/r3/etc/redis/redis.conf": "bind 10.0.0.32\nuser default off\nuser app on #" + "a" * 64 + " ~* +@all\n",
+        "nodes/r4/etc/redis/redis.conf": "bind 10.0.0.33\nuser default on nopass ~* +@all\n",
+    })
+    config = effective.redis(Repo(tmp_path), "nodes/r1/etc/redis/redis.conf")
+    assert [d.name for d in config.directives if not d.file] == ["requirepass", "masterauth"], "the secrets template"
+    found = sorted((f.file.split("/")[1], f.line) for f in lint(tmp_path, tools=False, select={"HAL309"}).findings)
+    assert found == [("r2", 3), ("r4", 2)]

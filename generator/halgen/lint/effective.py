@@ -81,9 +81,10 @@ def matches(repo: Repo, node: str, path: str) -> list[str]:
 
 
 @functools.cache
-def _build_written() -> tuple[re.Pattern[str], ...]:
+def _build_written() -> tuple[tuple[re.Pattern[str], str], ...]:
     """The node paths of the secret-bearing files `halgen build` writes (from the secrets
-    blueprint: blueprints/secrets/nodes/<role>/<path>.jinja, names templated)."""
+    blueprint: blueprints/secrets/nodes/<role>/<path>.jinja, names templated), each with
+    its template's text, every {{ value }} replaced by a stand-in word."""
     from halgen.compiler import resources
 
     try:
@@ -96,13 +97,26 @@ def _build_written() -> tuple[re.Pattern[str], ...]:
             continue
         parts = path.relative_to(root).parts[1:]  # below the role directory
         regex = "/" + "/".join(".+" if "{" in p else re.escape(p.removesuffix(".jinja")) for p in parts)
-        found.append(re.compile(regex))
+        text = re.sub(r"\{\{.*?\}\}", "templated", path.read_text(encoding="utf-8", errors="replace"))
+        found.append((re.compile(regex), re.sub(r"\{[%#].*?[%#]\}", "", text, flags=re.S)))
     return tuple(found)
 
 
 def build_written(path: str) -> bool:
     """Whether `halgen build` writes this node path (a secrets file, never in git)."""
-    return any(p.fullmatch(path) for p in _build_written())
+    return build_template(path) is not None
+
+
+def build_template(path: str) -> str | None:
+    """What `halgen build` writes to this node path, values left out; None if it writes nothing there."""
+    return next((text for regex, text in _build_written() if regex.fullmatch(path)), None)
+
+
+def designed(pattern: str) -> bool:
+    """Whether any file `halgen build` writes has a line matching pattern: what this halgen's
+    design puts in the secrets files (Sentinel passwords, say)."""
+    compiled = re.compile(pattern, re.M)
+    return any(compiled.search(text) for _, text in _build_written())
 
 
 def _unseen_ok(path: str) -> bool:
@@ -242,7 +256,8 @@ def hba_files(repo: Repo) -> list[str]:
 
 @dataclass
 class RedisConfig:
-    directives: list[redisconf.Directive] = field(default_factory=list)  # in the order Redis applies them
+    # In the order Redis applies them; those of a file `halgen build` writes have no file.
+    directives: list[redisconf.Directive] = field(default_factory=list)
     secret_includes: list[redisconf.Directive] = field(default_factory=list)  # of files `halgen build` writes
     unseen: list[Unseen] = field(default_factory=list)
 
@@ -270,8 +285,10 @@ def _redis_read(repo: Repo, rel: str, config: RedisConfig, chain: tuple[str, ...
             continue
         target = on_node(directive.args[0], posixpath.dirname(path))
         found = matches(repo, node, target)
-        if build_written(target):
+        template = build_template(target)
+        if template is not None:  # read in place: what halgen build writes there, values left out
             config.secret_includes.append(directive)
+            config.directives.extend(replace(d, file="") for d in redisconf.parse(template)[0])
         elif not found and not (directive.name == "include" and _empty_glob_ok(repo, node, target)):
             config.unseen.append(Unseen(rel, directive.line, directive.name, target))
         for included in found:

@@ -138,8 +138,8 @@ def redis_conf_syntax(repo: Repo) -> Iterator[Problem]:
     an unbalanced quote ("Bad directive or wrong number of arguments").
     """
     known = _redis_directives()
-    read = sorted({d.file for rel in repo.redis_confs() + repo.sentinel_confs()
-                   for d in effective.redis(repo, rel).directives} | set(repo.redis_confs() + repo.sentinel_confs()))
+    configs = repo.redis_confs() + repo.sentinel_confs()
+    read = sorted({d.file for rel in configs for d in effective.redis(repo, rel).directives if d.file} | set(configs))
     for rel in read:  # each file once, however many configs include it
         directives, errors = repo.redis(rel)
         for line, message in errors:

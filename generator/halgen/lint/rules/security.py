@@ -278,67 +278,62 @@ def _open_to_all_together(rules: list[tuple[str, tuple[int, ...], int]]) -> Iter
             yield port, max(line for _, line in sources)
 
 
-def _passwordless_users(config: effective.RedisConfig) -> Iterator[Directive]:
-    """ACL users left enabled with nopass: anyone may log in as them with any password."""
-    for d in config.all("user"):
-        enabled = passwordless = False
-        for token in d.args[1:]:
-            lowered = token.lower()
-            if lowered in {"on", "off"}:
-                enabled = lowered == "on"
-            elif lowered == "nopass":
-                passwordless = True
-            elif lowered in {"resetpass", "reset"} or token[:1] in {">", "#"}:
-                passwordless = False
-                enabled = enabled and lowered != "reset"
-        if enabled and passwordless:
-            yield d
+def _passwordless(user: Directive) -> bool:
+    """Whether an ACL user line leaves the user enabled with nopass (Redis resets a
+    configured user first: off, no password)."""
+    enabled = passwordless = False
+    for token in user.args[1:]:
+        lowered = token.lower()
+        if lowered in {"on", "off"}:
+            enabled = lowered == "on"
+        elif lowered == "nopass":
+            passwordless = True
+        elif lowered in {"resetpass", "reset"} or token[:1] in {">", "#"}:
+            passwordless = False
+            enabled = enabled and lowered != "reset"
+    return enabled and passwordless
 
 
-def _redis_auth(config: effective.RedisConfig) -> str | None:
-    """How the default user is shut or given a password, None when it is not: a tracked
-    requirepass, a `user default` line, or an include of the secrets file `halgen build`
-    writes (its requirepass or ACL users lint cannot see) - unless a later
-    `requirepass ""` clears the password again."""
-    found = None
-    for d in config.directives:
-        if d.name == "requirepass":
-            found = "requirepass" if d.args and d.args[0] else None
-        elif d.name == "user" and d.args[:1] == ("default",):
-            found = "user default"
-        elif d in config.secret_includes:
-            found = f"{d.name} {d.args[0]}"
-    return found
+def _default_user_open(config: effective.RedisConfig) -> bool:
+    """Whether anyone may log in as the default user: a `user default` line (tracked, or
+    in a file `halgen build` writes) decides; without one, requirepass does."""
+    defined = [d for d in config.all("user") if d.args[:1] == ("default",)]
+    if defined:
+        return _passwordless(defined[-1])
+    requirepass = config.last("requirepass")
+    return not (requirepass and requirepass.args and requirepass.args[0])
 
 
 @rule("HAL309", "redis-no-auth", "error", "security")
 def redis_no_auth(repo: Repo) -> Iterator[Problem]:
-    """Redis and Sentinel require a password (requirepass or ACL users, in an included secrets
-    file), no ACL user is enabled with nopass, and Sentinel has its auth-pass.
+    """Redis (and Sentinel, when halgen's design gives it a password) lets no one in without
+    a password, no ACL user is enabled with nopass, and Sentinel has its auth-pass.
 
     Without a password anyone who reaches the port can read every session and,
     with CONFIG SET, write files as the redis user. halgen keeps the passwords
-    out of git in a file `halgen build` writes and the config includes: the
-    include must stay, point at that file, and no later line may undo it
-    (`requirepass ""`, `user default on nopass`). Includes are followed.
+    and ACL users out of git in files `halgen build` writes and the configs
+    include (lint reads what build writes there): the include or aclfile must
+    stay, point at that file, and no later line may undo it (`requirepass ""`,
+    `user default on nopass`). Includes are followed.
     """
     sentinels = set(repo.sentinel_confs())
+    sentinels_guarded = effective.designed(r"^\s*sentinel\s+sentinel-pass\b")
     for rel in repo.redis_confs() + sorted(sentinels):
         config = effective.redis(repo, rel)
-        for d in _passwordless_users(config):
-            yield Problem(d.file or rel, d.line, f"user {d.args[0]} is on with nopass: anyone may use it")
-        if rel in sentinels:
-            if not config.all("sentinel auth-pass") and not config.secret_includes:
-                yield Problem(rel, 1, "no sentinel auth-pass (nor an include of the secrets file): cannot talk to "
-                              "the master")
-            continue
-        if _redis_auth(config) is None:
-            cleared = config.last("requirepass")
-            yield Problem(cleared.file if cleared else rel, cleared.line if cleared else 1,
-                          "no requirepass (nor an include of the secrets file `halgen build` writes): Redis accepts "
-                          "anyone")
+        for d in (u for u in config.all("user") if _passwordless(u)):
+            yield Problem(d.file or rel, d.line if d.file else 1, f"user {d.args[0]} is on with nopass: anyone may "
+                          "use it")
+        if rel in sentinels and not config.all("sentinel auth-pass"):
+            yield Problem(rel, 1, "no sentinel auth-pass (nor an include of the secrets file `halgen build` "
+                          "writes): cannot talk to the master")
+        defaults = [u for u in config.all("user") if u.args[:1] == ("default",)]
+        if (rel not in sentinels or sentinels_guarded) and _default_user_open(config) and not defaults:
+            cleared = config.last("requirepass")  # 'requirepass ""' after the include
+            yield Problem(cleared.file if cleared and cleared.file else rel, cleared.line if cleared else 1,
+                          "the default user needs no password (no requirepass, no `user default` line, no include "
+                          "of the secrets file `halgen build` writes): anyone may connect")
             mode = config.last("protected-mode")
-            if mode and mode.args == ("no",):
+            if mode and mode.args == ("no",) and rel not in sentinels:
                 yield Problem(mode.file or rel, mode.line, "protected-mode no without a password")
 
 

@@ -270,6 +270,11 @@ CHANGES: tuple[Change, ...] = (
            new="maxmemory-polcy allkeys-lru\n",
            also=(Change("HAL106", "", "append", REDIS, new="include /etc/redis/tuning.conf\n"),)),
     Change("HAL320", "glob-outside", "append", REDIS, new="include /srv/redis/*.conf\n"),
+    Change("HAL313", "shadowed-drop-in", "write", "nodes/db1/etc/ssh/sshd_config.d/90-local.conf",
+           new="PasswordAuthentication yes\n"),
+    Change("HAL321", "script-variable-user", "edit", APP_BOOT, "ufw --force enable",
+           "SERVICE_USER=perlapp\necho \"$SERVICE_USER ALL=(ALL) NOPASSWD:ALL\" > /etc/sudoers.d/app\n"
+           "ufw --force enable"),
     Change("HAL321", "sudoers-drop-in", "write", "nodes/app1/etc/sudoers.d/perlapp",
            new="perlapp ALL=(ALL) NOPASSWD: ALL\n"),
     Change("HAL321", "script-sudo-group", "edit", APP_BOOT, "ufw --force enable",

@@ -45,6 +45,7 @@ _PACKAGE_USERS = {"postgres", "redis", "www-data", "nobody", "daemon", "_apt", "
 _ROOT_GROUPS = {"sudo", "root", "wheel", "admin"}
 _SUDOERS_LINE = re.compile(r"(?:^|[\s\"'])(?P<who>%?[A-Za-z_][\w.-]*)\s+(?P<hosts>[\w.,!-]+)\s*=\s*"
                            r"(?P<runas>\([^)]*\))?\s*(?:[A-Z_]+:\s*)*(?P<commands>[^\"'\n]+)")
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+|readonly\s+)?([A-Za-z_]\w*)=[\"']?([\w.-]+)[\"']?\s*$", re.M)
 _USER_ALIAS = re.compile(r"^\s*User_Alias\s+(?P<alias>[A-Z][A-Z0-9_]*)\s*=\s*(?P<members>[^\n#]+)", re.M)
 _SYSTEM_USER = re.compile(r"\b(?:useradd|adduser)\b[^\n]*--system\b[^\n]*?[\s,'\"](?P<user>[a-z_][\w-]*)['\"\]]*\s*$")
 _GROUP_GRANT = [
@@ -99,12 +100,21 @@ def sudo_for_service_users(repo: Repo) -> Iterator[Problem]:
                 services.add(alias.group("alias"))
     cloud_inits = set(repo.cloud_inits())
     for rel in _sudo_sources(repo):
-        for number, line in enumerate(repo.text(rel).splitlines(), 1):
+        text = repo.text(rel)
+        variables = dict(_ASSIGNMENT.findall(text))  # APP_USER=perlapp ... "$APP_USER ALL=(ALL) ALL"
+        for number, line in enumerate(text.splitlines(), 1):
             if line.lstrip().startswith("#") and "sudoers" in rel:
                 continue
-            yield from _sudo_grants(rel, number, line, services)
+            yield from _sudo_grants(rel, number, _expand(line, variables), services)
         if rel in cloud_inits:
             yield from _cloud_init_grants(repo, rel, services)
+
+
+def _expand(line: str, variables: dict[str, str]) -> str:
+    """$NAME and ${NAME} replaced by the value the file assigns them, where it does."""
+    if "$" not in line or not variables:
+        return line
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), m.group(0)), line)
 
 
 def _sudo_grants(rel: str, number: int, line: str, services: set[str]) -> Iterator[Problem]:

@@ -454,7 +454,12 @@ def ssh_hardening(repo: Repo) -> Iterator[Problem]:
             found: dict[str, effective.SshdEntry] = {}
             for entry in entries:
                 if not entry.match:
-                    found.setdefault(entry.key, entry)
+                    effective_entry = found.setdefault(entry.key, entry)
+                    want = _SSHD_REQUIRED.get(entry.key)
+                    if entry is not effective_entry and want and entry.value.lower() != want:
+                        yield Problem(entry.file, entry.line, f"{entry.key} {entry.value}: not in effect (sshd keeps "
+                                      f"the first value, {effective_entry.file}:{effective_entry.line}), but one "
+                                      "reordering away; remove it")
                 elif _SSHD_REQUIRED.get(entry.key, entry.value.lower()) != entry.value.lower():
                     yield Problem(entry.file, entry.line, f"{entry.key} {entry.value} in 'Match {entry.match}'; "
                                   f"want {_SSHD_REQUIRED[entry.key]} for every connection")

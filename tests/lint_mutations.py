@@ -8,8 +8,9 @@ makes each one a Mutation that applies it to a repo."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from halgen.lint.examples import CHANGES, DEFAULT_CASE, TOOL_CHANGES, Change
@@ -57,6 +58,18 @@ def write(rel: str, text: str) -> Callable[[Path], None]:
     return apply
 
 
+def track(rel: str, text: str) -> Callable[[Path], None]:
+    """Write the file and make the repo a git repo tracking it, as `git add -f` would."""
+
+    def apply(root: Path) -> None:
+        write(rel, text)(root)
+        git = ["git", "-c", f"safe.directory={root}", "-C", str(root)]
+        subprocess.run([*git, "init", "-q"], check=True)
+        subprocess.run([*git, "add", "-f", rel], check=True)
+
+    return apply
+
+
 def remove(rel: str) -> Callable[[Path], None]:
     def apply(root: Path) -> None:
         path = _resolve(root, rel)
@@ -72,13 +85,25 @@ def _resolve(root: Path, rel: str) -> Path:
     return matches[0]
 
 
+def in_turn(steps: list[Callable[[Path], None]]) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        for step in steps:
+            step(root)
+
+    return apply
+
+
 def applier(change: Change) -> Callable[[Path], None]:
+    if change.also:
+        return in_turn([applier(replace(change, also=())), *map(applier, change.also)])
     if change.kind == "edit":
         return edit(change.file, change.old, change.new, change.count)
     if change.kind == "append":
         return append(change.file, change.new)
     if change.kind == "write":
         return write(change.file, change.new)
+    if change.kind == "track":
+        return track(change.file, change.new)
     assert change.kind == "remove", change
     return remove(change.file)
 

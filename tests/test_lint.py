@@ -258,7 +258,7 @@ def test_doc_examples_come_from_mutations_the_suite_applies(golden_copies: dict[
             if change.kind in {"edit", "append"}:  # the Fix text is the golden file's, the Example text the mutant's
                 assert _shown_in(shown_example.passing, before[0].read_text()), mutation.id
                 assert _shown_in(shown_example.failing, after[0].read_text()), mutation.id
-            elif change.kind == "write":
+            elif change.kind in {"write", "track"}:
                 assert not before and _shown_in(shown_example.failing, after[0].read_text()), mutation.id
             else:
                 assert before and not after, mutation.id

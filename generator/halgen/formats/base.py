@@ -14,3 +14,4 @@ class Setting:
     name: str
     value: str
     line: int
+    file: str = ""  # the repo file it was read from, when a reader followed includes

@@ -3,8 +3,8 @@ over it that gives each directive with its enclosing blocks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,12 @@ _extend_directive_table()
 VALUE_BLOCKS = frozenset({"map", "geo", "split_clients", "types", "charset_map"})
 
 
-def parse(path: Path) -> dict[str, Any]:
+def parse(path: Path, included: bool = False) -> dict[str, Any]:
     """crossplane's parse of one nginx file (includes are not followed), strict: every
-    directive outside a value table must be one nginx knows."""
-    payload: dict[str, Any] = crossplane.parse(str(path), single=True, strict=False, check_ctx=True, check_args=True,
-                                               comments=False)
+    directive outside a value table must be one nginx knows. An included file is read
+    without the context check: its context is where it is included."""
+    payload: dict[str, Any] = crossplane.parse(str(path), single=True, strict=False, check_ctx=not included,
+                                               check_args=True, comments=False)
     for config in payload["config"]:
         for line, name in _unknown_directives(config.get("parsed", [])):
             error = f'unknown directive "{name}" in {config["file"]}:{line}'
@@ -64,6 +65,8 @@ def _unknown_directives(raws: list[dict[str, Any]]) -> Iterator[tuple[int, str]]
             yield from _unknown_directives(raw["block"])
 
 
+# An include directive -> (repo file, parsed directives) of each file it names.
+Includer = Callable[["Directive"], list[tuple[str, list[dict[str, Any]]]]]
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class Directive:
     line: int
     parents: tuple[Directive, ...]  # outermost first
     block: tuple[dict[str, Any], ...] | None  # the raw children, when this directive has a block
+    file: str = ""  # the repo file it is in, when includes are followed
+    includer: Includer | None = field(default=None, compare=False, repr=False)
+    chain: tuple[str, ...] = field(default=(), compare=False, repr=False)  # the files including this one
 
     @property
     def context(self) -> str:
@@ -80,32 +86,34 @@ class Directive:
         return self.parents[-1].name if self.parents else "main"
 
     def children(self) -> Iterator[Directive]:
-        for raw in self.block or ():
-            yield _directive(raw, (*self.parents, self))
+        """The directives of this block, those of files it includes in their place."""
+        yield from _visit(self.block or (), (*self.parents, self), self.file, self.includer, self.chain, deep=False)
 
     def child(self, name: str) -> Directive | None:
         return next((c for c in self.children() if c.name == name), None)
 
 
-def _directive(raw: dict[str, Any], parents: tuple[Directive, ...]) -> Directive:
-    block = raw.get("block")
-    return Directive(raw["directive"], tuple(raw.get("args", ())), raw.get("line", 1), parents,
-                     tuple(block) if block is not None else None)
+def _visit(raws: Iterable[dict[str, Any]], parents: tuple[Directive, ...], file: str, includer: Includer | None,
+           chain: tuple[str, ...], deep: bool) -> Iterator[Directive]:
+    for raw in raws:
+        block = raw.get("block")
+        directive = Directive(raw["directive"], tuple(raw.get("args", ())), raw.get("line", 1), parents,
+                              tuple(block) if block is not None else None, file, includer, chain)
+        yield directive
+        if directive.name == "include" and includer is not None:
+            for included_file, parsed in includer(directive):
+                if included_file not in (*chain, file):  # a file including itself, directly or not
+                    yield from _visit(parsed, parents, included_file, includer, (*chain, file), deep)
+        if deep and block is not None:
+            yield from _visit(block, (*parents, directive), file, includer, chain, deep)
 
 
-def walk(payload: dict[str, Any]) -> Iterator[Directive]:
-    """Every directive of the first config file in a crossplane payload, depth first."""
+def walk(payload: dict[str, Any], file: str = "", includer: Includer | None = None) -> Iterator[Directive]:
+    """Every directive of the first config file in a crossplane payload, depth first;
+    with an includer, those of the files its includes name in their place."""
     if not payload.get("config"):
         return
-
-    def visit(raws: list[dict[str, Any]], parents: tuple[Directive, ...]) -> Iterator[Directive]:
-        for raw in raws:
-            directive = _directive(raw, parents)
-            yield directive
-            if directive.block is not None:
-                yield from visit(list(directive.block), (*parents, directive))
-
-    yield from visit(payload["config"][0].get("parsed", []), ())
+    yield from _visit(payload["config"][0].get("parsed", []), (), file, includer, (), deep=True)
 
 
 def find_all(payload: dict[str, Any], name: str) -> list[Directive]:

@@ -10,15 +10,13 @@ _PG_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:=\s*|\s+)(.*)$")
 _PG_VALUE = re.compile(r"""^(?:'((?:[^'\\]|''|\\.)*)'|([^\s'#]+))\s*(?:#.*)?$""")
 
 
-_PG_INCLUDES = {"include", "include_if_exists", "include_dir"}
+INCLUDES = {"include", "include_if_exists", "include_dir"}
 
 
-def parse(text: str) -> tuple[dict[str, Setting], list[ParseError], list[Setting]]:
-    """Settings by lower-case name (the last one wins, as in PostgreSQL), errors, and
-    the settings that an earlier line of the same name is shadowed by."""
-    settings: dict[str, Setting] = {}
+def entries(text: str) -> tuple[list[Setting], list[ParseError]]:
+    """Every line in order, include directives too (lower-case names), and the errors."""
+    found: list[Setting] = []
     errors: list[ParseError] = []
-    shadowing: list[Setting] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -28,14 +26,23 @@ def parse(text: str) -> tuple[dict[str, Setting], list[ParseError], list[Setting
         if not match or not value:
             errors.append((number, f"cannot parse {line!r} (expected name = value)"))
             continue
-        name = match.group(1).lower()
         text_value = value.group(1).replace("''", "'") if value.group(1) is not None else value.group(2)
-        setting = Setting(name, text_value, number)
-        if name in _PG_INCLUDES:
+        found.append(Setting(match.group(1).lower(), text_value, number))
+    return found, errors
+
+
+def parse(text: str) -> tuple[dict[str, Setting], list[ParseError], list[Setting]]:
+    """Settings by lower-case name (the last one wins, as in PostgreSQL), errors, and
+    the settings that an earlier line of the same name is shadowed by."""
+    settings: dict[str, Setting] = {}
+    shadowing: list[Setting] = []
+    found, errors = entries(text)
+    for setting in found:
+        if setting.name in INCLUDES:
             continue  # directives, not settings: they may repeat
-        if name in settings:
+        if setting.name in settings:
             shadowing.append(setting)
-        settings[name] = setting
+        settings[setting.name] = setting
     return settings, errors, shadowing
 
 

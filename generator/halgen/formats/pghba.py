@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from halgen.formats.base import ParseError
 
 HBA_TYPES = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
+INCLUDES = {"include", "include_if_exists", "include_dir"}  # PostgreSQL 16+
 HBA_METHODS = {"trust", "reject", "scram-sha-256", "md5", "password", "gss", "sspi", "ident", "peer", "ldap",
                "radius", "cert", "pam", "bsd"}
 
@@ -19,6 +20,7 @@ class HbaEntry:
     user: str
     address: str  # '' for local
     method: str
+    file: str = ""  # the repo file it was read from, when a reader followed includes
 
 
 def parse(text: str) -> tuple[list[HbaEntry], list[ParseError]]:
@@ -29,6 +31,8 @@ def parse(text: str) -> tuple[list[HbaEntry], list[ParseError]]:
         if not fields:
             continue
         kind = fields[0]
+        if kind in INCLUDES and len(fields) == 2:
+            continue  # includes() gives them
         if kind not in HBA_TYPES:
             errors.append((number, f"unknown connection type {kind!r}"))
             continue
@@ -47,3 +51,13 @@ def parse(text: str) -> tuple[list[HbaEntry], list[ParseError]]:
             continue
         entries.append(HbaEntry(number, kind, fields[1], fields[2], address, method))
     return entries, errors
+
+
+def includes(text: str) -> list[tuple[int, str, str]]:
+    """(line, directive, file) of each include line, in order."""
+    found = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        fields = raw.split("#", 1)[0].split()
+        if len(fields) == 2 and fields[0] in INCLUDES:
+            found.append((number, fields[0], fields[1].strip("\"'")))
+    return found

@@ -13,6 +13,7 @@ class Directive:
     name: str  # lower-case; 'sentinel monitor' style for Sentinel's two-word directives
     args: tuple[str, ...]
     line: int
+    file: str = ""  # the repo file it was read from, when a reader followed includes
 
 
 def parse(text: str) -> tuple[list[Directive], list[ParseError]]:
@@ -37,3 +38,8 @@ def parse(text: str) -> tuple[list[Directive], list[ParseError]]:
 
 def first(directives: list[Directive], name: str) -> Directive | None:
     return next((d for d in directives if d.name == name), None)
+
+
+def last(directives: list[Directive], name: str) -> Directive | None:
+    """The one that takes effect: Redis applies every line in order, so the last wins."""
+    return next((d for d in reversed(directives) if d.name == name), None)

@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["edit", "append", "write", "remove"]
+Kind = Literal["edit", "append", "write", "remove", "track"]
 
 DEFAULT_CASE = "default-ha"
 HANDWRITTEN = "hand-written"  # an Example's source when no mutation shows the rule
@@ -29,7 +29,10 @@ class Change:
     """One defect: `kind` applied to `file` (relative to the repo root; one part may be a
     glob) of the golden repo `case`. edit replaces the first `count` occurrences of `old`
     with `new` (`old` must be there); append adds `new` at the end; write creates the
-    file with the text `new`; remove deletes the file or directory."""
+    file with the text `new`; remove deletes the file or directory; track writes it and
+    makes the repo a git repo that tracks it (`git add -f`, past .gitignore). `also`
+    are changes made with it that show nothing by themselves (the include line that
+    pulls a written file in, say)."""
 
     rule: str
     name: str
@@ -39,6 +42,7 @@ class Change:
     new: str = ""
     count: int = 1
     case: str = DEFAULT_CASE
+    also: tuple[Change, ...] = ()
 
     @property
     def id(self) -> str:
@@ -65,6 +69,7 @@ class Example:
 
 LB = "nodes/lb1/etc/nginx/nginx.conf"
 PG = "nodes/db1/etc/postgresql/*/main/postgresql.conf"
+PG_DIR = "nodes/db1/etc/postgresql/15/main"  # files written there need the version
 HBA = "nodes/db1/etc/postgresql/*/main/pg_hba.conf"
 REDIS = "nodes/redis1/etc/redis/redis.conf"
 REPLICA = "nodes/redis2/etc/redis/redis.conf"
@@ -151,7 +156,7 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL308", "ssh-by-name", "edit", DB_BOOT, "ufw default deny incoming",
            "ufw default deny incoming\nufw limit ssh"),
     Change("HAL308", "default-allow", "edit", DB_BOOT, "ufw default deny incoming", "ufw default allow incoming"),
-    Change("HAL309", "no-password", "edit", REDIS, "include /etc/redis/secrets.conf", ""),
+    Change("HAL309", "no-password", "edit", REDIS, "aclfile /etc/redis/users.acl", ""),
     Change("HAL310", "bind-all", "edit", REDIS, "bind 10.0.0.30", "bind 0.0.0.0"),
     Change("HAL310", "bind-public", "edit", SENTINEL, "bind 10.0.0.30", "bind 203.0.113.7"),
     Change("HAL311", "redis-password", "append", REDIS, new="requirepass hunter2hunter2hunter2\n"),
@@ -179,6 +184,101 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL409", "conflict-marker", "append", "README.md",
            new="<<<<<<< before updating\nold\n=======\nnew\n>>>>>>> after updating\n"),
     Change("HAL409", "rej-file", "write", "nodes/lb1/etc/nginx/nginx.conf.rej", new="@@ -1 +1 @@\n"),
+    # Walk-arounds: the same defects moved where a file-by-file reading would not look.
+    Change("HAL307", "listen-in-include-dir", "write", f"{PG_DIR}/conf.d/listen.conf", new="listen_addresses = '*'\n",
+           also=(Change("HAL307", "", "append", PG, new="include_dir 'conf.d'\n"),)),
+    Change("HAL307", "listen-include-if-exists", "write", f"{PG_DIR}/tuning.conf",
+           new="listen_addresses = '0.0.0.0'\n",
+           also=(Change("HAL307", "", "append", PG, new="include_if_exists 'tuning.conf'\n"),)),
+    Change("HAL306", "hba-file-second", "write", f"{PG_DIR}/pg_hba_local.conf",
+           new="host    all             all             10.0.0.0/8              trust\n",
+           also=(Change("HAL306", "", "edit", PG, "/main/pg_hba.conf'", "/main/pg_hba_local.conf'"),)),
+    Change("HAL306", "md5-in-include", "write", f"{PG_DIR}/auth.conf", new="password_encryption = md5\n",
+           also=(Change("HAL306", "", "append", PG, new="include 'auth.conf'\n"),)),
+    Change("HAL320", "pg-include-outside", "append", PG, new="include '/srv/postgresql/extra.conf'\n"),
+    Change("HAL320", "hba-file-outside", "edit", PG, "hba_file = '/etc/postgresql/15/main/pg_hba.conf'",
+           "hba_file = '/var/lib/postgresql/pg_hba.conf'"),
+    Change("HAL320", "redis-include-swapped", "edit", SENTINEL, "include /etc/redis/sentinel-secrets.conf",
+           "include /tmp/sentinel.conf"),
+    Change("HAL320", "nginx-include-outside", "edit", LB, "include /etc/nginx/mime.types;",
+           "include /etc/nginx/mime.types;\n    include /srv/nginx/extra.conf;"),
+    Change("HAL320", "sshd-include-outside", "edit", SSHD, "PermitRootLogin no",
+           "Include /home/ops/sshd.conf\nPermitRootLogin no"),
+    Change("HAL310", "second-bind", "append", REDIS, new="bind 0.0.0.0\n"),
+    Change("HAL310", "bind-in-glob-include", "write", "nodes/redis1/etc/redis/conf.d/net.conf", new="bind 0.0.0.0\n",
+           also=(Change("HAL310", "", "append", REDIS, new="include /etc/redis/conf.d/*.conf\n"),)),
+    Change("HAL309", "acl-file-swapped", "edit", REDIS, "aclfile /etc/redis/users.acl", "aclfile /etc/redis/local.acl"),
+    Change("HAL309", "default-nopass", "append", REDIS, new="user default on nopass ~* &* +@all\n"),
+    Change("HAL311", "acl-plaintext", "append", REDIS, new="user app on >Sup3rS3cretPassw0rd ~app:* +@read\n"),
+    Change("HAL311", "putty-key", "write", "app/deploy.ppk",
+           new="PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: deploy\nPublic-Lines: 2\n"),
+    Change("HAL311", "rsa-pem-key", "write", "nodes/lb1/etc/ssl/private/lb.key",
+           new="-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n"),
+    Change("HAL311", "pkcs8-encrypted-key", "write", "app/tls.key",
+           new="-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG\n"),
+    Change("HAL311", "tracked-secrets", "track", "secrets/secrets.env", new="REDIS_PASSWORD=Qx7vLr2mZp9sTk4w\n"),
+    Change("HAL312", "force-added-secrets", "track", "secrets/secrets.env", new="REDIS_PASSWORD=Qx7vLr2mZp9sTk4w\n"),
+    Change("HAL312", "force-added-build", "track", "build/user-data/db1.yaml", new="#cloud-config\n"),
+    Change("HAL301", "forwarded-host", "edit", LB, "proxy_set_header Host $host;",
+           "proxy_set_header Host $http_x_forwarded_host;"),
+    Change("HAL301", "host-through-set", "edit", LB, "proxy_set_header Host $host;",
+           "set $origin $http_x_original_host;\n            proxy_set_header Host $origin;"),
+    Change("HAL303", "alias-in-included-file", "write", "nodes/lb1/etc/nginx/snippets/media.conf",
+           new="location /media {\n    alias /srv/media/;\n}\n",
+           also=(Change("HAL303", "", "edit", LB, "location / {\n            limit_req",
+                        "include /etc/nginx/snippets/*.conf;\n\n        location / {\n            limit_req"),)),
+    Change("HAL322", "autoindex", "edit", LB, "server_tokens off;", "server_tokens off;\n    autoindex on;"),
+    Change("HAL322", "autoindex-in-conf-d", "write", "nodes/lb1/etc/nginx/conf.d/files.conf", new="autoindex on;\n",
+           also=(Change("HAL322", "", "edit", LB, "server_tokens off;",
+                        "server_tokens off;\n    include conf.d/*.conf;"),)),
+    Change("HAL313", "match-block", "append", SSHD, new="Match Address *\n    PasswordAuthentication yes\n"),
+    Change("HAL313", "earlier-drop-in", "write", "nodes/db1/etc/ssh/sshd_config.d/00-local.conf",
+           new="PasswordAuthentication yes\n"),
+    Change("HAL313", "included-file", "write", "nodes/db1/etc/ssh/root.conf", new="PermitRootLogin yes\n",
+           also=(Change("HAL313", "", "edit", SSHD, "PermitRootLogin no",
+                        "Include /etc/ssh/root.conf\nPermitRootLogin no"),)),
+    Change("HAL308", "public-interface", "edit", DB_BOOT, "ufw --force enable",
+           "ufw --force enable\nufw allow in on eth0 to any port 5432"),
+    Change("HAL308", "app-profile", "edit", DB_BOOT, "ufw --force enable", "ufw allow OpenSSH\nufw --force enable"),
+    Change("HAL308", "disabled-after-enable", "append", DB_BOOT, new="ufw disable\n"),
+    Change("HAL308", "reset-after-enable", "append", DB_BOOT, new="ufw --force reset\n"),
+    Change("HAL308", "route-rule", "edit", DB_BOOT, "ufw --force enable",
+           "ufw route allow proto tcp to any port 5432\nufw --force enable"),
+    Change("HAL308", "insert-first", "edit", "nodes/redis1/usr/local/sbin/shop-first-boot", "ufw --force enable",
+           "ufw --force enable\nufw insert 1 allow 6379/tcp"),
+    Change("HAL307", "alter-system", "append", "nodes/db1/etc/shop/pg-setup.sql",
+           new="ALTER SYSTEM SET listen_addresses = '*';\n"),
+    Change("HAL307", "auto-conf", "write", "nodes/db1/var/lib/postgresql/15/main/postgresql.auto.conf",
+           new="listen_addresses = '*'\n"),
+    Change("HAL308", "cloud-init-disables", "edit", CLOUD, "- [/usr/local/sbin/shop-first-boot]",
+           "- [/usr/local/sbin/shop-first-boot]\n- [ufw, disable]"),
+    Change("HAL308", "cron-script-opens", "write", "nodes/db1/usr/local/sbin/shop-open-db",
+           new="#!/bin/sh\nufw allow 5432/tcp\n"),
+    Change("HAL321", "user-alias", "write", "nodes/app1/etc/sudoers.d/services",
+           new="User_Alias APP = perlapp\nAPP ALL = NOPASSWD: ALL\n"),
+    Change("HAL101", "typo-in-included-file", "write", "nodes/lb1/etc/nginx/conf.d/extra.conf",
+           new="client_max_body_siz 1m;\n",
+           also=(Change("HAL101", "", "edit", LB, "server_tokens off;",
+                        "server_tokens off;\n    include /etc/nginx/conf.d/*.conf;"),)),
+    Change("HAL104", "set-again-in-include", "write", f"{PG_DIR}/conf.d/memory.conf", new="work_mem = '64MB'\n",
+           also=(Change("HAL104", "", "edit", PG, "work_mem = '5041kB'",
+                        "include_dir 'conf.d'\nwork_mem = '5041kB'"),)),
+    Change("HAL105", "hba-include-before-16", "append", HBA, new="include pg_hba_extra.conf\n"),
+    Change("HAL106", "unknown-in-include", "write", "nodes/redis1/etc/redis/tuning.conf",
+           new="maxmemory-polcy allkeys-lru\n",
+           also=(Change("HAL106", "", "append", REDIS, new="include /etc/redis/tuning.conf\n"),)),
+    Change("HAL320", "glob-outside", "append", REDIS, new="include /srv/redis/*.conf\n"),
+    Change("HAL313", "shadowed-drop-in", "write", "nodes/db1/etc/ssh/sshd_config.d/90-local.conf",
+           new="PasswordAuthentication yes\n"),
+    Change("HAL321", "script-variable-user", "edit", APP_BOOT, "ufw --force enable",
+           "SERVICE_USER=perlapp\necho \"$SERVICE_USER ALL=(ALL) NOPASSWD:ALL\" > /etc/sudoers.d/app\n"
+           "ufw --force enable"),
+    Change("HAL321", "sudoers-drop-in", "write", "nodes/app1/etc/sudoers.d/perlapp",
+           new="perlapp ALL=(ALL) NOPASSWD: ALL\n"),
+    Change("HAL321", "script-sudo-group", "edit", APP_BOOT, "ufw --force enable",
+           "usermod -aG sudo perlapp\nufw --force enable"),
+    Change("HAL321", "script-writes-sudoers", "edit", APP_BOOT, "ufw --force enable",
+           "echo 'perlapp ALL=(root) NOPASSWD: /usr/bin/systemctl' > /etc/sudoers.d/perlapp\nufw --force enable"),
 )
 
 # Defects only the real programs see (the file rules pass them).
@@ -254,6 +354,10 @@ def example(change: Change) -> Example:
         note, text = _shortened(change.new)
         return Example(change.id, change.file, Snippet(f"{where} exists{note}:", text, lang),
                        Snippet(f"{where} absent: delete it."))
+    if change.kind == "track":
+        note, text = _shortened(change.new)
+        return Example(change.id, change.file, Snippet(f"git tracks {where} (`git add -f`){note}:", text, lang),
+                       Snippet(f"{where} untracked (`git rm --cached {change.file}`), kept out by .gitignore."))
     return Example(change.id, change.file, Snippet(f"{where} is missing."),
                    Snippet(f"{where} present, as halgen generates it."))
 

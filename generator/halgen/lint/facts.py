@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 
 from halgen.formats import nginx
-from halgen.formats.redisconf import first
+from halgen.lint import effective
 from halgen.lint.repo import Repo, node_of
 
 
@@ -73,13 +73,13 @@ def starman_listeners(repo: Repo) -> list[Listener]:
 
 
 def upstream_servers(repo: Repo, rel: str) -> list[nginx.Directive]:
-    return [d for d in nginx.walk(repo.nginx(rel)) if d.name == "server" and d.context == "upstream"]
+    return [d for d in effective.nginx_directives(repo, rel) if d.name == "server" and d.context == "upstream"]
 
 
 def nginx_ports(repo: Repo, rel: str) -> list[tuple[int, int]]:
     """(port, line) of every listen directive."""
     ports = []
-    for d in nginx.find_all(repo.nginx(rel), "listen"):
+    for d in effective.nginx_all(repo, rel, "listen"):
         match = re.search(r"(\d+)$", d.args[0]) if d.args else None
         address = d.args[0].rsplit(":", 1)[0] if d.args and ":" in d.args[0] else "*"
         if match and not is_loopback(address):
@@ -88,8 +88,10 @@ def nginx_ports(repo: Repo, rel: str) -> list[tuple[int, int]]:
 
 
 def redis_endpoint(repo: Repo, rel: str, default_port: int) -> tuple[str, int] | None:
-    directives, _ = repo.redis(rel)
-    bind, port = first(directives, "bind"), first(directives, "port")
+    config = effective.redis(repo, rel)
+    bind, port = config.last("bind"), config.last("port")
+    if port and port.args == ("0",):  # TLS only: 'port 0' and the service on tls-port
+        port = config.last("tls-port")
     if bind is None or not bind.args:
         return None
     return bind.args[0], int(port.args[0]) if port and port.args and port.args[0].isdigit() else default_port
@@ -97,7 +99,7 @@ def redis_endpoint(repo: Repo, rel: str, default_port: int) -> tuple[str, int] |
 
 def redis_master(repo: Repo) -> tuple[str, int, str] | None:
     """(address, port, file) of the one redis.conf without replicaof, if exactly one."""
-    masters = [rel for rel in repo.redis_confs() if first(repo.redis(rel)[0], "replicaof") is None]
+    masters = [rel for rel in repo.redis_confs() if effective.redis(repo, rel).last("replicaof") is None]
     if len(masters) != 1:
         return None
     endpoint = redis_endpoint(repo, masters[0], 6379)
@@ -110,17 +112,18 @@ def node_listeners(repo: Repo, node: str) -> list[Listener]:
     for rel in repo.node_files(node, r"etc/nginx/nginx\.conf"):
         found += [Listener(node, rel, line, "*", port, "nginx") for port, line in nginx_ports(repo, rel)]
     for rel in repo.node_files(node, r"etc/postgresql/\d+/main/postgresql\.conf"):
-        settings, _, _ = repo.pg_conf(rel)
+        settings = effective.pg(repo, rel).settings
         listen = settings.get("listen_addresses")
         port = settings.get("port")
         if listen and listen.value.strip():
             number = int(port.value) if port and port.value.isdigit() else 5432
-            found.append(Listener(node, rel, listen.line, listen.value, number, "PostgreSQL"))
+            found.append(Listener(node, listen.file or rel, listen.line, listen.value, number, "PostgreSQL"))
     for rel, default, what in ([(r, 6379, "Redis") for r in repo.node_files(node, r"etc/redis/redis\.conf")]
                                + [(r, 26379, "Sentinel") for r in repo.node_files(node, r"etc/redis/sentinel\.conf")]):
         endpoint = redis_endpoint(repo, rel, default)
         if endpoint:
-            found.append(Listener(node, rel, first(repo.redis(rel)[0], "bind").line, *endpoint, what))  # type: ignore[union-attr]
+            bind = effective.redis(repo, rel).last("bind")
+            found.append(Listener(node, bind.file or rel, bind.line, *endpoint, what))  # type: ignore[union-attr]
     return found
 
 

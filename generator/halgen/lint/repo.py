@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from halgen.compiler.answers import Answers
 from halgen.compiler.model import Node, Stack, derive
 from halgen.errors import AnswersError, Problem
-from halgen.formats import base, envfile, pgconf, pghba, redisconf, systemd, ufw
+from halgen.formats import base, envfile, pgconf, pghba, redisconf, systemd
 
 ANSWERS_FILE = ".copier-answers.yml"
 # Never linted: gitignored (secret-bearing) output and VCS data.
@@ -38,6 +39,20 @@ class Repo:
             found.extend((rel_dir / name).as_posix() for name in names)
         return tuple(sorted(found))
 
+    @functools.cached_property
+    def tracked_outside(self) -> tuple[str, ...]:
+        """Files git tracks that `files` leaves out (under secrets/, build/...): in a git
+        repo "tracked" is git's list, whatever .gitignore says."""
+        if not (self.root / ".git").exists():
+            return ()
+        try:
+            listed = subprocess.run(["git", "-c", f"safe.directory={self.root}", "-C", str(self.root), "ls-files",
+                                     "-z"], capture_output=True, check=True, timeout=60).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ()
+        names = listed.decode("utf-8", errors="replace").split("\0")
+        return tuple(sorted(n for n in names if n.split("/", 1)[0] in SKIPPED_DIRS - {".git"}))
+
     def glob(self, pattern: str) -> list[str]:
         """Files matching a regular expression on the relative path."""
         compiled = re.compile(pattern)
@@ -52,8 +67,12 @@ class Repo:
         except OSError:
             return ""
 
+    @functools.cached_property
+    def _file_set(self) -> frozenset[str]:
+        return frozenset(self.files)
+
     def exists(self, rel: str) -> bool:
-        return rel in self.files
+        return rel in self._file_set
 
     def line_of(self, rel: str, pattern: str, default: int = 1) -> int:
         """The first line of rel matching the regular expression pattern."""
@@ -162,10 +181,6 @@ class Repo:
         except (json.JSONDecodeError, KeyError, TypeError):
             return None
         return rules if isinstance(rules, dict) else None
-
-    @functools.cache  # noqa: B019
-    def ufw(self, rel: str) -> tuple[list[ufw.UfwRule], dict[str, tuple[str, int]]]:
-        return ufw.rules(self.text(rel))
 
     @functools.cache  # noqa: B019
     def nginx(self, rel: str) -> dict:

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 from halgen.errors import Problem
 from halgen.formats import ufw
-from halgen.formats.redisconf import first
-from halgen.lint import facts
+from halgen.lint import effective, facts
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo, node_of
 
@@ -45,7 +44,7 @@ def firewall_matches_listeners(repo: Repo) -> Iterator[Problem]:
     """
     for rel in repo.first_boots():
         node = node_of(rel)
-        ufw, _ = repo.ufw(rel)
+        ufw = effective.firewall(repo, rel).allows
         opened = {port: r.line for r in ufw for port in r.ports}
         # Loopback-only listeners (a stub_status, say) need no firewall rule.
         listening = {x.port: x for x in facts.node_listeners(repo, node) if not facts.is_loopback(x.address)}
@@ -86,7 +85,7 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Problem]:
             boot = repo.one(node.name, r"usr/local/sbin/[^/]+-first-boot")
             if boot is None:
                 continue
-            allows, _ = repo.ufw(boot)
+            allows = effective.firewall(repo, boot).allows
             local = {(str(p), r.source) for r in allows for p in r.ports}
             union |= local
             for port, source in sorted(local - cloud):
@@ -117,7 +116,7 @@ def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
                "Sentinel": apps + sentinels}
     for rel in repo.first_boots():
         node = node_of(rel)
-        ufw, _ = repo.ufw(rel)
+        ufw = effective.firewall(repo, rel).allows
         for listener in facts.node_listeners(repo, node):
             for address in clients.get(listener.what, []):
                 if address != listener.address and not any(
@@ -139,8 +138,8 @@ def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
         return
     expected = {"replication": {n.client_address for n in stack.dbs},
                 stack.a.pg_database: {n.client_address for n in stack.apps}}
-    for rel in repo.hba_files():
-        entries, _ = repo.hba(rel)
+    for rel in effective.hba_files(repo):
+        entries = effective.hba_entries(repo, rel)[0]
         seen: dict[str, set[str]] = {db: set() for db in expected}
         for entry in entries:
             if entry.type == "local" or entry.method == "reject":
@@ -180,7 +179,7 @@ def replication_slots(repo: Repo) -> Iterator[Problem]:
         for name in sorted(replicas - slots):
             yield Problem(rel, 1, f"no replication slot for replica {name}")
     for rel in repo.pg_confs():
-        settings, _, _ = repo.pg_conf(rel)
+        settings = effective.pg(repo, rel).settings
         for key in ("max_replication_slots", "max_wal_senders"):
             setting = settings.get(key)
             if setting and setting.value.isdigit() and int(setting.value) < len(all_dbs) - 1:
@@ -205,7 +204,7 @@ def sentinel_monitors_master(repo: Repo) -> Iterator[Problem]:
     majority = len(sentinels) // 2 + 1
     names = set()
     for rel in sentinels:
-        monitor = first(repo.redis(rel)[0], "sentinel monitor")
+        monitor = effective.redis(repo, rel).last("sentinel monitor")
         if monitor is None or len(monitor.args) != 4:
             yield Problem(rel, 1, "no 'sentinel monitor NAME ADDRESS PORT QUORUM' line")
             continue
@@ -230,13 +229,13 @@ def redis_replicas_follow_master(repo: Repo) -> Iterator[Problem]:
     themselves; the repo holds the initial topology.)
     """
     confs = repo.redis_confs()
-    masters = [rel for rel in confs if first(repo.redis(rel)[0], "replicaof") is None]
+    masters = [rel for rel in confs if effective.redis(repo, rel).last("replicaof") is None]
     if confs and len(masters) != 1:
         yield Problem(confs[0], 1, f"{len(masters)} Redis masters (no replicaof): {', '.join(masters) or 'none'}")
         return
     master = facts.redis_master(repo)
     for rel in confs:
-        follow = first(repo.redis(rel)[0], "replicaof")
+        follow = effective.redis(repo, rel).last("replicaof")
         if follow and master and tuple(follow.args) != (master[0], str(master[1])):
             yield Problem(rel, follow.line,
                           f"replicaof {' '.join(follow.args)}, but the master is {master[0]} {master[1]}")
@@ -252,7 +251,7 @@ def app_env_names_nodes(repo: Repo) -> Iterator[Problem]:
     """
     db_endpoints = []
     for rel in repo.pg_confs():
-        settings, _, _ = repo.pg_conf(rel)
+        settings = effective.pg(repo, rel).settings
         listen, port = settings.get("listen_addresses"), settings.get("port")
         if listen:
             db_endpoints.append((listen.value, port.value if port else "5432"))

@@ -7,10 +7,8 @@ from collections.abc import Iterator
 
 from halgen.compiler.cloudinit import USER_DATA_LIMIT
 from halgen.errors import HalgenError, Problem
-from halgen.formats import nginx
 from halgen.formats.pgconf import pg_bytes
-from halgen.formats.redisconf import first
-from halgen.lint import facts
+from halgen.lint import effective, facts
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo, node_of
 
@@ -57,7 +55,7 @@ def slot_wal_limit(repo: Repo) -> Iterator[Problem]:
     seed's setup had this trap. Set max_slot_wal_keep_size below the free disk.
     """
     for rel in repo.pg_confs():
-        settings, _, _ = repo.pg_conf(rel)
+        settings = effective.pg(repo, rel).settings
         slots = settings.get("max_replication_slots")
         if slots is not None and slots.value.isdigit() and int(slots.value) == 0:
             continue
@@ -90,7 +88,7 @@ def upstream_keepalive_timeout(repo: Repo) -> Iterator[Problem]:
         return
     shortest, where = min(limits)
     for rel in repo.nginx_confs():
-        for upstream in nginx.find_all(repo.nginx(rel), "upstream"):
+        for upstream in effective.nginx_all(repo, rel, "upstream"):
             if upstream.child("keepalive") is None:
                 continue
             setting = upstream.child("keepalive_timeout")
@@ -110,12 +108,11 @@ def upstream_keepalive(repo: Repo) -> Iterator[Problem]:
     in the location that proxies.
     """
     for rel in repo.nginx_confs():
-        payload = repo.nginx(rel)
-        upstreams = {u.args[0]: u for u in nginx.find_all(payload, "upstream") if u.args}
+        upstreams = {u.args[0]: u for u in effective.nginx_all(repo, rel, "upstream") if u.args}
         for name, upstream in upstreams.items():
             if upstream.child("keepalive") is None:
                 yield Problem(rel, upstream.line, f"upstream {name} has no keepalive")
-        for proxy in nginx.find_all(payload, "proxy_pass"):
+        for proxy in effective.nginx_all(repo, rel, "proxy_pass"):
             target = re.sub(r"^https?://", "", proxy.args[0]) if proxy.args else ""
             pool = upstreams.get(target)
             if pool is None or pool.child("keepalive") is None:
@@ -140,7 +137,7 @@ def pg_connections_suffice(repo: Repo) -> Iterator[Problem]:
     workers = sum(int(n) for n in counts if n.isdigit())
     replicas = max(len(repo.pg_confs()) - 1, 0)
     for rel in repo.pg_confs():
-        settings, _, _ = repo.pg_conf(rel)
+        settings = effective.pg(repo, rel).settings
         limit = settings.get("max_connections")
         reserved = settings.get("superuser_reserved_connections")
         needed = workers + (int(reserved.value) if reserved and reserved.value.isdigit() else 3) + replicas
@@ -166,7 +163,7 @@ def pg_memory_fits_plan(repo: Repo) -> Iterator[Problem]:
         ram = _ram_bytes(repo, node_of(rel))
         if ram is None:
             continue
-        settings, _, _ = repo.pg_conf(rel)
+        settings = effective.pg(repo, rel).settings
         shared = settings.get("shared_buffers")
         size = pg_bytes(shared.value, "kb", 8) if shared else None
         if shared and size is not None and size > 0.4 * ram:
@@ -187,8 +184,7 @@ def redis_maxmemory_fits_plan(repo: Repo) -> Iterator[Problem]:
     background save (fork) needs headroom for copy-on-write on top of it.
     """
     for rel in repo.redis_confs():
-        directives, _ = repo.redis(rel)
-        limit = first(directives, "maxmemory")
+        limit = effective.redis(repo, rel).last("maxmemory")
         if limit is None or limit.args in {("0",), ()}:
             yield Problem(rel, limit.line if limit else 1, "no maxmemory: Redis can grow into the OOM killer")
             continue
@@ -209,7 +205,7 @@ def backups_scheduled(repo: Repo) -> Iterator[Problem]:
     """
     for rel in repo.pg_confs():
         node = node_of(rel)
-        settings, _, _ = repo.pg_conf(rel)
+        settings = effective.pg(repo, rel).settings
         mode, command = settings.get("archive_mode"), settings.get("archive_command")
         if mode is None or mode.value not in {"on", "always"} or not (command and command.value.strip()):
             yield Problem(rel, mode.line if mode else 1, "WAL archiving is off: no point-in-time recovery")

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from halgen.errors import Problem
-from halgen.formats import cron
+from halgen.formats import cron, pghba
 from halgen.formats.pghba import HBA_TYPES
+from halgen.lint import effective
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo, node_of
 
@@ -21,7 +22,7 @@ _UNIT_SECTIONS = {"Unit", "Service", "Install"}
 
 @rule("HAL101", "nginx-syntax", "error", "parse")
 def nginx_syntax(repo: Repo) -> Iterator[Problem]:
-    """Every nginx.conf parses, with only directives Debian's nginx knows, in the right context.
+    """Every nginx.conf and file it includes parses, with only directives Debian's nginx knows, in the right context.
 
     crossplane parses the file strictly (its directive table extended with what
     Debian 12's nginx 1.22 adds), so a typo, a directive in the wrong block or a
@@ -31,6 +32,8 @@ def nginx_syntax(repo: Repo) -> Iterator[Problem]:
         for config in repo.nginx(rel).get("config", []):
             for err in config.get("errors", []):
                 yield Problem(rel, err.get("line") or 1, err["error"].replace(str(repo.root / rel), rel))
+        for file, line, message in effective.nginx_included_errors(repo, rel):
+            yield Problem(file, line, message)
 
 
 @rule("HAL102", "cloud-init-yaml", "error", "parse")
@@ -80,18 +83,23 @@ def systemd_unit_syntax(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL104", "postgresql-conf-syntax", "error", "parse")
 def postgresql_conf_syntax(repo: Repo) -> Iterator[Problem]:
-    """Every postgresql.conf line is 'name = value' with balanced quotes, each name set once.
+    """Every postgresql.conf line (and its included files') is 'name = value' with balanced quotes, each name set once.
 
     PostgreSQL refuses to start on a line it cannot parse, and when a name is
     set twice the later line silently wins, so the earlier one is a trap for
     whoever edits it. Fix or remove the line named.
     """
     for rel in repo.pg_confs():
-        _settings, errors, shadowing = repo.pg_conf(rel)
-        for line, message in errors:
-            yield Problem(rel, line, message)
-        for setting in shadowing:
-            yield Problem(rel, setting.line, f"{setting.name} is set again here; only this line takes effect")
+        config = effective.pg(repo, rel)
+        for file in config.files:
+            _settings, errors, shadowing = repo.pg_conf(file)
+            for line, message in errors:
+                yield Problem(file, line, message)
+            for setting in shadowing:
+                yield Problem(file, setting.line, f"{setting.name} is set again here; only this line takes effect")
+        for setting in config.shadowing:
+            yield Problem(setting.file, setting.line, f"{setting.name} is set again here (it is also set in an "
+                          "earlier file); only this line takes effect")
 
 
 @rule("HAL105", "pg-hba-syntax", "error", "parse")
@@ -103,10 +111,15 @@ def pg_hba_syntax(repo: Repo) -> Iterator[Problem]:
     """
     import ipaddress
 
-    for rel in repo.hba_files():
+    read = {e.file for rel in effective.hba_files(repo) for e in effective.hba_entries(repo, rel)[0]}
+    for rel in sorted(read | set(effective.hba_files(repo))):
         entries, errors = repo.hba(rel)
         for line, message in errors:
             yield Problem(rel, line, message)
+        found = re.search(r"/postgresql/(\d+)/", rel)
+        version = int(found.group(1)) if found else 16
+        for line, directive, _ in pghba.includes(repo.text(rel)) if version < 16 else ():
+            yield Problem(rel, line, f"{directive} in pg_hba.conf needs PostgreSQL 16 (this is {version})")
         for entry in entries:
             if entry.type in HBA_TYPES - {"local"} and entry.address not in {"all", "samehost", "samenet"} \
                     and not _HOSTNAME.fullmatch(entry.address):
@@ -118,13 +131,16 @@ def pg_hba_syntax(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL106", "redis-conf-syntax", "error", "parse")
 def redis_conf_syntax(repo: Repo) -> Iterator[Problem]:
-    """Every redis.conf and sentinel.conf line splits into words with balanced quotes, and names a known directive.
+    """Every redis.conf and sentinel.conf line (and its included files') splits into words with balanced quotes,
+    and names a known directive.
 
     redis-server and redis-sentinel refuse to start on an unknown directive or
     an unbalanced quote ("Bad directive or wrong number of arguments").
     """
     known = _redis_directives()
-    for rel in repo.redis_confs() + repo.sentinel_confs():
+    configs = repo.redis_confs() + repo.sentinel_confs()
+    read = sorted({d.file for rel in configs for d in effective.redis(repo, rel).directives if d.file} | set(configs))
+    for rel in read:  # each file once, however many configs include it
         directives, errors = repo.redis(rel)
         for line, message in errors:
             yield Problem(rel, line, message)

@@ -19,6 +19,7 @@ from halgen.errors import Problem
 from halgen.host.localpg import as_postgres, pg_bin_dir, pg_superuser
 from halgen.host.processes import free_port, wait_until
 from halgen.host.tls import key_pair
+from halgen.lint import effective
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo
 
@@ -198,9 +199,15 @@ def postgres_starts(repo: Repo) -> Iterator[Problem]:
 
 def _start_postgres(repo: Repo, rel: str, bin_dir: Path, data: Path, scratch: Path) -> Iterator[Problem]:
     conf_dir = rel.rsplit("/", 1)[0]
-    hba_rel, ident_rel = f"{conf_dir}/pg_hba.conf", f"{conf_dir}/pg_ident.conf"
+    config = effective.pg(repo, rel)
+    hba_rel = config.hba or f"{conf_dir}/pg_hba.conf"
+    ident_rel = config.ident or f"{conf_dir}/pg_ident.conf"
     run_dir = scratch / "run"
     run_dir.mkdir(exist_ok=True)
+    for source in repo.glob(re.escape(conf_dir) + "/.+"):  # what relative includes name (conf.d/...)
+        copy = data / source.removeprefix(conf_dir + "/")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(repo.text(source))
     for name, source in (("postgresql.conf", rel), ("pg_hba.conf", hba_rel), ("pg_ident.conf", ident_rel)):
         (data / name).write_text(repo.text(source))
     if os.geteuid() == 0:

@@ -113,6 +113,7 @@ class Answers:
     sentinel_count: int
     redis_persistence: str
     redis_maxmemory_policy: str
+    vpc_tls: bool
     backup_endpoint: str
     backup_offsite: bool
     backup_bucket: str

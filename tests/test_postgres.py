@@ -216,3 +216,24 @@ def test_replication_streams_over_verified_tls(tls_pair) -> None:
     rows = wait_until(lambda: _psql(ls, "db2", "SELECT r.application_name, s.ssl FROM pg_stat_replication r "
                                                "JOIN pg_stat_ssl s USING (pid)") or None, 30, "db1 to stream from db2")
     assert rows == "db1|t"
+
+
+def test_without_vpc_tls_postgres_speaks_plaintext_and_ships_no_certificate() -> None:
+    """vpc_tls: false (for measuring what TLS costs) renders today's plaintext configs:
+    host lines, sslmode=disable, and no certificate or CA in any node's files."""
+    version = require_postgres()
+    ls = loopback_stack({"pg_version": version, "pg_replicas": 1, "app_servers": 1, "lb_count": 1,
+                         "redis_mode": "single", "redis_replicas": 0, "vpc_tls": False})
+    try:
+        assert not list((ls.repo / "build" / "nodes").rglob("*.crt")), "certificates for a stack without TLS"
+        start_pg_tier(ls)
+        db1 = ls.node("db1")
+        plain = _connect(ls, f"host={db1.address} sslmode=disable")
+        assert plain.returncode == 0, plain.stderr
+        assert plain.stdout.strip() == "f|"
+        rows = wait_until(lambda: _psql(ls, "db1", "SELECT r.application_name, s.ssl FROM pg_stat_replication r "
+                                                   "JOIN pg_stat_ssl s USING (pid)") or None, 30, "db2 to stream")
+        assert rows == "db2|f"
+        assert _app_sql(ls, _app_conninfo(ls), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "f"
+    finally:
+        cleanup(ls)

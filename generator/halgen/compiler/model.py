@@ -349,14 +349,31 @@ class Stack:
         ports = ",".join(str(self.pg_port) for _ in self.dbs)
         attrs = "prefer-standby" if read_only else "read-write"
         paths = client.paths if client else self.paths
-        return (f"dbi:Pg:dbname={self.a.pg_database};host={hosts};port={ports};"
-                f"target_session_attrs={attrs};connect_timeout=3;sslmode=verify-full;"
-                f"sslrootcert={paths.stack_ca_file}")
+        dsn = (f"dbi:Pg:dbname={self.a.pg_database};host={hosts};port={ports};"
+               f"target_session_attrs={attrs};connect_timeout=3;")
+        return dsn + (f"sslmode=verify-full;sslrootcert={paths.stack_ca_file}" if self.a.vpc_tls else "sslmode=disable")
+
+    @property
+    def pg_sslmode(self) -> str:
+        """libpq's connection options of a replica or script, PostgreSQL's TLS included."""
+        return "sslmode=verify-full" if self.a.vpc_tls else "sslmode=disable"
 
     @property
     def tls_servers(self) -> tuple[Node, ...]:
         """Nodes that serve TLS inside the VPC and so get a certificate from the stack CA."""
+        if not self.a.vpc_tls:
+            return ()
         return tuple(n for n in self.nodes if n.role in ("db", "redis") or n.sentinel)
+
+    @property
+    def tls_dbs(self) -> tuple[Node, ...]:
+        """PostgreSQL nodes with a certificate (vpc_tls)."""
+        return tuple(n for n in self.tls_servers if n.role == "db")
+
+    @property
+    def tls_redis_nodes(self) -> tuple[Node, ...]:
+        """Nodes whose Redis or Sentinel has a certificate (vpc_tls)."""
+        return tuple(n for n in self.tls_servers if n.role == "redis" or n.sentinel)
 
     @property
     def redis_and_sentinel_nodes(self) -> tuple[Node, ...]:
@@ -366,7 +383,7 @@ class Stack:
     @property
     def tls_clients(self) -> tuple[Node, ...]:
         """Nodes that connect to a TLS server inside the VPC and so trust the stack CA."""
-        return tuple(n for n in self.nodes if n.role != "lb")
+        return tuple(n for n in self.nodes if n.role != "lb") if self.a.vpc_tls else ()
 
     # --- backups ---------------------------------------------------------------
     pgbackrest_stanza = "main"

@@ -96,6 +96,12 @@ def test_every_drill_meets_its_target_and_nothing_is_left(tmp_path: Path) -> Non
     for config in ("generated", "seed"):
         assert figures[config]["rps"] > 0 and 0 < figures[config]["p50_ms"] <= figures[config]["p99_ms"]
     assert figures["rps_ratio"] > 0
+    # What TLS inside the VPC costs: the same data path with vpc_tls on and off (a twin stack).
+    transit = figures["vpc_tls"]
+    assert transit["path"] == "/healthz"
+    for side in ("on", "off"):
+        assert transit[side]["rps"] > 0 and transit[side]["errors"] == 0
+    assert -1 < transit["rps_cost"] < 1
     assert result.returncode == (0 if report["passed"] else 1)
     assert set(report["misses"]) <= {"benchmark"}
     assert report["strays"] == [] and report["removed"]

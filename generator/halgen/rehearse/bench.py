@@ -19,6 +19,7 @@ The generated config runs with its listen lines bound the same way (nginx.bind_l
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import statistics
@@ -82,12 +83,29 @@ class ConfigFigures:
 
 
 @dataclass(frozen=True)
+class TransitCost:
+    """What TLS inside the VPC costs on the app's data path: the same stack with
+    vpc_tls on (this rehearsal) and off (a twin on the next loopback subnet), loaded
+    alternately through their first load balancer on a path that reads PostgreSQL and Redis."""
+
+    tls: ConfigFigures
+    plain: ConfigFigures
+    path: str
+
+    @property
+    def rps_cost(self) -> float:
+        """The share of requests per second TLS costs (negative: within noise, TLS was faster)."""
+        return 1 - self.tls.rps / self.plain.rps
+
+
+@dataclass(frozen=True)
 class BenchResult:
     generated: ConfigFigures
     seed: ConfigFigures
     connections: int
     duration_s: float
     path: str
+    transit: TransitCost | None = None
 
     @property
     def rps_ratio(self) -> float:
@@ -198,4 +216,26 @@ def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int
                 ls.processes.stop(proc)
     for node in r.stack.lbs:
         r.start_nginx(node)
-    return BenchResult(figures["generated"], figures["seed"], connections, duration_s, path)
+    transit = transit_cost(r, rounds, duration_s, connections, threads, script) if r.stack.a.vpc_tls else None
+    return BenchResult(figures["generated"], figures["seed"], connections, duration_s, path, transit)
+
+
+def transit_cost(r: Rehearsal, rounds: int, duration_s: float, connections: int, threads: int,
+                 script: Path, path: str = "/healthz") -> TransitCost:
+    """Start a twin of the stack with vpc_tls off on the next loopback subnet, then load
+    both on ``path`` (a PostgreSQL query and a Redis command per request), alternating."""
+    subnet = ipaddress.IPv4Network(r.loopback_subnet)
+    twin_subnet = str(ipaddress.IPv4Network((int(subnet.network_address) + subnet.num_addresses, subnet.prefixlen)))
+    r.progress(f"TLS inside the VPC: a twin without it on {twin_subnet}")
+    with Rehearsal(r.answers.replace(vpc_tls=False), twin_subnet, progress=r.progress) as twin:
+        twin.lay_out()
+        twin.start()
+        figures = {"tls": ConfigFigures("vpc_tls on"), "plain": ConfigFigures("vpc_tls off")}
+        endpoints = {"tls": r.endpoint(r.stack.lbs[0]), "plain": twin.endpoint(twin.stack.lbs[0])}
+        for number in range(rounds):
+            for name in (["tls", "plain"] if number % 2 == 0 else ["plain", "tls"]):
+                r.progress(f"transit round {number + 1}/{rounds}: {figures[name].name}, {duration_s:g} s")
+                endpoint = endpoints[name]
+                figures[name].rounds.append(wrk(endpoint.url + path, endpoint.host, script, duration_s,
+                                                connections, threads))
+    return TransitCost(figures["tls"], figures["plain"], path)

@@ -50,6 +50,12 @@ class Report:
                 figures = getattr(self.bench, name)
                 data["bench"][name].update(rps=figures.rps, p50_ms=figures.p50_ms, p99_ms=figures.p99_ms,
                                            errors=figures.errors)
+            transit = self.bench.transit
+            if transit is not None:
+                data["bench"]["vpc_tls"] = {
+                    "path": transit.path, "rps_cost": transit.rps_cost,
+                    **{key: {"rps": f.rps, "p50_ms": f.p50_ms, "p99_ms": f.p99_ms, "errors": f.errors}
+                       for key, f in (("on", transit.tls), ("off", transit.plain))}}
         data["passed"] = self.passed
         data["misses"] = self.misses
         return data
@@ -98,4 +104,12 @@ def _bench_lines(bench: BenchResult) -> list[str]:
     verdict = "met" if bench.passed else "MISSED"
     lines.append(f"  ratio {bench.rps_ratio:.2f}x requests per second; p99 {bench.generated.p99_ms:.2f} vs "
                  f"{bench.seed.p99_ms:.2f} ms; target ({bench.target}): {verdict}")
+    transit = bench.transit
+    if transit is not None:
+        lines.append(f"TLS inside the VPC: GET {transit.path} (PostgreSQL and Redis per request) through nginx, "
+                     "this stack against a twin with vpc_tls off")
+        for figures in (transit.tls, transit.plain):
+            lines.append(f"  {figures.name:<12} {figures.rps:>9.0f} req/s {figures.p50_ms:>8.2f} p50 ms "
+                         f"{figures.p99_ms:>8.2f} p99 ms {figures.errors:>5} errors")
+        lines.append(f"  cost: {transit.rps_cost:.1%} of requests per second")
     return lines

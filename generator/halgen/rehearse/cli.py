@@ -26,7 +26,8 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 @click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, "all"]),
               help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed).")
 @click.option("--bench", is_flag=True,
-              help="Benchmark the generated nginx config against the seed document's (needs wrk).")
+              help="Benchmark the generated nginx config against the seed document's (needs wrk); "
+                   "with vpc_tls, also the data path against a twin stack without TLS inside the VPC.")
 @click.option("--bench-rounds", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Benchmark rounds; each runs both configs, alternating which goes first.")
 @click.option("--bench-duration", default=5.0, show_default=True, type=click.FloatRange(1, 600),

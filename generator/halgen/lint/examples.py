@@ -279,6 +279,32 @@ CHANGES: tuple[Change, ...] = (
            "usermod -aG sudo perlapp\nufw --force enable"),
     Change("HAL321", "script-writes-sudoers", "edit", APP_BOOT, "ufw --force enable",
            "echo 'perlapp ALL=(root) NOPASSWD: /usr/bin/systemctl' > /etc/sudoers.d/perlapp\nufw --force enable"),
+    # PostgreSQL in the clear inside the VPC (vpc_tls), wherever the setting or string is.
+    Change("HAL331", "ssl-off", "append", PG, new="ssl = off\n"),
+    Change("HAL331", "host-line", "append", HBA,
+           new="host    all             all             10.0.0.0/24             scram-sha-256\n"),
+    Change("HAL331", "ssl-off-in-include", "write", f"{PG_DIR}/conf.d/tls.conf", new="ssl = off\n",
+           also=(Change("HAL331", "", "append", PG, new="include_dir 'conf.d'\n"),)),
+    Change("HAL331", "ssl-off-alter-system", "append", "nodes/db1/etc/shop/pg-setup.sql",
+           new="ALTER SYSTEM SET ssl = off;\n"),
+    Change("HAL331", "old-tls", "edit", PG, "ssl_min_protocol_version = 'TLSv1.3'",
+           "ssl_min_protocol_version = 'TLSv1'"),
+    Change("HAL331", "hostnossl", "edit", HBA, "hostssl app             app             10.0.0.40/32",
+           "hostnossl app           app             10.0.0.40/32"),
+    Change("HAL331", "host-in-hba-file", "write", f"{PG_DIR}/pg_hba_local.conf",
+           new="host    app             app             10.0.0.40/32            scram-sha-256\n",
+           also=(Change("HAL331", "", "edit", PG, "/main/pg_hba.conf'", "/main/pg_hba_local.conf'"),)),
+    Change("HAL331", "dsn-require", "edit", APP_ENV, "read-write;connect_timeout=3;sslmode=verify-full",
+           "read-write;connect_timeout=3;sslmode=require"),
+    Change("HAL331", "dsn-no-sslmode", "edit", APP_ENV, "read-write;connect_timeout=3;sslmode=verify-full;",
+           "read-write;connect_timeout=3;"),
+    Change("HAL331", "dsn-no-rootcert", "edit", APP_ENV, "read-write;connect_timeout=3;sslmode=verify-full;"
+           "sslrootcert=/etc/shop/tls/ca.crt", "read-write;connect_timeout=3;sslmode=verify-full"),
+    Change("HAL331", "basebackup-prefer", "edit", "nodes/db2/usr/local/sbin/shop-pg-bootstrap-replica",
+           "sslmode=verify-full", "sslmode=prefer"),
+    Change("HAL331", "failover-prefer", "edit", "scripts/pg-failover.sh", "sslmode=verify-full", "sslmode=prefer"),
+    Change("HAL331", "primary-conninfo-prefer", "write", "nodes/db2/var/lib/postgresql/15/main/postgresql.auto.conf",
+           new="primary_conninfo = 'host=10.0.0.20 port=5432 user=replicator sslmode=prefer'\n"),
 )
 
 # Defects only the real programs see (the file rules pass them).

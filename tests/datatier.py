@@ -26,6 +26,7 @@ from halgen.rehearse.datatier import (  # noqa: F401  (re-exported for the tests
     node_script,
     psql,
     redis_cli,
+    redis_tls_args,
     run_pg_failover,
     stack_secret,
     start_pg,

@@ -53,6 +53,14 @@ def require_postgres() -> int:
     return version
 
 
+def other_ca(directory: Path) -> Path:
+    """A CA certificate of some other stack: it never signed these nodes' certificates."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(directory / "other-ca.key"), "-out", str(directory / "other-ca.crt"), "-days", "1",
+                    "-subj", "/CN=another stack CA"], check=True, capture_output=True)
+    return directory / "other-ca.crt"
+
+
 @dataclass
 class LoopbackStack(layout.LoopbackStack):
     s3: Any = None

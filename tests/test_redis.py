@@ -16,6 +16,7 @@ from datatier import (
     cleanup,
     loopback_stack,
     master_address,
+    other_ca,
     redis_cli,
     redis_tls_args,
     stack_secret,
@@ -104,27 +105,19 @@ def _as(ls, address: str, port: int, user: str | None, password: str | None, *ar
     return (out.stdout + out.stderr).strip()
 
 
-def _other_ca(tmp: Path) -> Path:
-    """A CA of some other stack: it never signed these nodes' certificates."""
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", str(tmp / "other.key"), "-out", str(tmp / "other.crt"), "-days", "1",
-                    "-subj", "/CN=another stack CA"], check=True, capture_output=True)
-    return tmp / "other.crt"
-
-
 def test_redis_and_sentinel_speak_only_verified_tls(redis_tier, tmp_path) -> None:
     ls, _ = redis_tier
     require("openssl")
     master, replica = ls.node("redis1"), ls.node("redis2")
     admin = ("--user", "admin", "--pass", stack_secret(ls, "REDIS_ADMIN_PASSWORD"), "--no-auth-warning")
-    other_ca = _other_ca(tmp_path)
+    foreign_ca = other_ca(tmp_path)
     for node, port in [(master, 6379), (replica, 6379), *((n, 26379) for n in ls.stack.sentinels)]:
         # No plaintext port: a plaintext client gets no answer, even with the right password.
         plain = subprocess.run(["redis-cli", "-h", node.address, "-p", str(port), *admin, "PING"],
                                capture_output=True, text=True, timeout=5)
         assert "PONG" not in plain.stdout and plain.returncode != 0, (node.name, port, plain.stdout)
         # A client that trusts another CA refuses the server's certificate.
-        wrong = subprocess.run(["redis-cli", "-h", node.address, "-p", str(port), "--tls", "--cacert", str(other_ca),
+        wrong = subprocess.run(["redis-cli", "-h", node.address, "-p", str(port), "--tls", "--cacert", str(foreign_ca),
                                 *admin, "PING"], capture_output=True, text=True, timeout=5)
         assert "certificate verify failed" in wrong.stdout + wrong.stderr, (node.name, port)
     for node in ls.stack.redis:

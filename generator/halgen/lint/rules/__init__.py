@@ -1,3 +1,13 @@
 """The rule modules; importing this package registers every rule."""
 
-from halgen.lint.rules import consistency, exposure, meta, operations, parse, sandbox, security, tools  # noqa: F401
+from halgen.lint.rules import (  # noqa: F401
+    consistency,
+    exposure,
+    meta,
+    operations,
+    parse,
+    sandbox,
+    security,
+    tools,
+    transit_redis,
+)

@@ -26,6 +26,7 @@ from halgen.rehearse.datatier import (  # noqa: F401  (re-exported for the tests
     node_script,
     psql,
     redis_cli,
+    redis_tls_args,
     run_pg_failover,
     stack_secret,
     start_pg,
@@ -50,6 +51,14 @@ def require_postgres() -> int:
         message = "PostgreSQL tests run the server as the postgres user and need root"
         pytest.fail(message) if IN_CI else pytest.skip(message)
     return version
+
+
+def other_ca(directory: Path) -> Path:
+    """A CA certificate of some other stack: it never signed these nodes' certificates."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(directory / "other-ca.key"), "-out", str(directory / "other-ca.crt"), "-days", "1",
+                    "-subj", "/CN=another stack CA"], check=True, capture_output=True)
+    return directory / "other-ca.crt"
 
 
 @dataclass

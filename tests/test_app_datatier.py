@@ -17,6 +17,7 @@ from datatier import (
     cleanup,
     loopback_stack,
     master_address,
+    other_ca,
     psql,
     require_postgres,
     run_pg_failover,
@@ -42,6 +43,15 @@ def _call(url: str, data: bytes | None = None, cookie: str = "") -> tuple[int, s
             return response.status, response.read().decode().strip(), response.headers.get("Set-Cookie", "")
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode().strip(), ""
+
+
+def _app_health(ls, env: dict[str, str]) -> str:
+    """The Redis half of app.psgi's /healthz, run once in a fresh perl with ``env``."""
+    call = ("my $app = Plack::Util::load_psgi(shift);"
+            "print $app->({ PATH_INFO => '/healthz', REQUEST_METHOD => 'GET' })->[2][0]")
+    out = subprocess.run(["perl", "-MPlack::Util", "-e", call, str(ls.repo / "app" / "app.psgi")], env=env,
+                         capture_output=True, text=True, timeout=30)
+    return next(part for part in out.stdout.split() if part.startswith("redis="))
 
 
 def test_demo_app_survives_redis_and_postgres_failovers(record_property) -> None:
@@ -80,6 +90,11 @@ def test_demo_app_survives_redis_and_postgres_failovers(record_property) -> None
         assert (status, body) == (200, "visits=1")
         cookie = cookie.split(";")[0]
         assert _call(f"{base}/session", cookie=cookie)[:2] == (200, "visits=2")
+        # Redis has no plaintext port, so those sessions went over TLS; the app checks the
+        # certificates against the stack CA: trusting another CA, it reaches no Sentinel.
+        assert env["REDIS_TLS_CA_FILE"] == app.paths.stack_ca_file
+        assert _app_health(ls, env) == "redis=ok"
+        assert _app_health(ls, {**env, "REDIS_TLS_CA_FILE": str(other_ca(ls.base))}) == "redis=down"
 
         # Redis: SIGKILL the master; sessions come back through Sentinel.
         killed = time.monotonic()

@@ -16,7 +16,9 @@ from datatier import (
     cleanup,
     loopback_stack,
     master_address,
+    other_ca,
     redis_cli,
+    redis_tls_args,
     stack_secret,
     start_redis,
     start_redis_tier,
@@ -52,9 +54,7 @@ def test_sentinel_fails_over_within_10_seconds(redis_tier, record_property) -> N
     wait_until(lambda: redis_cli(ls, ls.node("redis2").address, 6379, "GET", "session:1") == "alice", 5,
                "the write to reach a replica")
     # Without the password nothing is served.
-    out = subprocess.run(["redis-cli", "-h", master.address, "-p", "6379", "GET", "session:1"],
-                         capture_output=True, text=True)
-    assert "NOAUTH" in out.stdout + out.stderr
+    assert "NOAUTH" in _as(ls, master.address, 6379, None, None, "GET", "session:1")
 
     killed = time.monotonic()
     os.killpg(procs["redis1"].pid, signal.SIGKILL)
@@ -100,9 +100,43 @@ def test_sentinel_fails_over_within_10_seconds(redis_tier, record_property) -> N
 
 def _as(ls, address: str, port: int, user: str | None, password: str | None, *args: str) -> str:
     auth = ["--user", user, "--pass", password, "--no-auth-warning"] if user and password else []
-    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *auth, *args],
+    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *redis_tls_args(ls, address), *auth, *args],
                          capture_output=True, text=True, timeout=5)
     return (out.stdout + out.stderr).strip()
+
+
+def test_redis_and_sentinel_speak_only_verified_tls(redis_tier, tmp_path) -> None:
+    ls, _ = redis_tier
+    require("openssl")
+    master, replica = ls.node("redis1"), ls.node("redis2")
+    admin = ("--user", "admin", "--pass", stack_secret(ls, "REDIS_ADMIN_PASSWORD"), "--no-auth-warning")
+    foreign_ca = other_ca(tmp_path)
+    for node, port in [(master, 6379), (replica, 6379), *((n, 26379) for n in ls.stack.sentinels)]:
+        # No plaintext port: a plaintext client gets no answer, even with the right password.
+        plain = subprocess.run(["redis-cli", "-h", node.address, "-p", str(port), *admin, "PING"],
+                               capture_output=True, text=True, timeout=5)
+        assert "PONG" not in plain.stdout and plain.returncode != 0, (node.name, port, plain.stdout)
+        # A client that trusts another CA refuses the server's certificate.
+        wrong = subprocess.run(["redis-cli", "-h", node.address, "-p", str(port), "--tls", "--cacert", str(foreign_ca),
+                                *admin, "PING"], capture_output=True, text=True, timeout=5)
+        assert "certificate verify failed" in wrong.stdout + wrong.stderr, (node.name, port)
+    for node in ls.stack.redis:
+        assert redis_cli(ls, node.address, 6379, "CONFIG", "GET", "port").splitlines()[1] == "0"
+    # The app user over TLS.
+    app = ("app", stack_secret(ls, "REDIS_APP_PASSWORD"))
+    assert _as(ls, master.address, 6379, *app, "SET", "session:tls", "1") == "OK"
+    # Replication runs over TLS: with no plaintext port anywhere the replica's link is up,
+    # and the master sees the replica at its TLS port.
+    info = redis_cli(ls, replica.address, 6379, "INFO", "replication")
+    assert "master_link_status:up" in info and f"master_host:{master.address}" in info
+    assert f"ip={replica.address},port=6379,state=online" in redis_cli(ls, master.address, 6379, "INFO", "replication")
+    assert redis_cli(ls, replica.address, 6379, "CONFIG", "GET", "tls-replication").splitlines()[1] == "yes"
+    # The Sentinels found each other (only possible over TLS) and ask Redis over TLS.
+    name = ls.stack.redis_master_name
+    for sentinel in ls.stack.sentinels:
+        peers = redis_cli(ls, sentinel.address, 26379, "SENTINEL", "sentinels", name)
+        assert peers.count("runid") == len(ls.stack.sentinels) - 1
+        assert "s_down" not in peers and "disconnected" not in peers
 
 
 def test_acl_users_and_authenticated_sentinel(redis_tier) -> None:
@@ -154,14 +188,19 @@ def test_acl_users_and_authenticated_sentinel(redis_tier) -> None:
     wait_for_sentinels(ls)
 
 
-def test_single_redis_starts_from_generated_config() -> None:
+@pytest.mark.parametrize("vpc_tls", [True, False])
+def test_single_redis_starts_from_generated_config(vpc_tls: bool) -> None:
     require("redis-server", "redis-cli")
     ls = loopback_stack({"redis_mode": "single", "redis_replicas": 0, "app_servers": 1, "lb_count": 1,
-                         "lb_keepalive": 2, "redis_persistence": "rdb+aof", "redis_maxmemory_policy": "allkeys-lru"})
+                         "lb_keepalive": 2, "redis_persistence": "rdb+aof", "redis_maxmemory_policy": "allkeys-lru",
+                         "vpc_tls": vpc_tls})
     try:
         node = ls.node("redis1")
         ls.spawn(["redis-server", f"{node.paths.redis_conf_dir}/redis.conf"], "redis1")
         wait_until(lambda: redis_cli(ls, node.address, 6379, "PING") == "PONG", 15, "redis")
+        # vpc_tls: false (to measure the cost of TLS) is plaintext only, as before.
+        ports = [redis_cli(ls, node.address, 6379, "CONFIG", "GET", key).splitlines()[1] for key in ("port", "tls-port")]
+        assert ports == (["0", "6379"] if vpc_tls else ["6379", "0"])
         assert redis_cli(ls, node.address, 6379, "CONFIG", "GET", "maxmemory-policy").splitlines()[1] == "allkeys-lru"
         assert redis_cli(ls, node.address, 6379, "CONFIG", "GET", "appendonly").splitlines()[1] == "yes"
         assert Path(node.paths.redis_data).is_dir()

@@ -102,8 +102,9 @@ def packages(stack: Stack, node: Node) -> list[str]:
     common = ["ufw", "fail2ban", "unattended-upgrades", "ca-certificates"]
     role = {
         "lb": ["nginx"] + (["certbot"] if a.lb_tls else []),
+        # libredis-perl only recommends IO::Socket::SSL, which it needs for Redis over TLS.
         "app": ["starman", "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
-               + (["git"] if a.app_repo else []),
+               + (["libio-socket-ssl-perl"] if a.vpc_tls else []) + (["git"] if a.app_repo else []),
         "db": [f"postgresql-{a.pg_version}", "pgbackrest"],
         "redis": ["redis-server", "redis-tools", "restic"],
     }[node.role]

@@ -95,13 +95,23 @@ def stack_secret(ls: LoopbackStack, name: str) -> str:
     return secrets.read(ls.repo)[name]
 
 
+def redis_tls_args(ls: LoopbackStack, address: str) -> list[str]:
+    """redis-cli's TLS options for the node at ``address`` (none with vpc_tls off): TLS,
+    checking the server's certificate against the stack CA as that node trusts it."""
+    if not ls.stack.a.vpc_tls:
+        return []
+    node = next(n for n in ls.stack.nodes if n.address == address)
+    return ["--tls", "--cacert", node.paths.stack_ca_file]
+
+
 def redis_cli(ls: LoopbackStack, address: str, port: int, *args: str, user: str = "admin") -> str:
     """redis-cli as an operator would run it: Redis's admin user, or a Sentinel's default user."""
     if port == ls.stack.sentinel_port:
         auth = ["--user", "default", "--pass", stack_secret(ls, "SENTINEL_PASSWORD")]
     else:
         auth = ["--user", user, "--pass", stack_secret(ls, f"REDIS_{user.upper()}_PASSWORD")]
-    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *auth, "--no-auth-warning", *args],
+    out = subprocess.run(["redis-cli", "-h", address, "-p", str(port), *redis_tls_args(ls, address), *auth,
+                          "--no-auth-warning", *args],
                          capture_output=True, text=True, timeout=5)
     return out.stdout.strip()
 

@@ -42,6 +42,7 @@ def needed(pg_version: int, bench: bool = False, tls: bool = False) -> list[Prog
         Program("perl module Plack", "libplack-perl"),
         Program("perl module DBD::Pg", "libdbd-pg-perl"),
         Program("perl module Redis", "libredis-perl"),
+        Program("perl module IO::Socket::SSL", "libio-socket-ssl-perl"),  # Redis over TLS (vpc_tls)
         *(Program(f"{pg_bin}/{tool}", pg_package) for tool in ("postgres", "initdb", "pg_ctl", "pg_isready",
                                                                  "pg_basebackup", "psql")),
         Program("redis-server", "redis-server"),

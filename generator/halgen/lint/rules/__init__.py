@@ -1,3 +1,14 @@
 """The rule modules; importing this package registers every rule."""
 
-from halgen.lint.rules import consistency, exposure, meta, operations, parse, sandbox, security, tools, transit_pg  # noqa: F401
+from halgen.lint.rules import (  # noqa: F401
+    consistency,
+    exposure,
+    meta,
+    operations,
+    parse,
+    sandbox,
+    security,
+    tools,
+    transit_pg,
+    transit_redis,
+)

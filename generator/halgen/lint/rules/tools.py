@@ -284,13 +284,14 @@ def _wait(done: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-@rule("HAL506", "redis-starts", "error", "tools", programs=("redis-server",))
+@rule("HAL506", "redis-starts", "error", "tools", programs=("redis-server", "openssl"))
 def redis_starts(repo: Repo) -> Iterator[Problem]:
     """A throwaway redis-server (or redis-sentinel) starts with each node's redis.conf and sentinel.conf.
 
     Redis stops at the first directive it does not accept, so one bad line
     keeps the node's Redis down. The check runs on 127.0.0.1 in a scratch
-    directory, the included secrets file and the ACL file replaced by dummies.
+    directory, the included secrets file and the ACL file replaced by dummies,
+    TLS (when configured) with a throwaway certificate on a free port.
     """
     sentinels = set(repo.sentinel_confs())
     for rel in repo.redis_confs() + sorted(sentinels):
@@ -312,6 +313,12 @@ def _start_redis(repo: Repo, rel: str, sentinel: bool, scratch: Path) -> Iterato
             "--bind", "127.0.0.1", "--port", str(port)]
     if not sentinel:
         argv += ["--replicaof", "no", "one", "--save", "", "--unixsocket", str(scratch / "redis.sock")]
+    if re.search(r"^\s*tls-", text, flags=re.M):
+        # The node's key and certificate exist only in build/ (halgen build), never in the repo.
+        cert, key = scratch / "server.crt", scratch / "server.key"
+        key_pair(cert, key, "halgen-lint")
+        argv += ["--tls-port", str(free_port()), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                 "--tls-ca-cert-file", str(cert)]
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     try:

@@ -20,6 +20,19 @@ use Sys::Hostname ();
 my $host = Sys::Hostname::hostname();
 my ( %dbh, $redis, $table_ready );
 
+# Redis and Sentinel over TLS when app.env names the stack CA. Redis.pm takes no CA
+# option, so IO::Socket::SSL's client defaults carry it, along with checking that the
+# certificate names the address connected to (its IP address SAN).
+my $redis_tls = !!$ENV{REDIS_TLS_CA_FILE};
+if ($redis_tls) {
+    require IO::Socket::SSL;
+    IO::Socket::SSL::set_client_defaults(
+        SSL_ca_file         => $ENV{REDIS_TLS_CA_FILE},
+        SSL_verify_mode     => IO::Socket::SSL::SSL_VERIFY_PEER(),
+        SSL_verifycn_scheme => 'default',
+    );
+}
+
 sub text {
     my ( $status, $body, @headers ) = @_;
     return [ $status, [ 'Content-Type' => 'text/plain; charset=utf-8', 'Cache-Control' => 'no-store', @headers ],
@@ -49,10 +62,12 @@ sub cache {
         cnx_timeout   => 1,
         read_timeout  => 1,
         write_timeout => 1,
+        ssl           => $redis_tls,
     );
     $redis = $ENV{REDIS_SENTINELS}
       ? Redis->new( %common, service => $ENV{REDIS_SERVICE}, sentinels => [ split /,/, $ENV{REDIS_SENTINELS} ],
         sentinels_username => $ENV{REDIS_USER}, sentinels_password => $ENV{REDIS_PASSWORD},
+        sentinels_ssl => $redis_tls,
         sentinels_cnx_timeout => 0.5, sentinels_read_timeout => 1, sentinels_write_timeout => 1 )
       : Redis->new( %common, server => $ENV{REDIS_SERVER} );
     return $redis;

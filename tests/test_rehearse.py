@@ -90,12 +90,16 @@ def test_every_drill_meets_its_target_and_nothing_is_left(tmp_path: Path) -> Non
     assert drills["pg-failover"]["figures"]["rows committed before the loss"] > 0
     assert isinstance(drills["pg-failover"]["figures"]["rows lost"], int)
     assert drills["pg-failover"]["figures"]["seconds until writes resume"] < 60
-    # The benchmark's figures are there; its 2x target is bench/rehearse_bench.py's to judge
-    # (a 2 s round on a shared CI machine proves nothing about it).
+    # The benchmark's figures are there, one row per load (1x, 2x, 4x the Starman workers);
+    # its target is bench/rehearse_bench.py's to judge (a 2 s round on a shared CI machine
+    # proves nothing about it).
     figures = report["bench"]
-    for config in ("generated", "seed"):
-        assert figures[config]["rps"] > 0 and 0 < figures[config]["p50_ms"] <= figures[config]["p99_ms"]
-    assert figures["rps_ratio"] > 0
+    workers = 3 * 5
+    assert [row["connections"] for row in figures["rows"]] == [workers, 2 * workers, 4 * workers]
+    for row in figures["rows"]:
+        for config in ("generated", "seed"):
+            assert row[config]["rps"] > 0 and 0 < row[config]["p50_ms"] <= row[config]["p99_ms"]
+        assert row["rps_ratio"] > 0
     # What TLS inside the VPC costs: the same data path with vpc_tls on and off (a twin stack).
     transit = figures["vpc_tls"]
     assert transit["path"] == "/healthz"

@@ -26,14 +26,16 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 @click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, "all"]),
               help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed).")
 @click.option("--bench", is_flag=True,
-              help="Benchmark the generated nginx config against the seed document's (needs wrk); "
+              help="Benchmark the generated nginx config against the seed document's at 1x, 2x and 4x the "
+                   "Starman workers (needs wrk); "
                    "with vpc_tls, also the data path against a twin stack without TLS inside the VPC.")
 @click.option("--bench-rounds", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Benchmark rounds; each runs both configs, alternating which goes first.")
 @click.option("--bench-duration", default=5.0, show_default=True, type=click.FloatRange(1, 600),
               help="Seconds of load per config and round.")
 @click.option("--bench-connections", type=click.IntRange(2, 10000),
-              help="Concurrent wrk connections.  [default: the stack's Starman workers: full load, no queue]")
+              help="Measure this many concurrent wrk connections only.  [default: 1x, 2x and 4x the stack's "
+                   "Starman workers, one row each]")
 @click.option("--check", is_flag=True,
               help="Only name the programs that are missing here and print the apt command that installs them.")
 @click.option("--loopback-subnet", default=DEFAULT_SUBNET, show_default=True,

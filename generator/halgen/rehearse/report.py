@@ -45,11 +45,12 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         if self.bench is not None:
-            data["bench"].update(rps_ratio=self.bench.rps_ratio, passed=self.bench.passed, target=self.bench.target)
-            for name in ("generated", "seed"):
-                figures = getattr(self.bench, name)
-                data["bench"][name].update(rps=figures.rps, p50_ms=figures.p50_ms, p99_ms=figures.p99_ms,
-                                           errors=figures.errors)
+            data["bench"]["rows"] = [
+                {"connections": row.connections, "rps_ratio": row.rps_ratio, "passed": row.passed,
+                 **{name: {"rps": f.rps, "p50_ms": f.p50_ms, "p99_ms": f.p99_ms, "errors": f.errors}
+                    for name, f in (("generated", row.generated), ("seed", row.seed))}}
+                for row in self.bench.rows]
+            data["bench"].update(passed=self.bench.passed, target=self.bench.target)
             transit = self.bench.transit
             if transit is not None:
                 data["bench"]["vpc_tls"] = {
@@ -94,16 +95,17 @@ class Report:
 
 
 def _bench_lines(bench: BenchResult) -> list[str]:
-    rounds = len(bench.generated.rounds)
-    lines = [f"benchmark: GET {bench.path} through nginx, wrk with {bench.connections} connections, "
-             f"{rounds} round(s) x {bench.duration_s:g} s per config, alternating",
-             f"  {'config':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"]
-    for figures in (bench.generated, bench.seed):
-        lines.append(f"  {figures.name:<10} {figures.rps:>9.0f} {figures.p50_ms:>8.2f} {figures.p99_ms:>8.2f} "
-                     f"{figures.errors:>7}")
-    verdict = "met" if bench.passed else "MISSED"
-    lines.append(f"  ratio {bench.rps_ratio:.2f}x requests per second; p99 {bench.generated.p99_ms:.2f} vs "
-                 f"{bench.seed.p99_ms:.2f} ms; target ({bench.target}): {verdict}")
+    rounds = len(bench.rows[0].generated.rounds) if bench.rows else 0
+    lines = [f"benchmark: GET {bench.path} through nginx, wrk, {rounds} round(s) x {bench.duration_s:g} s per config "
+             "and load, alternating",
+             f"  {'conns':>5}  {'generated req/s':>15} {'p50':>6} {'p99 ms':>7} {'err':>4}  "
+             f"{'seed req/s':>10} {'p50':>6} {'p99 ms':>7} {'err':>4}  {'ratio':>6}  target"]
+    for row in bench.rows:
+        g, s = row.generated, row.seed
+        lines.append(f"  {row.connections:>5}  {g.rps:>15.0f} {g.p50_ms:>6.2f} {g.p99_ms:>7.2f} {g.errors:>4}  "
+                     f"{s.rps:>10.0f} {s.p50_ms:>6.2f} {s.p99_ms:>7.2f} {s.errors:>4}  {row.rps_ratio:>5.2f}x  "
+                     f"{'met' if row.passed else 'MISSED'}")
+    lines.append(f"  target: {bench.target}")
     transit = bench.transit
     if transit is not None:
         lines.append(f"TLS inside the VPC: GET {transit.path} (PostgreSQL and Redis per request) through nginx, "

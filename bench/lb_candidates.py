@@ -1,6 +1,6 @@
 """Load-balancer designs for issue 15, measured side by side on the rehearsal's stack.
 
-usage: python bench/lb_candidates.py [--rounds 3] [--duration 5] [--loads 15,30,60] [--hang 35]
+usage: python bench/lb_candidates.py [--rounds 3] [--duration 5] [--loads 15,30,60] [--hang 35] [--only A,B,F3]
 
 Starts the default stack (3 app servers x 1 Starman x 5 workers) on loopback
 127.23.0.0/24, stops its load balancers, then serves the first load balancer's address
@@ -10,11 +10,13 @@ the candidates every round. Candidates:
   B  the seed document's nginx config (bench.py's seed)
   C  HAProxy 2.6 alone: per-server maxconn = Starman workers, its own queue, active checks
      (C1: 1 thread, http-reuse safe; C2: 2 threads; C3: http-reuse always;
-     C4: 1 thread, option http-server-close: one request per Starman connection)
+     C4: 1 thread, option http-server-close: one request per Starman connection;
+     C5: C1 with maxconn = workers - 1, a worker kept free for the active checks)
   D  the generated nginx proxying to a local HAProxy that balances as C4
   E  generated nginx variants: E1 without the backup overflow entries; E2 without
      upstream keep-alive (max_conns kept); E3 as E2 with Starman --disable-keepalive
-  F  Starlet (5 workers per instance) instead of Starman, behind HAProxy as C1 (F1) or C4 (F2)
+  F  Starlet (5 workers per instance) instead of Starman, behind HAProxy as C1 (F1) or C4 (F2);
+     F3: workers that serve 100,000 requests each (F1's serve 1,000) behind C1; F4: F3 behind C5
 Then the hang case: one Starman instance SIGSTOPped under load through C1, C4 and A.
 Every process is started through the rehearsal, which stops them all on the way out.
 Needs Debian's nginx, haproxy, starman, starlet, wrk and the rehearsal's servers.
@@ -43,6 +45,7 @@ from halgen.rehearse.units import service_command
 SUBNET = "127.23.0.0/24"  # the tests use 127.20 and the rehearsal 127.21: no collision
 STARLET_PORT_OFFSET = 100  # Starlet instances listen on each Starman port + this
 NO_KEEPALIVE_PORT_OFFSET = 200  # Starman --disable-keepalive instances: port + this
+LONG_LIVED_STARLET_PORT_OFFSET = 300  # Starlet whose workers serve 100,000 requests each: port + this
 HAPROXY_BEHIND_NGINX_PORT = 8405
 APP_HEALTH_PATH = "/healthz"  # the app's own: it answers only when PostgreSQL and Redis do
 HANG_SCRIPT = """
@@ -61,6 +64,9 @@ class HaproxyPlan:
     # One request per server connection: a prefork worker is free again after each
     # response, so an active check never waits behind a kept-alive connection.
     server_close: bool = False
+    # Server slots held back from each server's maxconn, so an active check always
+    # finds a free prefork worker even when every connection is kept alive.
+    spare: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ backend app
     balance leastconn
     {server_side}
     option httpchk GET {health_path}
-    default-server check inter 1s fall 2 rise 2 maxconn {workers}
+    default-server check inter 1s fall 2 rise 2 maxconn {workers - plan.spare}
 {lines}
 """
 
@@ -218,6 +224,8 @@ class Study:
 
     def candidates(self) -> list[Candidate]:
         starlet = self.start_app_set(STARLET_PORT_OFFSET, self._starlet_argv, "starlet")
+        long_lived = self.start_app_set(LONG_LIVED_STARLET_PORT_OFFSET, partial(self._starlet_argv, per_child=100_000),
+                                        "starlet-long")
         self.start_app_set(NO_KEEPALIVE_PORT_OFFSET, _starman_without_keepalive, "starman-nokeepalive")
         gen = self.generated
         return [
@@ -243,12 +251,18 @@ class Study:
                       lambda: self._haproxy("F1", self.bind, starlet, HaproxyPlan())),
             Candidate("F2", "Starlet behind HAProxy (C4)",
                       lambda: self._haproxy("F2", self.bind, starlet, HaproxyPlan(server_close=True))),
+            Candidate("F3", "Starlet, 100,000 requests per worker, behind HAProxy (C1)",
+                      lambda: self._haproxy("F3", self.bind, long_lived, HaproxyPlan())),
+            Candidate("F4", "F3 with maxconn = workers - 1 (a worker kept for checks)",
+                      lambda: self._haproxy("F4", self.bind, long_lived, HaproxyPlan(spare=1))),
+            Candidate("C5", "HAProxy (C1) with maxconn = workers - 1, Starman",
+                      lambda: self._haproxy("C5", self.bind, self.starman, HaproxyPlan(spare=1))),
         ]
 
-    def _starlet_argv(self, starman_argv: list[str], address: str, port: int) -> list[str]:
+    def _starlet_argv(self, starman_argv: list[str], address: str, port: int, per_child: int = 1000) -> list[str]:
         return ["plackup", "-s", "Starlet", "--host", address, "--port", str(port),
                 "--max-workers", str(self.workers), "--max-keepalive-reqs", "1000", "--keepalive-timeout", "5",
-                "--max-reqs-per-child", "1000", "-E", "deployment", starman_argv[-1]]
+                "--max-reqs-per-child", str(per_child), "-E", "deployment", starman_argv[-1]]
 
 
 def _starman_without_keepalive(argv: list[str], address: str, port: int) -> list[str]:
@@ -383,7 +397,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per candidate, load and round")
     parser.add_argument("--loads", default="15,30,60", help="wrk connections, comma-separated")
     parser.add_argument("--hang", type=float, default=35.0, help="seconds of load in the hang case (0: skip)")
+    parser.add_argument("--only", default="", help="candidate names to measure, comma-separated (default: all)")
     args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name}
     loads = [int(n) for n in args.loads.split(",")]
     answers = pipeline.default_answers().replace(lb_tls=False)
     with Rehearsal(answers, SUBNET) as r:
@@ -392,7 +408,7 @@ def main() -> int:
         for name in list(r.lbs):
             r.loopback.processes.stop(r.lbs.pop(name))
         study = Study(r)
-        candidates = study.candidates()
+        candidates = [c for c in study.candidates() if not only or c.name in only]
         results = measure(study, candidates, loads, args.rounds, args.duration)
         what = {c.name: c.what for c in candidates}
         hangs = []

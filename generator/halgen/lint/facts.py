@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from halgen.formats import nginx
 from halgen.lint import effective
-from halgen.lint.repo import Repo, node_of
+from halgen.lint.repo import ANSWERS_FILE, Repo, node_of
 
 
 @dataclass(frozen=True)
@@ -150,3 +150,12 @@ def covers(source: str, address: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(source.split()[0], strict=False)
     except ValueError:
         return False
+
+
+def vpc_tls(repo: Repo) -> bool:
+    """The answer vpc_tls; true when absent, and when the answers cannot be read (HAL001 says
+    why): a security rule stays on unless the answers clearly turn TLS off."""
+    if repo.answers is not None:
+        return repo.answers.vpc_tls
+    data, _ = repo.yaml(ANSWERS_FILE)
+    return not (isinstance(data, dict) and data.get("vpc_tls") is False)

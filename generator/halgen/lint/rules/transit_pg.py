@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from halgen.errors import Problem
-from halgen.lint import effective
+from halgen.lint import effective, facts
 from halgen.lint.registry import rule
-from halgen.lint.repo import ANSWERS_FILE, Repo
+from halgen.lint.repo import Repo
 
 _TRUE = ("on", "true", "yes", "1")
 _STRONG_TLS = {"tlsv1.2", "tlsv1.3"}
@@ -85,15 +85,6 @@ def _uri_fields(uri: str) -> dict[str, str]:
     return fields
 
 
-def vpc_tls(repo: Repo) -> bool:
-    """The answer vpc_tls; true when absent, and when the answers cannot be read (HAL001 says
-    why): a security rule stays on unless the answers clearly turn TLS off."""
-    if repo.answers is not None:
-        return repo.answers.vpc_tls
-    data, _ = repo.yaml(ANSWERS_FILE)
-    return not (isinstance(data, dict) and data.get("vpc_tls") is False)
-
-
 @rule("HAL331", "postgres-plaintext-in-vpc", "error", "security")
 def postgres_plaintext_in_vpc(repo: Repo) -> Iterator[Problem]:
     """With vpc_tls (the default), PostgreSQL accepts network clients over TLS 1.2+ only and
@@ -113,7 +104,7 @@ def postgres_plaintext_in_vpc(repo: Repo) -> Iterator[Problem]:
     on the VPC collects the password; only verify-full checks the
     certificate and the host name. Silent when the answers set vpc_tls: false.
     """
-    if not vpc_tls(repo):
+    if not facts.vpc_tls(repo):
         return
     yield from _server_settings(repo)
     yield from _hba_lines(repo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from halgen.errors import Problem
-from halgen.lint import effective
+from halgen.lint import effective, facts
 from halgen.lint.effective import RedisConfig
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo
@@ -27,8 +27,7 @@ def redis_plaintext_in_vpc(repo: Repo) -> Iterator[Problem]:
     when no plaintext port is left). Includes are followed; the last line of
     each directive wins, as in Redis.
     """
-    answers = repo.answers
-    if answers is None or not answers.vpc_tls:
+    if not facts.vpc_tls(repo):
         return
     for rel in repo.redis_confs() + repo.sentinel_confs():
         yield from _plaintext(rel, effective.redis(repo, rel))

@@ -13,16 +13,17 @@ def self_signed(cert_dir: Path, domain: str) -> None:
     key_pair(live / "fullchain.pem", live / "privkey.pem", domain)
 
 
-def key_pair(cert: Path, key: Path, name: str) -> None:
-    """A throwaway self-signed certificate and its key (mode 0600), valid one day."""
+def key_pair(cert: Path, key: Path, name: str, address: str | None = None) -> None:
+    """A throwaway self-signed certificate and its key (mode 0600), valid one day; with
+    ``address``, also for that IP address (a local server reached by its address)."""
+    san = ["-addext", f"subjectAltName=IP:{address}"] if address else []
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+                    "-subj", f"/CN={name}", *san, "-keyout", str(key), "-out", str(cert)], check=True,
+                   capture_output=True)
 
 
 def self_signed_for_address(directory: Path, address: str) -> tuple[Path, Path]:
     """A throwaway certificate for a local server reached by its IP address."""
     cert, key = directory / "server.pem", directory / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-days", "2", "-subj", f"/CN={address}", "-addext", f"subjectAltName=IP:{address}",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    key_pair(cert, key, address, address)
     return cert, key

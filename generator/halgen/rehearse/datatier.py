@@ -50,7 +50,8 @@ def node_script(ls: LoopbackStack, node: str, name: str, *args: str,
     return run(["bash", str(path), *args], env=env)
 
 
-def _checked(result: subprocess.CompletedProcess[str], what: str) -> None:
+def checked(result: subprocess.CompletedProcess[str], what: str) -> None:
+    """Raise a RehearsalError with the end of the output when ``result`` failed."""
     if result.returncode != 0:
         raise RehearsalError(f"{what} failed: {(result.stderr or result.stdout).strip()[-800:]}")
 
@@ -60,7 +61,7 @@ def init_primary(ls: LoopbackStack) -> None:
     for db in ls.stack.dbs:
         chown_postgres(Path(db.paths.root))
     primary = ls.stack.dbs[0]
-    _checked(run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data, "-U", pg_superuser(),
+    checked(run(as_postgres(f"{primary.paths.pg_bin}/initdb", "-D", primary.paths.pg_data, "-U", pg_superuser(),
                              "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions")),
              "initdb")
 
@@ -81,9 +82,9 @@ def start_pg_tier(ls: LoopbackStack, object_storage: bool = True) -> dict[str, s
     procs = {primary.name: start_pg(ls, primary.name)}
     setup = node_script(ls, primary.name, "pg-setup-primary")
     if object_storage or SETUP_DONE not in setup.stdout:
-        _checked(setup, f"{ls.stack.project}-pg-setup-primary")
+        checked(setup, f"{ls.stack.project}-pg-setup-primary")
     for replica in ls.stack.dbs[1:]:
-        _checked(node_script(ls, replica.name, "pg-bootstrap-replica"), f"bootstrap of replica {replica.name}")
+        checked(node_script(ls, replica.name, "pg-bootstrap-replica"), f"bootstrap of replica {replica.name}")
         procs[replica.name] = start_pg(ls, replica.name)
     return procs
 

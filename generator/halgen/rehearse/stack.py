@@ -323,10 +323,8 @@ def _script_env(acme: AcmeServer) -> dict[str, str]:
 
 
 def _checked_script(ls: LoopbackStack, node: Node, name: str, *args: str, env: dict[str, str] | None = None) -> None:
-    result = datatier.node_script(ls, node.name, name, *args, env=env)
-    if result.returncode != 0:
-        raise RehearsalError(f"{ls.stack.project}-{name} {' '.join(args)} on {node.name} failed: "
-                             f"{(result.stderr or result.stdout).strip()[-800:]}")
+    datatier.checked(datatier.node_script(ls, node.name, name, *args, env=env),
+                     f"{ls.stack.project}-{name} {' '.join(args)} on {node.name}")
 
 
 @contextmanager

@@ -41,6 +41,12 @@ def served_certificate(address: str, name: str, ca_file: str) -> dict[str, Any]:
         return {"serial": tls.getpeercert()["serialNumber"], "issuer": dict(x[0] for x in tls.getpeercert()["issuer"])}
 
 
+def steadily_served(address: str, name: str, ca_file: str, times: int = 5) -> dict[str, Any]:
+    """The certificate when ``times`` handshakes in a row verify (else an error: not yet)."""
+    certificates = [served_certificate(address, name, ca_file) for _ in range(times)]
+    return certificates[-1]
+
+
 def handshake_refused(address: str, name: str) -> str:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
@@ -92,9 +98,10 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
             return result
         root = base / "acme" / "issuing-root.pem"
         root.write_text(acme.issuing_root())
-        # A reload is asynchronous: old workers serve the old certificate until new ones start.
-        result["first"] = wait_until(lambda: served_certificate(address, domain, str(root)), 15,
-                                     "the issued certificate")
+        # A reload is asynchronous: old workers may still accept a connection and show the
+        # throwaway certificate until they exit, so wait until several in a row verify.
+        result["first"] = wait_until(lambda: steadily_served(address, domain, str(root)), 30,
+                                     "the issued certificate on every connection")
         result["pid_before"] = Path(pid).read_text().strip()
         result["redirect"] = http_get(address, 80, domain, "/x?y=1")
         result["health"] = http_get(address, 443, domain, spec["health_path"], str(root))
@@ -105,7 +112,7 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
                                 "--logs-dir", spec["logs_dir"]], env=env, capture_output=True, text=True, timeout=180)
         result["renew"] = {"rc": renew.returncode, "output": (renew.stdout + renew.stderr)[-3000:]}
         result["second"] = wait_until(
-            lambda: (c := served_certificate(address, domain, str(root)))["serial"] != result["first"]["serial"] and c,
+            lambda: (c := steadily_served(address, domain, str(root)))["serial"] != result["first"]["serial"] and c,
             30, "the renewed certificate")
         result["pid_after"] = Path(pid).read_text().strip()
         return result

@@ -218,9 +218,10 @@ class Rehearsal:
         root = ls.base / "acme" / "issuing-root.pem"
         root.write_text(acme.issuing_root())
         self.acme_root_ca = str(root)
-        # nginx reloads asynchronously: old workers show the throwaway certificate for a moment.
+        # nginx reloads asynchronously: old workers may take a connection and show the
+        # throwaway certificate until they exit, so wait until several in a row verify.
         for endpoint in self.endpoints:
-            wait_until(partial(_verified, endpoint, stack.a.lb_health_path), 15,
+            wait_until(partial(_verified, endpoint, stack.a.lb_health_path), 30,
                        f"{endpoint.address} to serve the issued certificate")
 
     def start_starman(self, node: Node) -> None:
@@ -314,8 +315,8 @@ def _healthy(endpoint: Endpoint) -> Response | None:
     return response if response.status == 200 else None
 
 
-def _verified(endpoint: Endpoint, path: str) -> bool:
-    return request(endpoint, "GET", path).status == 200
+def _verified(endpoint: Endpoint, path: str, times: int = 5) -> bool:
+    return all(request(endpoint, "GET", path).status == 200 for _ in range(times))
 
 
 def _script_env(acme: AcmeServer) -> dict[str, str]:

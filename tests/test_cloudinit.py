@@ -120,6 +120,18 @@ def test_oversized_user_data_fails_the_compile_naming_node_and_size(tmp_path: Pa
     assert not (tmp_path / "out").exists()
 
 
+def test_the_most_app_servers_fit_every_nodes_user_data(tmp_path: Path) -> None:
+    """Firewall and pg_hba peers are CIDR blocks, so 250 app servers (the schema's most)
+    add a handful of lines to a DB or Redis node, not 250 (db1 was 16,786 bytes at 200)."""
+    answers = tmp_path / "answers.yml"
+    answers.write_text("vpc_subnet: 10.0.0.0/16\napp_servers: 250\npg_max_connections: 1300\nlb_tls: true\n"
+                       "domains: [shop.example.com]\n")
+    result = halgen("render", str(answers), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    hba = (tmp_path / "out/nodes/db1/etc/postgresql/15/main/pg_hba.conf").read_text()
+    assert len(re.findall(r"^hostssl app ", hba, re.M)) <= 8
+
+
 def _ufw_rules(script: str) -> set[tuple[str, str]]:
     return set(re.findall(r"^ufw allow proto tcp from (\S+) to any port (\S+) comment", script, re.M))
 

@@ -8,6 +8,7 @@ being renamed), and new ones are made with dataclasses.replace.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import Any
 
 import pytest
@@ -42,7 +43,12 @@ def _rules(stack: Stack, node: Node) -> dict[str, Any]:
 
 
 def _hosts(*groups: tuple[Node, ...]) -> set[str]:
-    return {f"{n.address}/32" for group in groups for n in group}
+    return {n.address for group in groups for n in group}
+
+
+def _addresses(sources: tuple[str, ...]) -> set[str]:
+    """Every address the CIDR blocks hold (a /31 holds two)."""
+    return {str(a) for s in sources for a in ipaddress.ip_network(s)}
 
 
 def _node(stack: Stack, name: str) -> Node:
@@ -82,7 +88,7 @@ def test_starman_ports_from_app_port_admit_only_the_load_balancers(instances: in
     for app in stack.apps:
         rule = _rules(stack, app)["starman-from-lbs"]
         assert rule.ports == ports
-        assert rule.sources == ("10.0.0.10/32", "10.0.0.11/32")
+        assert rule.sources == ("10.0.0.10/31",)
 
 
 @pytest.mark.parametrize("answers", [{}, {"pg_replicas": 0, "app_servers": 1}, {"pg_replicas": 3}])
@@ -91,13 +97,13 @@ def test_postgres_admits_app_servers_and_database_peers_only(answers: dict[str, 
     for db in stack.dbs:
         rule = _rules(stack, db)["postgres-peers"]
         assert rule.ports == (5432,)
-        assert set(rule.sources) == _hosts(stack.apps, stack.dbs)
+        assert _addresses(rule.sources) == _hosts(stack.apps, stack.dbs)
 
 
 def test_postgres_sources_concretely_for_the_default_stack() -> None:
     stack = _stack()
-    assert _rules(stack, stack.dbs[0])["postgres-peers"].sources == (
-        "10.0.0.20/32", "10.0.0.21/32", "10.0.0.40/32", "10.0.0.41/32", "10.0.0.42/32")
+    # db1-db2 are .20-.21 and app1-app3 .40-.42: the fewest blocks that hold exactly them.
+    assert _rules(stack, stack.dbs[0])["postgres-peers"].sources == ("10.0.0.20/31", "10.0.0.40/31", "10.0.0.42/32")
 
 
 @variants
@@ -106,7 +112,7 @@ def test_redis_admits_app_servers_redis_peers_and_sentinels(answers: dict[str, A
     for node in stack.redis:
         rule = _rules(stack, node)["redis-peers"]
         assert rule.ports == (6379,)
-        assert set(rule.sources) == _hosts(stack.apps, stack.redis, stack.sentinels)
+        assert _addresses(rule.sources) == _hosts(stack.apps, stack.redis, stack.sentinels)
 
 
 @variants
@@ -118,7 +124,7 @@ def test_sentinel_port_only_on_sentinel_nodes_from_apps_and_sentinels(answers: d
             assert rule is None, node.name
             continue
         assert rule.ports == (26379,)
-        assert set(rule.sources) == _hosts(stack.apps, stack.sentinels)
+        assert _addresses(rule.sources) == _hosts(stack.apps, stack.sentinels)
 
 
 @pytest.mark.parametrize("redis_mode", ["single", "replica"])
@@ -143,11 +149,17 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
         assert opened == expected, node.name
 
 
-def test_private_sources_are_host_routes_in_numeric_order() -> None:
+def test_private_sources_are_exact_blocks_in_numeric_order() -> None:
     # app1 pinned to .9: a text sort would put 10.0.0.9 after 10.0.0.42.
     stack = _stack(node_addresses={"app1": "10.0.0.9"})
     sources = _rules(stack, stack.dbs[0])["postgres-peers"].sources
-    assert sources == ("10.0.0.9/32", "10.0.0.20/32", "10.0.0.21/32", "10.0.0.40/32", "10.0.0.41/32")
+    assert sources == ("10.0.0.9/32", "10.0.0.20/31", "10.0.0.40/31")
+
+
+def test_250_app_servers_need_a_handful_of_blocks() -> None:
+    stack = _stack(**BIG, pg_replicas=4)
+    sources = _rules(stack, stack.dbs[0])["postgres-peers"].sources
+    assert len(sources) <= 8 and _addresses(sources) == _hosts(stack.apps, stack.dbs)
 
 
 @variants
@@ -246,16 +258,24 @@ def test_limits_are_linodes() -> None:
 BIG = {"vpc_subnet": "10.0.0.0/16", "app_servers": 250, "pg_max_connections": 1300}
 
 
+def _scattered(pg_replicas: int) -> Stack:
+    """250 app servers and 1 + pg_replicas DB nodes no two of which share a block (10.0.0.1, 10.0.1.101, 10.0.1.1, ...)."""
+    stack = _stack(**BIG, pg_replicas=pg_replicas)
+    moved = {n: dataclasses.replace(n, address=f"10.0.{(i + 1) // 2}.{1 + 100 * (i % 2)}") for i, n in enumerate(stack.apps + stack.dbs)}
+    return dataclasses.replace(stack, by_role={role: tuple(moved.get(n, n) for n in nodes)
+                                               for role, nodes in stack.by_role.items()},
+                               nodes=tuple(moved.get(n, n) for n in stack.nodes))
+
+
 def test_postgres_rule_at_255_addresses_is_accepted() -> None:
-    stack = _stack(**BIG, pg_replicas=4)  # 250 app servers + 5 DB nodes
+    stack = _scattered(pg_replicas=4)  # 250 app servers + 5 DB nodes, one block each
     inbound = {i["label"]: i for i in firewall.cloud_firewall(stack, "db")["rules"]["inbound"]}
     assert len(inbound["postgres-peers"]["addresses"]["ipv4"]) == 255
 
 
 def test_postgres_rule_over_255_addresses_raises() -> None:
-    stack = _stack(**BIG, pg_replicas=5)  # 250 app servers + 6 DB nodes
     with pytest.raises(firewall.FirewallError, match=r"db: rule postgres-peers has 256 addresses"):
-        firewall.cloud_firewall(stack, "db")
+        firewall.cloud_firewall(_scattered(pg_replicas=5), "db")
 
 
 def _one_app_with_ports(count: int) -> Stack:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from halgen.compiler.model import ACME_RELAY_PORT, Node, Stack
+from halgen.compiler.model import ACME_RELAY_PORT, Node, Stack, exact_blocks
 from halgen.errors import HalgenError
 
 ANYWHERE = ("0.0.0.0/0",)
@@ -35,13 +35,13 @@ class FirewallRule:
 
 
 def _hosts(nodes: tuple[Node, ...] | list[Node]) -> tuple[str, ...]:
-    return _sorted_hosts(frozenset(n.address for n in nodes))
+    return _blocks(frozenset(n.address for n in nodes))
 
 
 @lru_cache(maxsize=64)
-def _sorted_hosts(addresses: frozenset[str]) -> tuple[str, ...]:
-    # Every app node asks for the same peer lists: sort each list once.
-    return tuple(sorted((f"{a}/32" for a in addresses), key=_address_key))
+def _blocks(addresses: frozenset[str]) -> tuple[str, ...]:
+    # Every app node asks for the same peer lists: work each list out once.
+    return exact_blocks(addresses)
 
 
 def _address_key(cidr: str) -> tuple[int, ...]:

@@ -263,6 +263,14 @@ class Stack:
         return len(self.instances) * self.a.starman_workers
 
     @property
+    def lb_upstream_zone_kb(self) -> int:
+        """Shared memory for the nginx upstream's state: measured with nginx 1.22 at
+        ~0.8 KB per server line plus ~32 KB, so 1 KB a line plus 64 KB, in 64 KB steps
+        (256 KB at least). Each Starman instance has two lines (normal and backup)."""
+        lines = 2 * len(self.instances)
+        return max(256, -(-(64 + lines) // 64) * 64)
+
+    @property
     def lb_keepalive(self) -> int:
         """The answer, or (0) the most idle connections per nginx worker that leave a
         prefork Starman worker free even when every load balancer's cache is full."""
@@ -409,9 +417,31 @@ class Stack:
         """Linode's S3 region is the endpoint's cluster ID, e.g. us-ord-1."""
         return self.a.backup_endpoint.split(".")[0]
 
+    @staticmethod
+    def client_blocks(nodes: Iterable[Node]) -> tuple[tuple[str, str], ...]:
+        """(CIDR block, which nodes it holds) for these nodes' client addresses: the
+        exact, shortest list a pg_hba.conf needs (see exact_blocks)."""
+        nodes = tuple(nodes)
+        blocks = []
+        for block in exact_blocks(n.client_address for n in nodes):
+            network = ipaddress.IPv4Network(block)
+            names = [n.name for n in nodes if ipaddress.IPv4Address(n.client_address) in network]
+            blocks.append((block, names[0] if len(names) == 1 else f"{names[0]}-{names[-1]}"))
+        return tuple(blocks)
+
     @property
     def sentinel_addresses(self) -> str:
         return ",".join(f"{n.address}:{self.sentinel_port}" for n in self.sentinels)
+
+
+def exact_blocks(addresses: Iterable[str]) -> tuple[str, ...]:
+    """The fewest IPv4 CIDR blocks that hold exactly these addresses, in address order.
+
+    Firewall and pg_hba lists stay short however many app servers there are
+    (the app servers' addresses are consecutive), and admit no address that is
+    not in the list: 10.0.0.40-10.0.0.42 is 10.0.0.40/31 + 10.0.0.42/32."""
+    networks = ipaddress.collapse_addresses(ipaddress.IPv4Network(a) for a in set(addresses))
+    return tuple(str(n) for n in networks)
 
 
 def covers_internet(cidrs: Iterable[str]) -> bool:

@@ -141,6 +141,14 @@ def is_loopback(address: str) -> bool:
         return address == "localhost"
 
 
+def block_size(source: str) -> int | None:
+    """How many addresses a CIDR block (or bare address) holds; None when it is no address."""
+    try:
+        return ipaddress.ip_network(source.split()[0], strict=False).num_addresses
+    except ValueError:
+        return None
+
+
 @functools.lru_cache(maxsize=65536)
 def covers(source: str, address: str) -> bool:
     """Whether a firewall/pg_hba source ('any', a CIDR or an address) includes address."""

@@ -130,8 +130,8 @@ def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
     """pg_hba.conf admits exactly the DB nodes for replication and the app servers for the app database.
 
     A replica missing here cannot stream (or cannot follow a new primary after a
-    failover); an address that is no node of the stack is a door nobody
-    watches. Every DB node carries the same file so any of them can be primary.
+    failover); an address that is no node of the stack, or a block wider than
+    the nodes it holds, is a door nobody watches. Every DB node carries the same file so any of them can be primary.
     """
     stack = repo.stack
     if stack is None:
@@ -146,9 +146,13 @@ def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
                 continue
             wanted = expected.get(entry.database)
             hits = {a for a in wanted or () if facts.covers(entry.address, a)}
+            who = "DB node" if entry.database == "replication" else "app server"
+            size = facts.block_size(entry.address)
             if not hits:
-                yield Problem(rel, entry.line, f"{entry.database} access for {entry.address}, which is no "
-                                           f"{'DB node' if entry.database == 'replication' else 'app server'}")
+                yield Problem(rel, entry.line, f"{entry.database} access for {entry.address}, which is no {who}")
+            elif size is not None and size > len(hits):
+                yield Problem(rel, entry.line, f"{entry.database} access for {entry.address} admits {size} "
+                                           f"addresses, of which only {len(hits)} are {who}s")
             seen.setdefault(entry.database, set()).update(hits)
         for database, addresses in expected.items():
             for address in sorted(addresses - seen.get(database, set())):

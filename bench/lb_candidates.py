@@ -11,8 +11,9 @@ the candidates every round. Candidates:
   C  HAProxy 2.6 alone: per-server maxconn = Starman workers, its own queue, active checks
      (C1: 1 thread, http-reuse safe; C2: 2 threads; C3: http-reuse always;
      C4: 1 thread, option http-server-close: one request per Starman connection;
-     C5: C1 with maxconn = workers - 1, a worker kept free for the active checks)
-  D  the generated nginx proxying to a local HAProxy that balances as C4
+     C5: C1 with maxconn = workers - 1, a worker kept free for the active checks;
+     C6: C5 with max-reuse 100 and pool-max-conn 2, see HaproxyPlan)
+  D  the generated nginx proxying to a local HAProxy that balances as C4 (D5: as C5; D6: as C6)
   E  generated nginx variants: E1 without the backup overflow entries; E2 without
      upstream keep-alive (max_conns kept); E3 as E2 with Starman --disable-keepalive
   F  Starlet (5 workers per instance) instead of Starman, behind HAProxy as C1 (F1) or C4 (F2);
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from halgen.compiler import pipeline
 from halgen.host.processes import wait_for_port, wait_until
-from halgen.rehearse import bench, nginx
+from halgen.rehearse import bench, haproxy, nginx
 from halgen.rehearse.stack import SYSTEMD_PATH, Rehearsal
 from halgen.rehearse.units import service_command
 
@@ -67,6 +67,15 @@ class HaproxyPlan:
     # Server slots held back from each server's maxconn, so an active check always
     # finds a free prefork worker even when every connection is kept alive.
     spare: int = 0
+    # HAProxy closes a server connection after this many requests (0: never), so a
+    # prefork worker goes back to accept() and a queued connection (another load
+    # balancer's, a check) gets a worker; and keeps at most pool_max idle ones per server.
+    max_reuse: int = 0
+    pool_max: int = 0
+
+
+C6 = HaproxyPlan(spare=1, max_reuse=100, pool_max=2)
+C7 = HaproxyPlan(spare=1, max_reuse=100)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,8 @@ def haproxy_conf(directory: Path, bind: str, servers: list[str], workers: int, h
     prefork), the rest wait in HAProxy's queue where any server can pick them up."""
     server_side = "option http-server-close" if plan.server_close else f"http-reuse {plan.reuse}"
     lines = "\n".join(f"    server app{n}-{s.rsplit(':', 1)[1]} {s}" for n, s in enumerate(servers, 1))
+    reuse_limits = (f" max-reuse {plan.max_reuse}" if plan.max_reuse else "") + (
+        f" pool-max-conn {plan.pool_max}" if plan.pool_max else "")
     return f"""global
     nbthread {plan.threads}
     maxconn 4096
@@ -121,7 +132,7 @@ backend app
     balance leastconn
     {server_side}
     option httpchk GET {health_path}
-    default-server check inter 1s fall 2 rise 2 maxconn {workers - plan.spare}
+    default-server check inter 1s fall 2 rise 2 maxconn {workers - plan.spare}{reuse_limits}
 {lines}
 """
 
@@ -146,8 +157,8 @@ def on_ports(offset: int) -> Callable[[str], str]:
     return lambda body: re.sub(r"(server [\d.]+:)(\d+)", lambda m: f"{m[1]}{int(m[2]) + offset}", body)
 
 
-def to_local_haproxy(address: str) -> Callable[[str], str]:
-    return lambda body: (f"        server {address}:{HAPROXY_BEHIND_NGINX_PORT} max_fails=0;\n"
+def to_local_haproxy(server: str) -> Callable[[str], str]:
+    return lambda body: (f"        server {server} max_fails=0;\n"
                          "        keepalive 32;\n        keepalive_timeout 60s;\n        keepalive_requests 100000;")
 
 
@@ -187,10 +198,13 @@ class Study:
         if check.returncode != 0:
             raise SystemExit(f"haproxy refuses {conf}: {check.stderr.strip()}")
         proc = self.ls.spawn(["haproxy", "-db", "-f", str(conf)], f"lbstudy-{name}", cwd=work)
-        address, port = bind.rsplit(":", 1)
-        wait_for_port(address, int(port), 15)
+        if bind.startswith("unix@"):
+            wait_until(lambda: Path(bind[5:].split()[0]).exists() or None, 15, f"{name}: {bind}")
+        else:
+            address, port = bind.rsplit(":", 1)
+            wait_for_port(address, int(port), 15)
         # Wait for the first checks, so no round starts with servers still marked down.
-        wait_until(lambda: all(row[17] == "UP" for row in server_rows(work / "haproxy.sock")) or None, 15,
+        wait_until(lambda: haproxy.all_up(work / "haproxy.sock") or None, 15,
                    f"{name}: every server UP")
         return proc
 
@@ -200,10 +214,19 @@ class Study:
         wait_for_port(self.endpoint.address, self.endpoint.port, 15)
         return proc
 
-    def nginx_over_haproxy(self) -> Pair:
-        haproxy_bind = f"{self.endpoint.address}:{HAPROXY_BEHIND_NGINX_PORT}"
-        back = self._haproxy("D-haproxy", haproxy_bind, self.starman, HaproxyPlan(server_close=True))
-        front = self._nginx("D", upstream_replaced(self.generated, to_local_haproxy(self.endpoint.address)))
+    def nginx_over_haproxy(self, name: str = "D", plan: HaproxyPlan = HaproxyPlan(server_close=True),
+                           buffered_log: bool = False, unix: bool = False) -> Pair:
+        """The generated nginx (edge) proxying to a local HAProxy that balances."""
+        if unix:
+            path = self.dir / f"{name}-haproxy.sock"
+            haproxy_bind, server = f"unix@{path} mode 666", f"unix:{path}"
+        else:
+            haproxy_bind = server = f"{self.endpoint.address}:{HAPROXY_BEHIND_NGINX_PORT}"
+        back = self._haproxy(f"{name}-haproxy", haproxy_bind, self.starman, plan)
+        conf = upstream_replaced(self.generated, to_local_haproxy(server))
+        if buffered_log:
+            conf = re.sub(r"(access_log \S+ upstreamlog);", r"\1 buffer=64k flush=1s;", conf)
+        front = self._nginx(name, conf)
         return Pair(front, back)
 
     def start_app_set(self, offset: int, command: Callable[[list[str], str, int], list[str]], label: str) -> list[str]:
@@ -257,6 +280,18 @@ class Study:
                       lambda: self._haproxy("F4", self.bind, long_lived, HaproxyPlan(spare=1))),
             Candidate("C5", "HAProxy (C1) with maxconn = workers - 1, Starman",
                       lambda: self._haproxy("C5", self.bind, self.starman, HaproxyPlan(spare=1))),
+            Candidate("D5", "nginx -> local HAProxy (C5) over TCP",
+                      lambda: self.nginx_over_haproxy("D5", HaproxyPlan(spare=1))),
+            Candidate("C6", "C5 + max-reuse 100, pool-max-conn 2 (two LBs' idle connections leave a worker)",
+                      lambda: self._haproxy("C6", self.bind, self.starman, C6)),
+            Candidate("D6", "nginx -> local HAProxy (C6) over TCP",
+                      lambda: self.nginx_over_haproxy("D6", C6)),
+            Candidate("D7", "D6 with nginx's access log buffered (64k, flushed every second)",
+                      lambda: self.nginx_over_haproxy("D7", C6, buffered_log=True)),
+            Candidate("D9", "nginx -> local HAProxy (C5 + max-reuse 100, no pool-max-conn) over TCP",
+                      lambda: self.nginx_over_haproxy("D9", C7)),
+            Candidate("D8", "D7 over a unix socket",
+                      lambda: self.nginx_over_haproxy("D8", C6, buffered_log=True, unix=True)),
         ]
 
     def _starlet_argv(self, starman_argv: list[str], address: str, port: int, per_child: int = 1000) -> list[str]:
@@ -277,19 +312,6 @@ def stop(study: Study, proc: Started) -> None:
         study.ls.processes.stop(proc.back)
     else:
         study.ls.processes.stop(proc)
-
-
-def server_rows(sock_path: Path) -> list[list[str]]:
-    """HAProxy's 'show stat' rows of the app backend's servers."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(sock_path))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    rows = [line.split(",") for line in data.decode().splitlines() if line and not line.startswith("#")]
-    return [row for row in rows if row[0] == "app" and row[1] not in ("BACKEND", "FRONTEND")]
 
 
 def measure(study: Study, candidates: list[Candidate], loads: list[int], rounds: int,
@@ -338,10 +360,10 @@ def hang(study: Study, name: str, start: Callable[[], Started], sock: Path | Non
 
     def watch(stopped_at: float) -> None:
         while sock is not None and not done.is_set() and not down_at:
-            for row in server_rows(sock):
-                if row[1] == victim_name and row[17].startswith("DOWN"):
-                    down_at.append(time.monotonic() - stopped_at)
-                    sent_at_down.append(int(row[7]))
+            victim_state = haproxy.servers(sock).get(victim_name)
+            if victim_state is not None and victim_state.status.startswith("DOWN"):
+                down_at.append(time.monotonic() - stopped_at)
+                sent_at_down.append(victim_state.sent)
             time.sleep(0.1)
 
     try:
@@ -355,7 +377,7 @@ def hang(study: Study, name: str, start: Callable[[], Started], sock: Path | Non
         out, _ = wrk.communicate(timeout=seconds + 90)
         done.set()
         watcher.join()
-        sent_total = next((int(r[7]) for r in server_rows(sock) if r[1] == victim_name), 0) if sock else None
+        sent_total = haproxy.servers(sock)[victim_name].sent if sock else None
     finally:
         study.ls.processes.signal_group(victim, signal.SIGCONT)
         stop(study, proc)
@@ -413,12 +435,19 @@ def main() -> int:
         what = {c.name: c.what for c in candidates}
         hangs = []
         if args.hang:
-            for name, plan in (("C1", HaproxyPlan()), ("C4", HaproxyPlan(server_close=True))):
-                hangs.append(hang(study, f"{name} HAProxy", partial(study._haproxy, name, study.bind, study.starman,
-                                                                    plan), study.dir / name / "haproxy.sock",
+            for name, plan in (("C1", HaproxyPlan()), ("C4", HaproxyPlan(server_close=True)),
+                               ("C5", HaproxyPlan(spare=1))):
+                if not only or name in only:
+                    hangs.append(hang(study, f"{name} HAProxy", partial(
+                        study._haproxy, name, study.bind, study.starman, plan), study.dir / name / "haproxy.sock",
+                        args.hang))
+            for name, plan in (("D5", HaproxyPlan(spare=1)), ("D6", C6)):
+                if not only or name in only:
+                    hangs.append(hang(study, f"{name} nginx -> HAProxy", partial(study.nginx_over_haproxy, name, plan),
+                                      study.dir / f"{name}-haproxy" / "haproxy.sock", args.hang))
+            if not only or "A" in only:
+                hangs.append(hang(study, "A generated nginx", lambda: study._nginx("A", study.generated), None,
                                   args.hang))
-            hangs.append(hang(study, "A generated nginx", lambda: study._nginx("A", study.generated), None,
-                              args.hang))
     print_tables(results, what)
     print_hangs(hangs)
     return 0

@@ -6,6 +6,7 @@ Only loopback addresses (127.x.y.z) are ever used.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -62,3 +63,24 @@ def nginx_serving(conf: str, prefix: Path, address: str) -> Iterator[int]:
     finally:
         os.killpg(nginx.pid, signal.SIGTERM)
         nginx.wait(10)
+
+
+@contextmanager
+def haproxy_serving(conf: str, directory: Path, address: str) -> Iterator[str]:
+    """A generated haproxy.cfg running from ``directory``, its frontend moved to ``address``
+    and a free port (yielded as ADDRESS:PORT). Its chroot and user lines need root and the
+    haproxy user: they are left out; its stats socket moves to ``directory``."""
+    port = free_port(address)
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = re.sub(r"^[ \t]*(chroot|user|group)[ \t].*\n", "", conf, flags=re.M)
+    conf = re.sub(r"^([ \t]*stats socket )\S+", rf"\g<1>{directory}/admin.sock", conf, flags=re.M)
+    conf = re.sub(r"^([ \t]*bind )\S+", rf"\g<1>{address}:{port}", conf, flags=re.M)
+    path = directory / "haproxy.cfg"
+    path.write_text(conf)
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(path)], stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_port(address, port)
+        yield f"{address}:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)

@@ -270,7 +270,7 @@ def test_explain_and_list_rules() -> None:
     explained = halgen("lint", "--explain", "HAL403")
     assert explained.returncode == 0 and "upstream-keepalive-timeout" in explained.stdout
     assert all(section in explained.stdout for section in SECTIONS)
-    assert "keepalive_timeout 10s;" in explained.stdout, "the Example is HAL403's mutation"
+    assert "pool-purge-delay 10s" in explained.stdout, "the Example is HAL403's mutation"
     listed = halgen("lint", "--list-rules")
     assert len(listed.stdout.splitlines()) == len(RULES)
     assert halgen("lint", "--explain", "HAL999").returncode == 2

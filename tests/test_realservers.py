@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from conftest import GOLDEN, golden_cases, require
-from realserver import exec_start, free_port, nginx_on_prefix, nginx_serving, placeholder_certificate, wait_for_port
+from realserver import (
+    exec_start,
+    free_port,
+    haproxy_serving,
+    nginx_on_prefix,
+    nginx_serving,
+    placeholder_certificate,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.realserver
 
@@ -108,7 +116,7 @@ def _get(url: str, host: str, timeout: float = 5.0) -> tuple[int, str]:
 
 
 def test_starman_behind_generated_nginx_survives_a_dead_instance(tmp_path: Path) -> None:
-    require("nginx", "starman")
+    require("nginx", "haproxy", "starman")
     expected = GOLDEN / "default-ha" / "expected"
     psgi = expected / "app" / "app.psgi"
     app_nodes = sorted((expected / "nodes").glob("app*"))
@@ -129,10 +137,14 @@ def test_starman_behind_generated_nginx_survives_a_dead_instance(tmp_path: Path)
         for _, addr, port, _ in starmans:
             wait_for_port(addr, port)
 
-        conf = (expected / "nodes" / "lb1" / "etc" / "nginx" / "nginx.conf").read_text()
+        # nginx (the edge) -> HAProxy on the same node -> the Starman instances, as generated.
+        balancer = (expected / "nodes" / "lb1" / "etc" / "haproxy" / "haproxy.cfg").read_text()
         for _, addr, port, listen in starmans:
-            conf = conf.replace(f"server {listen} ", f"server {addr}:{port} ")
-        with nginx_serving(conf, tmp_path / "lb1", "127.20.0.10") as lb_port:
+            balancer = balancer.replace(f" {listen} ", f" {addr}:{port} ")
+        conf = (expected / "nodes" / "lb1" / "etc" / "nginx" / "nginx.conf").read_text()
+        with haproxy_serving(balancer, tmp_path / "haproxy", "127.20.0.10") as balancer_listen, \
+                nginx_serving(conf.replace("server 127.0.0.1:8404 ", f"server {balancer_listen} "),
+                              tmp_path / "lb1", "127.20.0.10") as lb_port:
             base = f"http://127.20.0.10:{lb_port}"
             status, body = _get(f"{base}/", "shop.example.com")
             assert status == 200 and body.startswith("Hello from")

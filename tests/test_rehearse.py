@@ -70,7 +70,7 @@ def test_every_drill_meets_its_target_and_nothing_is_left(tmp_path: Path) -> Non
     # Started in dependency order, with progress on stderr.
     order = [result.stderr.index(step) for step in ("PostgreSQL primary db1", "PostgreSQL replica db2",
                                                       "Redis master redis1", "Sentinels on", "Starman on app1",
-                                                      "nginx on lb1", "smoke test")]
+                                                      "HAProxy on lb1", "nginx on lb1", "smoke test")]
     assert order == sorted(order)
     assert report["smoke"] and all(check["ok"] for check in report["smoke"]), report["smoke"]
     drills = {drill["name"]: drill for drill in report["drills"]}
@@ -82,7 +82,10 @@ def test_every_drill_meets_its_target_and_nothing_is_left(tmp_path: Path) -> Non
         figures = drills[fault]["figures"]
         assert figures["failed requests"] == figures["cut mid-response"] <= 5, figures
     assert drills["app-kill"]["figures"]["requests after the kill"] > 100
-    assert drills["app-hang"]["figures"]["slowest request s"] <= 5 + 2 + 1
+    hang = drills["app-hang"]["figures"]
+    assert hang["slowest request s"] <= 5 + 2 + 1
+    # Every load balancer's HAProxy takes the stopped server out by its check, then sends it nothing.
+    assert hang["out of rotation after s"] <= 5 and hang["requests sent to it after"] == 0, hang
     assert drills["redis-kill"]["figures"]["seconds to recover"] <= 10
     assert drills["redis-kill"]["figures"]["session kept"] == "yes"
     assert drills["replica-restart"]["figures"]["rows missing on the replica"] == 0

@@ -139,6 +139,7 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
     for node in stack.nodes:
         service_ports = {
             "nginx": {80, 443} if stack.a.lb_tls else {80},
+            "haproxy": set(),  # on the loopback address only: nginx on the same node is its one client
             "starman": {i.port for i in node.instances},
             "postgresql": {5432},
             "redis-server": {6379},

@@ -62,11 +62,11 @@ def test_update_brings_the_fix_keeps_edits_and_marks_overlaps(tmp_path: Path, re
     secrets_before = (dst / secrets.SECRETS_FILE).read_bytes()
     lb1 = dst / "nodes/lb1/etc/nginx/nginx.conf"
     lb1.write_text(lb1.read_text().replace("worker_connections 8192;", "worker_connections 4096;")
-                   .replace("keepalive_requests 1000;", "keepalive_requests 500;"))
+                   .replace("keepalive_requests 100000;", "keepalive_requests 500;"))
     _git(dst, "commit", "-qam", "local tuning")
 
     template = bp / NGINX_TEMPLATE
-    template.write_text(template.read_text().replace("keepalive_requests 1000;", "keepalive_requests 2000;")
+    template.write_text(template.read_text().replace("keepalive_requests 100000;", "keepalive_requests 2000;")
                         .replace("    server_tokens off;\n", "    server_tokens off;\n    # fixed in v2\n"))
     _release(bp, "v2.0.0")
 
@@ -96,8 +96,8 @@ def test_scale_out_and_in(tmp_path: Path) -> None:
     result = halgen("scale", "app", "5", "--repo", str(dst), "--yes")
     assert result.returncode == 0, result.stderr
     assert (dst / "nodes/app5/etc/systemd/system/perlstack-starman-5000.service").is_file()
-    upstream = re.findall(r"server (10\.0\.0\.\d+):5000 weight=", (dst / "nodes/lb1/etc/nginx/nginx.conf").read_text())
-    assert upstream == [f"10.0.0.{40 + i}" for i in range(5)]
+    balanced = re.findall(r"server app\d+-5000 (10\.0\.0\.\d+):5000 ", (dst / "nodes/lb1/etc/haproxy/haproxy.cfg").read_text())
+    assert balanced == [f"10.0.0.{40 + i}" for i in range(5)]
     assert "10.0.0.44/32" in (dst / "firewalls/db.json").read_text()
     assert "10.0.0.44/32" in (dst / "nodes/db1/etc/postgresql/15/main/pg_hba.conf").read_text()
     assert "| app5 |" in (dst / "README.md").read_text()
@@ -113,7 +113,7 @@ def test_scale_out_and_in(tmp_path: Path) -> None:
     result = halgen("scale", "app", "2", "--repo", str(dst), "--yes")
     assert result.returncode == 0, result.stderr
     assert not (dst / "nodes/app3").exists() and not (dst / "nodes/app5").exists()
-    assert "10.0.0.42" not in (dst / "nodes/lb1/etc/nginx/nginx.conf").read_text()
+    assert "10.0.0.42" not in (dst / "nodes/lb1/etc/haproxy/haproxy.cfg").read_text()
     assert _leftovers(dst, set()) == []
 
 

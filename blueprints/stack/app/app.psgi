@@ -3,6 +3,9 @@
 # (writes find the primary, reads prefer a replica) and Redis through Sentinel.
 #
 #   GET  /healthz      200 when PostgreSQL and Redis answer, else 503
+#   GET  /livez        200 while this process serves requests (the load balancers' check:
+#                      it never touches the data tier, so a database outage does not
+#                      take every app server out of rotation)
 #   POST /items        store the request body; answers the new id (primary)
 #   GET  /items/ID     read an item back (a replica when one is up)
 #   GET  /session      count visits in a Redis-backed session (cookie "sid")
@@ -112,6 +115,7 @@ my $app = sub {
     my $req  = Plack::Request->new(shift);
     my $path = $req->path_info;
     my $response = eval {
+        return text( 200, 'alive' ) if $path eq '/livez';
         return healthz() if $path eq '/healthz';
         return add_item($req) if $path eq '/items' && $req->method eq 'POST';
         return get_item($1) if $path =~ m{\A/items/([0-9]{1,18})\z} && $req->method eq 'GET';

@@ -77,6 +77,7 @@ class Answers:
     lb_static_paths: tuple[str, ...]
     lb_static_expires: str
     lb_health_path: str
+    app_check_path: str
     lb_tls: bool
     acme_directory: str
     lb_rate_limit_rps: int

@@ -101,7 +101,7 @@ def packages(stack: Stack, node: Node) -> list[str]:
     a = stack.a
     common = ["ufw", "fail2ban", "unattended-upgrades", "ca-certificates"]
     role = {
-        "lb": ["nginx"] + (["certbot"] if a.lb_tls else []),
+        "lb": ["haproxy", "nginx"] + (["certbot"] if a.lb_tls else []),
         # libredis-perl only recommends IO::Socket::SSL, which it needs for Redis over TLS.
         "app": ["starman", "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
                + (["libio-socket-ssl-perl"] if a.vpc_tls else []) + (["git"] if a.app_repo else []),

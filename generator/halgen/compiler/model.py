@@ -15,7 +15,7 @@ from halgen.compiler import resources
 from halgen.compiler.answers import Answers
 
 ROLES = ("lb", "app", "db", "redis")
-ROLE_TITLES = {"lb": "nginx load balancer", "app": "Starman app server", "db": "PostgreSQL", "redis": "Redis"}
+ROLE_TITLES = {"lb": "nginx + HAProxy load balancer", "app": "Starman app server", "db": "PostgreSQL", "redis": "Redis"}
 # Where each role's addresses start in the subnet (offset from the network address).
 # Fixed blocks keep every other node's address stable when one tier scales.
 ROLE_OFFSETS = {"lb": 10, "db": 20, "redis": 30, "app": 40}
@@ -24,6 +24,14 @@ PG_PORT, REDIS_PORT, SENTINEL_PORT = 5432, 6379, 26379
 # With TLS on two load balancers, an ACME challenge may reach the one that did not ask for
 # it; that one relays it to the other, which serves its challenge files on this VPC port.
 ACME_RELAY_PORT = 8402
+# Each load balancer's nginx hands requests for the app to HAProxy on this loopback port
+# of the same node; HAProxy balances them over the Starman instances (issue 15).
+BALANCER_PORT = 8404
+# HAProxy closes a Starman connection after this many requests: Starman has no limit of
+# its own, and a prefork worker on a kept-alive connection accepts no other one.
+BALANCER_MAX_REUSE = 100
+# Seconds a request may wait in HAProxy's queue for a free Starman worker; then 503.
+BALANCER_QUEUE_TIMEOUT_S = 10
 # Where a rehearsal's ACME server (pebble) answers: its directory URL.
 REHEARSAL_ACME_PORT = 14000
 RESERVED_HEAD = 2  # Linode: never use the first two ...
@@ -80,6 +88,7 @@ class Paths:
     log_dir: str
     lock_dir: str
     scratch_dir: str
+    haproxy_chroot: str
 
     @classmethod
     def for_root(cls, root: str, project: str, pg_version: int) -> Paths:
@@ -122,6 +131,7 @@ class Paths:
             log_dir=f"{root}/var/log/{project}",
             lock_dir=f"{root}/run/lock",
             scratch_dir=f"{root}/var/tmp/{project}",
+            haproxy_chroot=f"{root}/var/lib/haproxy",
         )
 
 
@@ -153,6 +163,11 @@ class Target:
     def acme_address(self) -> str:
         """Where a rehearsal's ACME server (pebble) listens: below the object storage address."""
         return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 3)
+
+    def local_address(self, address: str) -> str:
+        """Where a service only its own node talks to listens: the loopback address, or in
+        a rehearsal (one loopback for every node) the node's own address."""
+        return address if self.is_rehearsal else "127.0.0.1"
 
     def client_address(self, address: str) -> str:
         """The address a node's outgoing connections come from. On one machine
@@ -201,7 +216,8 @@ class Node:
 
     @property
     def services(self) -> tuple[str, ...]:
-        base = {"lb": ("nginx",), "app": ("starman",), "db": ("postgresql",), "redis": ("redis-server",)}[self.role]
+        base = {"lb": ("haproxy", "nginx"), "app": ("starman",), "db": ("postgresql",),
+                "redis": ("redis-server",)}[self.role]
         return base + (("redis-sentinel",) if self.sentinel else ())
 
     @property
@@ -262,21 +278,40 @@ class Stack:
     def total_starman_workers(self) -> int:
         return len(self.instances) * self.a.starman_workers
 
+    # --- balancing (nginx -> HAProxy on the same node -> Starman) ----------------------
+    balancer_max_reuse = BALANCER_MAX_REUSE
+    balancer_queue_timeout_s = BALANCER_QUEUE_TIMEOUT_S
+
+    def balancer_listen(self, lb: Node) -> str:
+        return f"{self.target.local_address(lb.address)}:{BALANCER_PORT}"
+
     @property
-    def lb_upstream_zone_kb(self) -> int:
-        """Shared memory for the nginx upstream's state: measured with nginx 1.22 at
-        ~0.8 KB per server line plus ~32 KB, so 1 KB a line plus 64 KB, in 64 KB steps
-        (256 KB at least). Each Starman instance has two lines (normal and backup)."""
-        lines = 2 * len(self.instances)
-        return max(256, -(-(64 + lines) // 64) * 64)
+    def balancer_maxconn(self) -> int:
+        """Requests one load balancer sends one Starman instance at a time: one worker
+        fewer than it has, so HAProxy's health check always finds a free worker (a prefork
+        worker serves one kept-alive connection at a time); the rest wait in HAProxy's
+        queue, where whichever instance frees a worker first takes them."""
+        return max(1, self.a.starman_workers - 1)
+
+    @property
+    def balancer_pool_max(self) -> int:
+        """Idle connections one load balancer keeps to one instance: every load balancer's
+        idle connections together leave a worker free."""
+        return max(1, (self.a.starman_workers - 1) // len(self.lbs))
+
+    @property
+    def balancer_retries(self) -> int:
+        return self.a.lb_next_upstream_tries - 1
+
+    @property
+    def balancer_check_down_interval_ms(self) -> int:
+        """A failed instance comes back after two passing checks this far apart."""
+        return max(1000, self.a.lb_fail_timeout_s * 500)
 
     @property
     def lb_keepalive(self) -> int:
-        """The answer, or (0) the most idle connections per nginx worker that leave a
-        prefork Starman worker free even when every load balancer's cache is full."""
-        if self.a.lb_keepalive:
-            return int(self.a.lb_keepalive)
-        return max(1, min(32, (self.total_starman_workers - 1) // (self.nginx_workers * len(self.lbs))))
+        """Idle connections each nginx worker keeps to its own HAProxy: the answer, or 32."""
+        return int(self.a.lb_keepalive) or 32
 
     @property
     def monthly_total(self) -> float:
@@ -417,16 +452,20 @@ class Stack:
         """Linode's S3 region is the endpoint's cluster ID, e.g. us-ord-1."""
         return self.a.backup_endpoint.split(".")[0]
 
-    @staticmethod
-    def client_blocks(nodes: Iterable[Node]) -> tuple[tuple[str, str], ...]:
-        """(CIDR block, which nodes it holds) for these nodes' client addresses: the
-        exact, shortest list a pg_hba.conf needs (see exact_blocks)."""
+    def client_blocks(self, nodes: Iterable[Node]) -> tuple[tuple[str, str], ...]:
+        """(CIDR block, which nodes it holds) for these nodes' addresses: the exact,
+        shortest list a pg_hba.conf needs (see exact_blocks). In a rehearsal, where every
+        connection comes from one address, each block is that address (so the file has
+        the same lines as on Linode)."""
         nodes = tuple(nodes)
         blocks = []
-        for block in exact_blocks(n.client_address for n in nodes):
+        for block in exact_blocks(n.address for n in nodes):
             network = ipaddress.IPv4Network(block)
-            names = [n.name for n in nodes if ipaddress.IPv4Address(n.client_address) in network]
-            blocks.append((block, names[0] if len(names) == 1 else f"{names[0]}-{names[-1]}"))
+            held = [n for n in nodes if ipaddress.IPv4Address(n.address) in network]
+            names = held[0].name if len(held) == 1 else f"{held[0].name}-{held[-1].name}"
+            source = block if self.target.client_address(held[0].address) == held[0].address else \
+                f"{held[0].client_address}/32"
+            blocks.append((source, names))
         return tuple(blocks)
 
     @property

@@ -68,6 +68,7 @@ class Example:
 
 
 LB = "nodes/lb1/etc/nginx/nginx.conf"
+BALANCER = "nodes/lb1/etc/haproxy/haproxy.cfg"
 PG = "nodes/db1/etc/postgresql/*/main/postgresql.conf"
 PG_DIR = "nodes/db1/etc/postgresql/15/main"  # files written there need the version
 HBA = "nodes/db1/etc/postgresql/*/main/pg_hba.conf"
@@ -102,10 +103,10 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL107", "broken-json", "edit", "firewalls/db.json", "}", ""),
     Change("HAL108", "minute-60", "edit", "nodes/db1/etc/cron.d/shop-pg-backup", "17 3 * * 0 root", "60 3 * * 0 root"),
     Change("HAL108", "never-fires", "edit", "nodes/redis1/etc/cron.d/shop-redis-backup", " * * * root", " 31 2 * root"),
-    Change("HAL201", "missing-server", "edit", LB,
-           "        server 10.0.0.42:5000 weight=1 max_fails=3 fail_timeout=10s max_conns=5;\n", ""),
-    Change("HAL201", "extra-server", "edit", LB, "        keepalive 7;",
-           "        server 10.0.0.43:5000;\n        keepalive 7;"),
+    Change("HAL201", "missing-server", "edit", BALANCER, "    server app3-5000 10.0.0.42:5000 weight 1\n", ""),
+    Change("HAL201", "extra-server", "append", BALANCER, new="    server app4-5000 10.0.0.43:5000\n"),
+    Change("HAL201", "nginx-elsewhere", "edit", LB, "server 127.0.0.1:8404 max_fails=0;",
+           "server 127.0.0.1:8405 max_fails=0;"),
     Change("HAL202", "listener-blocked", "edit", DB_BOOT, "ufw allow proto tcp from 10.0.0.20/31 to any port 5432",
            "ufw allow proto tcp from 10.0.0.20/31 to any port 5433"),
     Change("HAL202", "port-without-listener", "edit", APP_BOOT, "ufw --force enable",
@@ -175,8 +176,9 @@ CHANGES: tuple[Change, ...] = (
            new="".join(f"# padding line {i:05d} {'x' * 60}\n" for i in range(200))),
     Change("HAL402", "unbounded-slots", "edit", PG, "max_slot_wal_keep_size = '16384MB'",
            "max_slot_wal_keep_size = -1"),
-    Change("HAL403", "nginx-outlives-starman", "edit", LB, "keepalive_timeout 4s;", "keepalive_timeout 10s;"),
-    Change("HAL404", "no-keepalive", "edit", LB, "        keepalive 7;\n", ""),
+    Change("HAL403", "haproxy-outlives-starman", "edit", BALANCER, "pool-purge-delay 4s", "pool-purge-delay 10s"),
+    Change("HAL403", "nginx-outlives-haproxy", "edit", LB, "keepalive_timeout 60s;", "keepalive_timeout 70s;"),
+    Change("HAL404", "no-keepalive", "edit", LB, "        keepalive 32;\n", ""),
     Change("HAL404", "http-1.0", "edit", LB, "            proxy_http_version 1.1;\n", ""),
     Change("HAL405", "too-few-connections", "edit", PG, "max_connections = 200", "max_connections = 10"),
     Change("HAL406", "shared-buffers-too-big", "edit", PG, "shared_buffers = '1024MB'", "shared_buffers = '3500MB'"),
@@ -316,6 +318,7 @@ CHANGES: tuple[Change, ...] = (
 # Defects only the real programs see (the file rules pass them).
 TOOL_CHANGES: tuple[Change, ...] = (
     Change("HAL501", "bad-value", "edit", LB, "proxy_buffers 8 16k;", "proxy_buffers 8 16q;"),
+    Change("HAL508", "unknown-algorithm", "edit", BALANCER, "balance leastconn", "balance fastest"),
     Change("HAL502", "bad-restart", "edit", UNIT, "Restart=on-failure", "Restart=sometimes"),
     Change("HAL503", "wrong-type", "edit", CLOUD, "package_update: true", "package_update: maybe"),
     Change("HAL504", "unquoted", "edit", DB_BOOT, "ufw --force enable", "rm -rf $TMPDIR/x\nufw --force enable"),

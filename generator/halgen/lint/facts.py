@@ -8,7 +8,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from halgen.formats import nginx
+from halgen.formats import haproxy, nginx
 from halgen.lint import effective
 from halgen.lint.repo import ANSWERS_FILE, Repo, node_of
 
@@ -70,6 +70,31 @@ def starman_listeners(repo: Repo) -> list[Listener]:
             if host and port.isdigit():
                 found.append(Listener(node_of(command.file), command.file, command.line, host, int(port), "Starman"))
     return found
+
+
+@dataclass(frozen=True)
+class Balancer:
+    """A load balancer's HAProxy: where nginx reaches it, and the servers it balances over."""
+
+    file: str
+    binds: frozenset[str]  # ADDRESS:PORT of its frontends
+    servers: tuple[haproxy.Line, ...]  # 'server NAME ADDRESS:PORT ...' lines of its backends
+    backends: tuple[haproxy.Section, ...]
+    frontends: tuple[haproxy.Section, ...]
+    defaults: haproxy.Section | None
+
+
+def balancer(repo: Repo, node: str) -> Balancer | None:
+    rel = repo.one(node, r"etc/haproxy/haproxy\.cfg")
+    if rel is None:
+        return None
+    sections = repo.haproxy(rel)[0]
+    frontends = tuple(haproxy.of_kind(sections, "frontend", "listen"))
+    binds = frozenset(b.args[0] for s in frontends for b in s.all("bind") if b.args)
+    backends = tuple(haproxy.of_kind(sections, "backend", "listen"))
+    servers = tuple(line for b in backends for line in b.all("server") if len(line.args) >= 2)
+    defaults = next(iter(haproxy.of_kind(sections, "defaults")), None)
+    return Balancer(rel, binds, servers, backends, frontends, defaults)
 
 
 def upstream_servers(repo: Repo, rel: str) -> list[nginx.Directive]:

@@ -13,7 +13,7 @@ from typing import Any
 from halgen.compiler.answers import Answers
 from halgen.compiler.model import Node, Stack, derive
 from halgen.errors import AnswersError, Problem
-from halgen.formats import base, envfile, pgconf, pghba, redisconf, systemd
+from halgen.formats import base, envfile, haproxy, pgconf, pghba, redisconf, systemd
 
 ANSWERS_FILE = ".copier-answers.yml"
 # Never linted: gitignored (secret-bearing) output and VCS data.
@@ -183,6 +183,10 @@ class Repo:
         return rules if isinstance(rules, dict) else None
 
     @functools.cache  # noqa: B019
+    def haproxy(self, rel: str) -> tuple[list[haproxy.Section], list[base.ParseError]]:
+        return haproxy.parse(self.text(rel))
+
+    @functools.cache  # noqa: B019
     def nginx(self, rel: str) -> dict:
         from halgen.formats import nginx
 
@@ -192,6 +196,9 @@ class Repo:
 
     def nginx_confs(self) -> list[str]:
         return self.glob(r"nodes/[^/]+/etc/nginx/nginx\.conf")
+
+    def haproxy_confs(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/haproxy/haproxy\.cfg")
 
     def pg_confs(self) -> list[str]:
         return self.glob(r"nodes/[^/]+/etc/postgresql/\d+/main/postgresql\.conf")

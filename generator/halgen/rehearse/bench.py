@@ -211,8 +211,9 @@ def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int
     seed_conf = write_seed_config(r, directory / "seed", f"{endpoint.address}:{endpoint.port}")
     script = directory / "report.lua"
     script.write_text(WRK_SCRIPT)
-    for name in list(r.lbs):
-        ls.processes.stop(r.lbs.pop(name))
+    for running in (r.lbs, r.balancers):
+        for name in list(running):
+            ls.processes.stop(running.pop(name))
     rows = []
     for load in loads:
         figures = {"generated": ConfigFigures("generated"), "seed": ConfigFigures("seed")}
@@ -220,20 +221,23 @@ def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int
             order = ["generated", "seed"] if number % 2 == 0 else ["seed", "generated"]
             for name in order:
                 r.progress(f"bench {load} connections, round {number + 1}/{rounds}: {name} config, {duration_s:g} s")
-                if name == "generated":
+                if name == "generated":  # nginx and the HAProxy it hands the app's requests to
+                    r.start_balancer(lb)
                     r.start_nginx(lb)
-                    proc = r.lbs.pop(lb.name)
+                    procs = [r.lbs.pop(lb.name), r.balancers.pop(lb.name)]
                 else:
-                    proc = ls.spawn(nginx.foreground(seed_conf, directory / "seed" / "error.log"), "nginx-seed",
-                                    cwd=directory)
+                    procs = [ls.spawn(nginx.foreground(seed_conf, directory / "seed" / "error.log"), "nginx-seed",
+                                      cwd=directory)]
                     wait_for_port(endpoint.address, endpoint.port, 15)
                 try:
                     figures[name].rounds.append(wrk(endpoint.url + path, endpoint.host, script, duration_s,
                                                     load, threads))
                 finally:
-                    ls.processes.stop(proc)
+                    for proc in procs:
+                        ls.processes.stop(proc)
         rows.append(LoadRow(load, figures["generated"], figures["seed"]))
     for node in r.stack.lbs:
+        r.start_balancer(node)
         r.start_nginx(node)
     transit = transit_cost(r, rounds, duration_s, workers, threads, script) if r.stack.a.vpc_tls else None
     return BenchResult(tuple(rows), duration_s, path, transit)

@@ -101,33 +101,55 @@ def app_kill(r: Rehearsal) -> DrillResult:
     }, note=_first_errors(failed))
 
 
-def app_hang(r: Rehearsal) -> DrillResult:
-    """SIGSTOP one app server's Starman for longer than nginx's read timeout, under load.
+OUT_OF_ROTATION_TARGET_S = 5.0
 
-    A hang, unlike a crash, still accepts connections (the kernel completes them), so
-    only nginx's read timeout can tell; SIGCONT ends it."""
+
+def app_hang(r: Rehearsal) -> DrillResult:
+    """SIGSTOP one app server's Starman under load and keep it stopped until the figures
+    are taken. A hang, unlike a crash, still accepts connections (the kernel completes
+    them): only a timeout tells. Each load balancer's HAProxy must take the victim out
+    by its active check within seconds and send it nothing after that; the requests it
+    held cost one read timeout each, then are answered by another instance."""
     name = "app-hang"
     a = r.stack.a
     bound = a.lb_connect_timeout_s + a.lb_read_timeout_s
-    target = f"0 failed requests, none delayed over the configured timeouts ({bound} s: connect + read){CUT_NOTE}"
+    target = (f"out of rotation on every load balancer within {OUT_OF_ROTATION_TARGET_S:g} s, 0 requests sent to "
+              f"it after that, 0 failed requests, none slower than {bound} s (connect + read timeout){CUT_NOTE}")
     if len(r.stack.apps) < 2:
         return _skip(name, target, "one app server has no peer to take over")
-    victim = r.stack.apps[0]  # not app-kill's victim, which nginx may still count as failed
-    hang_s = a.lb_read_timeout_s + 3  # so nginx's timeouts decide, not the end of the hang
+    victim = r.stack.apps[0]  # not app-kill's victim, which may still be counted as failed
+    names = {f"{i.node}-{i.port}" for i in victim.instances}
+    hang_s = a.lb_read_timeout_s + 3  # the requests it held time out and are answered elsewhere
+    out_at: dict[str, tuple[float, int]] = {}  # load balancer -> (seconds after the stop, requests sent so far)
     with Load(r.endpoints, threads=4, timeout=bound + hang_s + 10) as load:
         time.sleep(1.0)
+        stopped = time.monotonic()
         _signal_app(r, victim, signal.SIGSTOP)
-        time.sleep(hang_s)
-        _signal_app(r, victim, signal.SIGCONT)
-        time.sleep(2.0)
-    samples = load.stop()
+        try:
+            while time.monotonic() - stopped < hang_s:
+                for lb, state in r.balancer_states().items():
+                    victims = [state[n] for n in names if n in state]
+                    if lb not in out_at and victims and not any(v.up for v in victims):
+                        out_at[lb] = (time.monotonic() - stopped, sum(v.sent for v in victims))
+                time.sleep(0.1)
+            samples = load.stop()
+            sent_end = {lb: sum(state[n].sent for n in names if n in state)
+                        for lb, state in r.balancer_states().items()}
+        finally:
+            _signal_app(r, victim, signal.SIGCONT)
     failed = _failed(samples)
     slowest = max((s.seconds for s in samples), default=0.0)
     workers = a.starman_workers * a.starman_instances
-    passed = _app_fault_passed(samples, failed, workers) and slowest <= bound + 1
+    taken_out = len(out_at) == len(r.stack.lbs)
+    out_after = max((t for t, _ in out_at.values()), default=float("inf"))
+    sent_after = sum(sent_end.get(lb, 0) - sent for lb, (_, sent) in out_at.items())
+    passed = (_app_fault_passed(samples, failed, workers) and slowest <= bound + 1 and taken_out
+              and out_after <= OUT_OF_ROTATION_TARGET_S and sent_after == 0)
     return DrillResult(name, target, passed=passed, figures={
         "victim": victim.name,
-        "hang seconds": hang_s,
+        "stopped for s": hang_s,
+        "out of rotation after s": round(out_after, 1) if taken_out else "never",
+        "requests sent to it after": sent_after,
         "requests": len(samples),
         "failed requests": len(failed),
         "cut mid-response": sum(1 for s in failed if s.cut),

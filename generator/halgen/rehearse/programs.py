@@ -38,6 +38,7 @@ def needed(pg_version: int, bench: bool = False, tls: bool = False) -> list[Prog
     pg_package = f"postgresql-{pg_version}"
     programs = [
         Program("nginx", "nginx"),
+        Program("haproxy", "haproxy"),
         Program("starman", "starman"),
         Program("perl module Plack", "libplack-perl"),
         Program("perl module DBD::Pg", "libdbd-pg-perl"),

@@ -8,6 +8,8 @@ is provided the way the node would get it, and nothing else changes:
 - Let's Encrypt (lb_tls): pebble, a local ACME server whose DNS sends every name to
   the first load balancer; each load balancer's {project}-tls script gets its certificate;
 - nginx's listen lines: bound to the node's loopback address (see nginx.py);
+- HAProxy: its chroot and run directories, as Debian's package and systemd make them
+  (see haproxy.py);
 - PostgreSQL: initdb on the primary (the Debian package's job); the setup and
   bootstrap scripts then run as generated;
 - systemd units: their ExecStart, WorkingDirectory and environment run directly,
@@ -34,7 +36,7 @@ from halgen.compiler.answers import Answers
 from halgen.compiler.model import Node, Stack
 from halgen.host.acme import AcmeServer, start_pebble
 from halgen.host.processes import can_bind, wait_for_port, wait_until
-from halgen.rehearse import datatier, nginx
+from halgen.rehearse import datatier, haproxy, nginx
 from halgen.rehearse.datatier import start_pg, start_redis
 from halgen.rehearse.http import Endpoint, Response, request
 from halgen.rehearse.layout import LoopbackStack, RehearsalError, lay_out, make_base
@@ -82,6 +84,7 @@ class Rehearsal:
     starman: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
     acme_root_ca: str = ""  # the root the ACME server's certificates chain to (lb_tls)
     lbs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    balancers: dict[str, subprocess.Popen] = field(default_factory=dict)
     ports: dict[int, int] = field(default_factory=dict)
     _old_handlers: dict[int, Any] = field(default_factory=dict)
 
@@ -157,6 +160,8 @@ class Rehearsal:
         sockets += [(n.address, stack.redis_port) for n in stack.redis]
         sockets += [(n.address, stack.sentinel_port) for n in stack.sentinels]
         sockets += [(i.address, i.port) for i in stack.instances]
+        sockets += [(address, int(port)) for address, port in (stack.balancer_listen(n).rsplit(":", 1)
+                                                                for n in stack.lbs)]
         busy = [f"{address}:{port}" for address, port in sockets if not can_bind(address, port)]
         if busy:
             raise RehearsalError(f"already in use: {', '.join(busy)} (another rehearsal? pick another "
@@ -165,7 +170,7 @@ class Rehearsal:
 
     # --- start ------------------------------------------------------------------
     def start(self) -> None:
-        """PostgreSQL primary -> replicas -> Redis -> Sentinels -> Starman -> nginx."""
+        """PostgreSQL primary -> replicas -> Redis -> Sentinels -> Starman -> HAProxy -> nginx."""
         ls, stack = self.loopback, self.stack
         primary = stack.dbs[0]
         self.progress(f"PostgreSQL primary {primary.name}: initdb, start, run {stack.project}-pg-setup-primary")
@@ -198,6 +203,8 @@ class Rehearsal:
         for node in stack.tls_lbs:
             _checked_script(self.loopback, node, "tls", "placeholder")
         for node in stack.lbs:
+            self.progress(f"HAProxy on {node.name}: {stack.balancer_listen(node)}")
+            self.start_balancer(node)
             self.progress(f"nginx on {node.name}: {self.endpoint(node).url}")
             self.start_nginx(node)
         if stack.tls_lbs:
@@ -235,6 +242,20 @@ class Rehearsal:
         for instance in node.instances:
             wait_for_port(instance.address, instance.port, 30)
 
+    def start_balancer(self, node: Node) -> None:
+        conf = haproxy.runtime_config(node, self.loopback.base / "run" / f"haproxy-{node.name}.cfg")
+        problem = haproxy.check_config(conf)
+        if problem:
+            raise RehearsalError(f"HAProxy on {node.name} refuses its config: {problem}")
+        self.balancers[node.name] = self.loopback.spawn(haproxy.foreground(conf), f"haproxy-{node.name}",
+                                                      cwd=node.paths.root)
+        address, port = self.stack.balancer_listen(node).rsplit(":", 1)
+        wait_for_port(address, int(port), 15)
+        # Until the first checks pass, HAProxy has no server to send a request to.
+        sock = haproxy.stats_socket(node)
+        wait_until(lambda: haproxy.all_up(sock) or None, 30,
+                   f"HAProxy on {node.name} to see every Starman instance up")
+
     def start_nginx(self, node: Node) -> None:
         conf = self.nginx_conf(node)
         error_log = Path(node.paths.nginx_log_dir) / "error.log"
@@ -255,6 +276,11 @@ class Rehearsal:
         return runtime
 
     # --- what drills use ---------------------------------------------------------
+    def balancer_states(self) -> dict[str, dict[str, haproxy.ServerState]]:
+        """Each load balancer's HAProxy's view of the Starman instances, by server name."""
+        return {node.name: haproxy.servers(haproxy.stats_socket(node)) for node in self.stack.lbs
+                if node.name in self.balancers}
+
     def endpoint(self, node: Node) -> Endpoint:
         tls = bool(self.stack.a.lb_tls)
         return Endpoint(node.address, self.ports[nginx.HTTPS if tls else nginx.HTTP], tls,

@@ -14,24 +14,45 @@ from halgen.lint.repo import Repo, node_of
 
 @rule("HAL201", "upstream-matches-starman", "error", "consistency")
 def upstream_matches_starman(repo: Repo) -> Iterator[Problem]:
-    """Every Starman listen address is a (non-backup) server of each nginx upstream, and nothing else is.
+    """Each load balancer reaches every Starman instance and nothing else: nginx's upstream
+    names the node's own HAProxy (or Starman instances), and HAProxy's servers are exactly
+    the Starman listen addresses.
 
-    An instance missing from the upstream never gets traffic (you pay for it
-    idle); an upstream server with no Starman behind it costs every request
-    that lands there a failed connect and a retry. Re-render after changing
-    the number of app servers (`halgen scale app N`) rather than editing by hand.
+    An instance missing from the balancer never gets traffic (you pay for it
+    idle); a server with no Starman behind it costs every request that lands
+    there a failed connect and a retry; an nginx upstream server that is neither
+    leads nowhere. Re-render after changing the number of app servers
+    (`halgen scale app N`) rather than editing by hand.
     """
     listeners = {s.endpoint: s for s in facts.starman_listeners(repo)}
     for rel in repo.nginx_confs():
+        node = node_of(rel)
+        balancer = facts.balancer(repo, node)
+        binds = balancer.binds if balancer else frozenset()
+        reached: dict[str, tuple[str, int]] = {}
         servers = facts.upstream_servers(repo, rel)
-        named = {d.args[0] for d in servers if d.args and "backup" not in d.args[1:]}
         for d in servers:
-            if d.args and d.args[0] not in listeners:
-                yield Problem(rel, d.line, f"upstream server {d.args[0]} is no Starman instance's --listen address")
+            if not d.args:
+                continue
+            if d.args[0] in listeners:
+                reached.setdefault(d.args[0], (rel, d.line))
+            elif d.args[0] in binds and balancer is not None:
+                for line in balancer.servers:
+                    reached.setdefault(line.args[1], (balancer.file, line.line))
+            else:
+                yield Problem(rel, d.line, f"upstream server {d.args[0]} is neither a Starman instance's --listen "
+                                           f"address nor {node}'s HAProxy")
+        if balancer is not None:
+            for line in balancer.servers:
+                if line.args[1] not in listeners:
+                    yield Problem(balancer.file, line.line,
+                                  f"server {line.args[0]} {line.args[1]} is no Starman instance's --listen address")
         upstream_line = servers[0].parents[-1].line if servers else 1
         for endpoint, listener in sorted(listeners.items()):
-            if endpoint not in named:
-                yield Problem(rel, upstream_line, f"Starman {endpoint} ({listener.file}) is missing from the upstream")
+            if endpoint not in reached:
+                where = (balancer.file, balancer.servers[0].line if balancer.servers else 1) if balancer and any(
+                    d.args and d.args[0] in binds for d in servers) else (rel, upstream_line)
+                yield Problem(*where, f"Starman {endpoint} ({listener.file}) is missing from {node}'s balancing")
 
 
 @rule("HAL202", "firewall-matches-listeners", "error", "consistency")

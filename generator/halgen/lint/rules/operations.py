@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from halgen.compiler.cloudinit import USER_DATA_LIMIT
 from halgen.errors import HalgenError, Problem
+from halgen.formats import haproxy
 from halgen.formats.pgconf import pg_bytes
 from halgen.lint import effective, facts
 from halgen.lint.registry import rule
@@ -14,6 +15,7 @@ from halgen.lint.repo import Repo, node_of
 
 STARMAN_DEFAULT_WORKERS = 5
 STARMAN_DEFAULT_KEEPALIVE_S = 1
+HAPROXY_DEFAULT_PURGE_S = 5
 NGINX_DEFAULT_UPSTREAM_KEEPALIVE_S = 60
 
 
@@ -74,12 +76,14 @@ def _seconds(value: str) -> float | None:
 
 @rule("HAL403", "upstream-keepalive-timeout", "error", "operations")
 def upstream_keepalive_timeout(repo: Repo) -> Iterator[Problem]:
-    """nginx closes idle upstream connections before Starman does (upstream
-    keepalive_timeout below Starman's --keepalive-timeout).
+    """Whoever keeps a connection to the next hop open closes it when idle before the
+    next hop does: HAProxy's pool-purge-delay below Starman's --keepalive-timeout, and
+    nginx's upstream keepalive_timeout below HAProxy's (or, proxying to Starman
+    directly, Starman's).
 
-    If Starman closes an idle connection first, nginx may send the next request
+    If the server closes an idle connection first, the next request may be sent
     into a socket that is being closed: a 502 for the client, and POSTs are not
-    retried. nginx's default is 60 s, Starman's 1 s.
+    retried. nginx's default is 60 s, HAProxy's pool-purge-delay 5 s, Starman's 1 s.
     """
     starman = [(c.file, _seconds(c.last("--keepalive-timeout", str(STARMAN_DEFAULT_KEEPALIVE_S))))
                for c in facts.starman_commands(repo)]
@@ -87,15 +91,55 @@ def upstream_keepalive_timeout(repo: Repo) -> Iterator[Problem]:
     if not limits:
         return
     shortest, where = min(limits)
+    listeners = {s.endpoint for s in facts.starman_listeners(repo)}
     for rel in repo.nginx_confs():
+        balancer = facts.balancer(repo, node_of(rel))
+        if balancer is not None:
+            for line, delay in _purge_delays(balancer):
+                if delay is not None and delay >= shortest:
+                    yield Problem(balancer.file, line,
+                                  f"pool-purge-delay {delay:g}s is not below Starman's {shortest:g}s ({where})")
         for upstream in effective.nginx_all(repo, rel, "upstream"):
             if upstream.child("keepalive") is None:
                 continue
+            targets = {d.args[0] for d in upstream.children() if d.name == "server" and d.args}
+            if balancer is not None and targets & balancer.binds:
+                limit, limit_where = _haproxy_idle_timeout(balancer), f"HAProxy's, {balancer.file}"
+            elif targets & listeners:
+                limit, limit_where = shortest, f"Starman's, {where}"
+            else:
+                continue
             setting = upstream.child("keepalive_timeout")
             timeout = _seconds(setting.args[0]) if setting and setting.args else NGINX_DEFAULT_UPSTREAM_KEEPALIVE_S
-            if timeout is not None and timeout >= shortest:
+            if timeout is not None and limit is not None and timeout >= limit:
                 yield Problem(rel, setting.line if setting else upstream.line,
-                          f"upstream keepalive_timeout {timeout:g}s is not below Starman's {shortest:g}s ({where})")
+                              f"upstream keepalive_timeout {timeout:g}s is not below {limit:g}s ({limit_where})")
+
+
+def _purge_delays(balancer: facts.Balancer) -> Iterator[tuple[int, float | None]]:
+    """(line, seconds) of each server's pool-purge-delay: its own, else its section's
+    default-server's, else HAProxy's default."""
+    for backend in balancer.backends:
+        default = backend.last("default-server") or (balancer.defaults.last("default-server")
+                                                      if balancer.defaults else None)
+        for server in backend.all("server"):
+            for line in (server, default):
+                if line is not None and "pool-purge-delay" in line.args[:-1]:
+                    value = line.args[line.args.index("pool-purge-delay") + 1]
+                    yield line.line, haproxy.seconds(value)
+                    break
+            else:
+                yield server.line, HAPROXY_DEFAULT_PURGE_S
+
+
+def _haproxy_idle_timeout(balancer: facts.Balancer) -> float | None:
+    """How long HAProxy keeps an idle client connection: timeout http-keep-alive, else timeout client."""
+    for keyword in ("http-keep-alive", "client"):
+        for section in [*(s for s in balancer.frontends), balancer.defaults]:
+            found = section.option("timeout", keyword) if section else None
+            if found is not None and len(found.args) > 1:
+                return haproxy.seconds(found.args[1])
+    return None
 
 
 @rule("HAL404", "upstream-keepalive", "warning", "operations")

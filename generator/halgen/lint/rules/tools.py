@@ -81,6 +81,36 @@ def _nginx_scratch(text: str, scratch: Path) -> Path:
     return conf
 
 
+@rule("HAL508", "haproxy-c", "error", "tools", programs=("haproxy",))
+def haproxy_c(repo: Repo) -> Iterator[Problem]:
+    """`haproxy -c` accepts every haproxy.cfg.
+
+    HAProxy checks what a parser cannot: keywords in the right section, server
+    options, time and size values. The user, group and chroot lines (which need
+    the node's haproxy user) are left out of the check and the stats socket
+    moves to a scratch directory; line numbers stay the same.
+    """
+    for rel in repo.haproxy_confs():
+        with tempfile.TemporaryDirectory(prefix="halgen-lint-") as scratch:
+            text = re.sub(r"^([ \t]*)(user|group|chroot)([ \t].*)?$", r"\1# \2 (dropped for the check)",
+                          repo.text(rel), flags=re.M)
+            text = re.sub(r"^([ \t]*stats socket )\S+", rf"\g<1>{scratch}/admin.sock", text, flags=re.M)
+            conf = Path(scratch) / "haproxy.cfg"
+            conf.write_text(text)
+            out = _run(["haproxy", "-c", "-q", "-f", str(conf)])
+            if out.returncode == 0:
+                continue
+            found = False
+            for line in (out.stderr + out.stdout).splitlines():
+                match = re.search(r"\[ALERT\].*?parsing \[[^\]]*:(\d+)\] : (.*)$", line)
+                if match:
+                    found = True
+                    yield Problem(rel, int(match.group(1)), f"haproxy -c: {match.group(2).replace(scratch, '…')}")
+            if not found:
+                message = (out.stderr.strip() or out.stdout.strip()).replace(scratch, "…").splitlines()
+                yield Problem(rel, 1, f"haproxy -c: {message[-1] if message else 'refused'}")
+
+
 @rule("HAL502", "systemd-analyze-verify", "error", "tools", programs=("systemd-analyze",))
 def systemd_analyze_verify(repo: Repo) -> Iterator[Problem]:
     """`systemd-analyze verify` accepts every unit.

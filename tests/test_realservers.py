@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import stat
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -193,3 +196,73 @@ def test_rate_limit_answers_429_to_one_address_but_not_to_the_vpc_or_the_host(tm
         internet = statuses("127.20.0.77")
         assert internet.count(429) >= 100, f"{internet.count(429)} of 400 limited"
         assert 429 not in statuses("127.0.0.1"), "the host itself is never limited"
+
+
+class _Backend(ThreadingHTTPServer):
+    """A stand-in app instance that counts requests by method; ``hang`` makes it take
+    every request but /livez and never answer (a stopped Starman worker, as a client sees it)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: str, hang: bool) -> None:
+        self.hang, self.seen = hang, []
+        self.release = threading.Event()
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                if self.path != "/livez":
+                    backend.seen.append(self.command)
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    if backend.hang:
+                        backend.release.wait(30)
+                        return
+                body = b"ok\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__((address, free_port(address)), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def listen(self) -> str:
+        return f"{self.server_address[0]}:{self.server_address[1]}"
+
+
+def test_generated_haproxy_retries_a_get_elsewhere_and_never_repeats_a_post(tmp_path: Path) -> None:
+    """Against the golden haproxy.cfg (read timeout cut to 1 s): a request the hung
+    instance took gets a 504 if it is a POST, which nobody else ever sees, and is answered
+    by the other instance if it is a GET."""
+    require("haproxy")
+    conf = (GOLDEN / "default-ha" / "expected" / "nodes" / "lb1" / "etc" / "haproxy" / "haproxy.cfg").read_text()
+    hung, healthy = _Backend("127.20.0.50", hang=True), _Backend("127.20.0.51", hang=False)
+    try:
+        servers = re.compile(r"^    server .*\n", re.M)
+        first = servers.search(conf)
+        assert first is not None
+        # 'balance first' sends every first try to the hung one (listed first, slots free);
+        # what happens after, the retries, is the generated config's.
+        conf = (conf[:first.start()] + f"    server hung {hung.listen}\n    server healthy {healthy.listen}\n"
+                + servers.sub("", conf[first.start():]))
+        conf = conf.replace("timeout server 30s", "timeout server 1s").replace("balance leastconn", "balance first")
+        with haproxy_serving(conf, tmp_path / "haproxy", "127.20.0.10") as listen:
+            address, port = listen.rsplit(":", 1)
+            connection = http.client.HTTPConnection(address, int(port), timeout=10)
+            connection.request("POST", "/items", body=b"once", headers={"Host": "shop.example.com"})
+            assert connection.getresponse().status == 504
+            assert (hung.seen, healthy.seen) == (["POST"], []), "a POST is never sent twice"
+            connection = http.client.HTTPConnection(address, int(port), timeout=10)
+            connection.request("GET", "/items/1", headers={"Host": "shop.example.com"})
+            assert connection.getresponse().status == 200
+            assert (hung.seen, healthy.seen) == (["POST", "GET"], ["GET"]), "the GET was answered elsewhere"
+    finally:
+        for backend in (hung, healthy):
+            backend.release.set()
+            backend.shutdown()

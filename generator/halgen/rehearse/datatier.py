@@ -69,6 +69,8 @@ def init_primary(ls: LoopbackStack) -> None:
 # The setup script prints this once roles, database and slots exist; its last step,
 # the pgBackRest stanza, needs Object Storage.
 SETUP_DONE = "roles, database and slots are in place"
+# ... and exits with this when only that step failed (the database serves; backups do not).
+SETUP_BACKUPS_FAILED = 3
 
 
 def start_pg_tier(ls: LoopbackStack, object_storage: bool = True) -> dict[str, subprocess.Popen]:
@@ -81,7 +83,7 @@ def start_pg_tier(ls: LoopbackStack, object_storage: bool = True) -> dict[str, s
     primary = ls.stack.dbs[0]
     procs = {primary.name: start_pg(ls, primary.name)}
     setup = node_script(ls, primary.name, "pg-setup-primary")
-    if object_storage or SETUP_DONE not in setup.stdout:
+    if object_storage or SETUP_DONE not in setup.stdout or setup.returncode not in (0, SETUP_BACKUPS_FAILED):
         checked(setup, f"{ls.stack.project}-pg-setup-primary")
     for replica in ls.stack.dbs[1:]:
         checked(node_script(ls, replica.name, "pg-bootstrap-replica"), f"bootstrap of replica {replica.name}")

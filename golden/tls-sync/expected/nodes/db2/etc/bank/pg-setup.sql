@@ -7,6 +7,14 @@ SET log_min_duration_statement = -1;
 -- In synchronous mode no replica exists yet when this first runs: do not wait for one.
 SET synchronous_commit = local;
 
+-- One physical slot per other DB node, so WAL is kept until each replica has it
+-- (bounded by max_slot_wal_keep_size). Made before the replication role gets its
+-- password: a replica that can log in as replicator finds its slot ready.
+SELECT pg_create_physical_replication_slot('db1')
+ WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'db1');
+SELECT pg_create_physical_replication_slot('db3')
+ WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'db3');
+
 SELECT 'CREATE ROLE replicator WITH LOGIN REPLICATION'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') \gexec
 ALTER ROLE replicator WITH LOGIN REPLICATION PASSWORD :'replication_password';
@@ -19,10 +27,3 @@ SELECT 'CREATE DATABASE app OWNER app'
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app') \gexec
 REVOKE ALL ON DATABASE app FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE app TO app;
-
--- One physical slot per other DB node, so WAL is kept until each replica has it
--- (bounded by max_slot_wal_keep_size).
-SELECT pg_create_physical_replication_slot('db1')
- WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'db1');
-SELECT pg_create_physical_replication_slot('db3')
- WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'db3');

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,7 @@ def _require_namespaces() -> None:
         pytest.fail(message) if IN_CI else pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def booted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def _boot(acme_down: bool = False) -> Iterator[dict]:
     _require_namespaces()
     base = layout.make_base("halgen-acme-")
     try:
@@ -51,7 +51,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "acme_address": ls.stack.target.acme_address, "health_path": answers.lb_health_path,
                 "nginx_conf": f"{p.nginx_conf_dir}/nginx.conf", "nginx_pid": f"{p.run_dir}/nginx.pid",
                 "tls_script": f"{p.sbin}/{ls.stack.project}-tls", "config_dir": p.letsencrypt_dir,
-                "work_dir": p.letsencrypt_work_dir, "logs_dir": p.letsencrypt_log_dir}
+                "work_dir": p.letsencrypt_work_dir, "logs_dir": p.letsencrypt_log_dir, "acme_down": acme_down}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         out = subprocess.run(["unshare", "--net", sys.executable, str(HERE / "acme_boot.py"), json.dumps(spec)],
                              capture_output=True, text=True, timeout=400, env=env)
@@ -61,6 +61,26 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> dict:
         yield result
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def booted() -> Iterator[dict]:
+    yield from _boot()
+
+
+@pytest.mark.realserver
+def test_first_boot_without_a_certificate_serves_and_says_so() -> None:
+    """No ACME server answers (names not pointing here yet, say): nginx serves with the
+    throwaway certificate and the script exits 3, which the first boot reports to
+    cloud-init as a failure instead of a 'done' with no certificate."""
+    boot = _boot(acme_down=True)
+    try:
+        result = next(boot)
+    finally:
+        boot.close()  # removes its directory
+    assert result["boot"]["rc"] == 3, result["boot"]["output"]
+    assert "cron retries every 15 minutes" in result["boot"]["output"]
+    assert result["health"][0] in (200, 301), "nginx serves while it waits for the certificate"
 
 
 def test_first_boot_gets_a_certificate_that_verifies_against_the_acme_ca(booted: dict) -> None:

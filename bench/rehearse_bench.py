@@ -1,4 +1,4 @@
-"""Requests per second and p50/p99 latency through the generated nginx config and through
+"""Requests per second and p50/p99 latency through the generated load balancer (nginx + HAProxy) and through
 the seed document's config verbatim: same Starman instances, same wrk, alternating.
 
 usage: python bench/rehearse_bench.py [--rounds N] [--duration S] [--connections C] [--answers FILE] [--quick]

@@ -1,4 +1,5 @@
-"""Benchmark: the generated nginx config against the seed document's, verbatim, in one run.
+"""Benchmark: the generated load balancer (nginx at the edge, HAProxy balancing) against the
+seed document's nginx config, verbatim, in one run.
 
 Both proxy to the same Starman instances of the running rehearsal, one at a time on
 the same address and port, loaded by the same wrk command; rounds alternate which
@@ -14,7 +15,8 @@ on loopback:
   instance of the rehearsal, each with the seed's own parameters
   (``weight=10 max_fails=3 fail_timeout=30s``);
 - ``listen 80;`` becomes ``listen ADDRESS:PORT;`` (the bench address).
-The generated config runs with its listen lines bound the same way (nginx.bind_listens).
+The generated config runs with its listen lines bound the same way (nginx.bind_listens),
+with the load balancer's own HAProxy started and stopped with it.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 @click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, "all"]),
               help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed).")
 @click.option("--bench", is_flag=True,
-              help="Benchmark the generated nginx config against the seed document's at 1x, 2x and 4x the "
-                   "Starman workers (needs wrk); "
+              help="Benchmark the generated load balancer (nginx + HAProxy) against the seed document's nginx "
+                   "at 1x, 2x and 4x the Starman workers (needs wrk); "
                    "with vpc_tls, also the data path against a twin stack without TLS inside the VPC.")
 @click.option("--bench-rounds", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Benchmark rounds; each runs both configs, alternating which goes first.")
@@ -45,7 +45,8 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench_rounds: int, bench_duration: float,
              bench_connections: int | None, check: bool, loopback_subnet: str, keep: bool, as_json: bool) -> None:
     """Run REPO's stack on this machine on loopback addresses, in dependency order: the
-    PostgreSQL primary and replicas, Redis, the Sentinels, Starman with the demo app, nginx.
+    PostgreSQL primary and replicas, Redis, the Sentinels, Starman with the demo app,
+    HAProxy and nginx.
     Smoke-test it through the load balancers, run the drills and the benchmark asked for,
     print a report, and stop everything it started (also on Ctrl-C) and remove its
     temporary directory.

@@ -239,6 +239,8 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL322", "autoindex-in-conf-d", "write", "nodes/lb1/etc/nginx/conf.d/files.conf", new="autoindex on;\n",
            also=(Change("HAL322", "", "edit", LB, "server_tokens off;",
                         "server_tokens off;\n    include conf.d/*.conf;"),)),
+    Change("HAL323", "balancer-on-every-address", "edit", BALANCER, "bind 127.0.0.1:8404", "bind 0.0.0.0:8404"),
+    Change("HAL323", "balancer-on-vpc", "edit", BALANCER, "bind 127.0.0.1:8404", "bind 10.0.0.10:8404"),
     Change("HAL313", "match-block", "append", SSHD, new="Match Address *\n    PasswordAuthentication yes\n"),
     Change("HAL313", "earlier-drop-in", "write", "nodes/db1/etc/ssh/sshd_config.d/00-local.conf",
            new="PasswordAuthentication yes\n"),

@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterator
 
 from halgen.errors import Problem
-from halgen.lint import effective
+from halgen.formats import haproxy
+from halgen.lint import effective, facts
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo, node_of
 
@@ -157,3 +158,23 @@ def nginx_autoindex(repo: Repo) -> Iterator[Problem]:
         for d in effective.nginx_all(repo, rel, "autoindex"):
             if d.args and d.args[0].lower() == "on":
                 yield Problem(d.file or rel, d.line, "autoindex on: lists the directory to anyone")
+
+
+@rule("HAL323", "balancer-on-loopback", "error", "security")
+def balancer_on_loopback(repo: Repo) -> Iterator[Problem]:
+    """HAProxy on a load balancer listens on a loopback address only.
+
+    nginx on the same node is its one client: it is where TLS, the request
+    limits, the security headers and the 444 for unknown names happen. A
+    HAProxy frontend on the node's VPC or public address lets anyone who
+    reaches it walk around all of that to the app servers (only ufw would
+    stand in the way). Bind it to 127.0.0.1:PORT, the address nginx's
+    upstream names.
+    """
+    for rel in repo.haproxy_confs():
+        for section in haproxy.of_kind(repo.haproxy(rel)[0], "frontend", "listen"):
+            for bind in section.all("bind"):
+                address = bind.args[0].rpartition(":")[0] if bind.args else ""
+                if not facts.is_loopback(address):
+                    yield Problem(rel, bind.line, f"HAProxy listens on {bind.args[0] if bind.args else '(nothing)'}, "
+                                              "not a loopback address: clients could bypass nginx")

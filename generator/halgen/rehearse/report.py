@@ -96,8 +96,8 @@ class Report:
 
 def _bench_lines(bench: BenchResult) -> list[str]:
     rounds = len(bench.rows[0].generated.rounds) if bench.rows else 0
-    lines = [f"benchmark: GET {bench.path} through nginx, wrk, {rounds} round(s) x {bench.duration_s:g} s per config "
-             "and load, alternating",
+    lines = [f"benchmark: GET {bench.path} through the load balancer (generated: nginx + HAProxy; seed: nginx), "
+             f"wrk, {rounds} round(s) x {bench.duration_s:g} s per config and load, alternating",
              f"  {'conns':>5}  {'generated req/s':>15} {'p50':>6} {'p99 ms':>7} {'err':>4}  "
              f"{'seed req/s':>10} {'p50':>6} {'p99 ms':>7} {'err':>4}  {'ratio':>6}  target"]
     for row in bench.rows:
@@ -108,8 +108,8 @@ def _bench_lines(bench: BenchResult) -> list[str]:
     lines.append(f"  target: {bench.target}")
     transit = bench.transit
     if transit is not None:
-        lines.append(f"TLS inside the VPC: GET {transit.path} (PostgreSQL and Redis per request) through nginx, "
-                     "this stack against a twin with vpc_tls off")
+        lines.append(f"TLS inside the VPC: GET {transit.path} (PostgreSQL and Redis per request) through the load "
+                     "balancer, this stack against a twin with vpc_tls off")
         for figures in (transit.tls, transit.plain):
             lines.append(f"  {figures.name:<12} {figures.rps:>9.0f} req/s {figures.p50_ms:>8.2f} p50 ms "
                          f"{figures.p99_ms:>8.2f} p99 ms {figures.errors:>5} errors")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from halgen.compiler import schema
 from halgen.compiler.answers import Answers
-from halgen.compiler.model import plan_addresses
+from halgen.compiler.model import exact_blocks, plan_addresses
 from halgen.compiler.pipeline import stack_from
 
 
@@ -74,3 +76,16 @@ def test_prices_follow_catalogue_and_region() -> None:
     jakarta = stack_from({"region": "id-cgk", "backup_endpoint": "id-cgk-1.linodeobjects.com"})
     assert jakarta.apps[0].monthly == 28.8
     assert s.prices_as_of == "2024-07"
+
+
+@pytest.mark.parametrize(("addresses", "blocks"), [
+    (["10.0.0.40", "10.0.0.41", "10.0.0.42"], ("10.0.0.40/31", "10.0.0.42/32")),
+    (["10.0.0.42", "10.0.0.40", "10.0.0.41", "10.0.0.40"], ("10.0.0.40/31", "10.0.0.42/32")),  # order, repeats
+    ([f"10.0.0.{i}" for i in range(40, 48)], ("10.0.0.40/29",)),
+    (["10.0.0.9", "10.0.0.20"], ("10.0.0.9/32", "10.0.0.20/32")),
+    ([], ()),
+])
+def test_exact_blocks_hold_the_addresses_and_nothing_else(addresses: list[str], blocks: tuple[str, ...]) -> None:
+    assert exact_blocks(addresses) == blocks
+    held = {str(a) for b in blocks for a in ipaddress.ip_network(b)}
+    assert held == set(addresses)

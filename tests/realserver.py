@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from halgen.formats import haproxy
 from halgen.host.processes import free_port, wait_for_port  # noqa: F401
 from halgen.host.tls import self_signed  # noqa: F401  (re-exported for the tests)
 from halgen.rehearse.nginx import bind_listens  # noqa: F401  (re-exported for the tests)
@@ -72,8 +73,7 @@ def haproxy_serving(conf: str, directory: Path, address: str) -> Iterator[str]:
     haproxy user: they are left out; its stats socket moves to ``directory``."""
     port = free_port(address)
     directory.mkdir(parents=True, exist_ok=True)
-    conf = re.sub(r"^[ \t]*(chroot|user|group)[ \t].*\n", "", conf, flags=re.M)
-    conf = re.sub(r"^([ \t]*stats socket )\S+", rf"\g<1>{directory}/admin.sock", conf, flags=re.M)
+    conf = haproxy.with_stats_socket(haproxy.unprivileged(conf), f"{directory}/admin.sock")
     conf = re.sub(r"^([ \t]*bind )\S+", rf"\g<1>{address}:{port}", conf, flags=re.M)
     path = directory / "haproxy.cfg"
     path.write_text(conf)

@@ -4,6 +4,7 @@ the plain configs halgen writes: on blanks, '#' starting a comment, quotes group
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -75,3 +76,14 @@ def seconds(value: str) -> float | None:
     if not number.isdigit() or unit not in units:
         return None
     return int(number) * units[unit]
+
+
+def unprivileged(text: str) -> str:
+    """The config without what only root with a haproxy user can do (its chroot, user
+    and group lines), each left as a comment so that line numbers stay the same."""
+    return re.sub(r"^([ \t]*)(chroot|user|group)([ \t].*)?$", r"\1# \2 (left out: needs root)", text, flags=re.M)
+
+
+def with_stats_socket(text: str, path: str) -> str:
+    """The config with its stats socket at ``path``."""
+    return re.sub(r"^([ \t]*stats socket )\S+", lambda m: f"{m[1]}{path}", text, flags=re.M)

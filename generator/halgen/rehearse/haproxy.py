@@ -10,15 +10,13 @@ user; run as anyone else, those three lines are left out of the runtime copy.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from halgen.compiler.model import Node
-
-PRIVILEGED = re.compile(r"^[ \t]*(chroot|user|group)[ \t].*\n", re.M)
+from halgen.formats import haproxy as haproxy_format
 
 
 def config_path(node: Node) -> Path:
@@ -35,7 +33,7 @@ def runtime_config(node: Node, runtime: Path) -> Path:
     stats_socket(node).parent.mkdir(parents=True, exist_ok=True)
     text = config_path(node).read_text()
     if os.geteuid() != 0:
-        text = PRIVILEGED.sub("", text)
+        text = haproxy_format.unprivileged(text)
     runtime.parent.mkdir(parents=True, exist_ok=True)
     runtime.write_text(text)
     return runtime

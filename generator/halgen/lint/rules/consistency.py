@@ -28,17 +28,17 @@ def upstream_matches_starman(repo: Repo) -> Iterator[Problem]:
     for rel in repo.nginx_confs():
         node = node_of(rel)
         balancer = facts.balancer(repo, node)
-        binds = balancer.binds if balancer else frozenset()
-        reached: dict[str, tuple[str, int]] = {}
+        reached: set[str] = set()
         servers = facts.upstream_servers(repo, rel)
+        missing_at = (rel, servers[0].parents[-1].line if servers else 1)  # nginx's upstream block
         for d in servers:
             if not d.args:
                 continue
             if d.args[0] in listeners:
-                reached.setdefault(d.args[0], (rel, d.line))
-            elif d.args[0] in binds and balancer is not None:
-                for line in balancer.servers:
-                    reached.setdefault(line.args[1], (balancer.file, line.line))
+                reached.add(d.args[0])
+            elif balancer is not None and d.args[0] in balancer.binds:
+                reached.update(line.args[1] for line in balancer.servers)
+                missing_at = (balancer.file, balancer.servers[0].line if balancer.servers else 1)
             else:
                 yield Problem(rel, d.line, f"upstream server {d.args[0]} is neither a Starman instance's --listen "
                                            f"address nor {node}'s HAProxy")
@@ -47,12 +47,9 @@ def upstream_matches_starman(repo: Repo) -> Iterator[Problem]:
                 if line.args[1] not in listeners:
                     yield Problem(balancer.file, line.line,
                                   f"server {line.args[0]} {line.args[1]} is no Starman instance's --listen address")
-        upstream_line = servers[0].parents[-1].line if servers else 1
         for endpoint, listener in sorted(listeners.items()):
             if endpoint not in reached:
-                where = (balancer.file, balancer.servers[0].line if balancer.servers else 1) if balancer and any(
-                    d.args and d.args[0] in binds for d in servers) else (rel, upstream_line)
-                yield Problem(*where, f"Starman {endpoint} ({listener.file}) is missing from {node}'s balancing")
+                yield Problem(*missing_at, f"Starman {endpoint} ({listener.file}) is missing from {node}'s balancing")
 
 
 @rule("HAL202", "firewall-matches-listeners", "error", "consistency")

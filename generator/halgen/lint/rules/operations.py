@@ -135,7 +135,7 @@ def _purge_delays(balancer: facts.Balancer) -> Iterator[tuple[int, float | None]
 def _haproxy_idle_timeout(balancer: facts.Balancer) -> float | None:
     """How long HAProxy keeps an idle client connection: timeout http-keep-alive, else timeout client."""
     for keyword in ("http-keep-alive", "client"):
-        for section in [*(s for s in balancer.frontends), balancer.defaults]:
+        for section in [*balancer.frontends, balancer.defaults]:
             found = section.option("timeout", keyword) if section else None
             if found is not None and len(found.args) > 1:
                 return haproxy.seconds(found.args[1])

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from halgen.errors import Problem
+from halgen.formats import haproxy
 from halgen.host.localpg import as_postgres, pg_bin_dir, pg_superuser
 from halgen.host.processes import free_port, wait_until
 from halgen.host.tls import key_pair
@@ -92,9 +93,7 @@ def haproxy_c(repo: Repo) -> Iterator[Problem]:
     """
     for rel in repo.haproxy_confs():
         with tempfile.TemporaryDirectory(prefix="halgen-lint-") as scratch:
-            text = re.sub(r"^([ \t]*)(user|group|chroot)([ \t].*)?$", r"\1# \2 (dropped for the check)",
-                          repo.text(rel), flags=re.M)
-            text = re.sub(r"^([ \t]*stats socket )\S+", rf"\g<1>{scratch}/admin.sock", text, flags=re.M)
+            text = haproxy.with_stats_socket(haproxy.unprivileged(repo.text(rel)), f"{scratch}/admin.sock")
             conf = Path(scratch) / "haproxy.cfg"
             conf.write_text(text)
             out = _run(["haproxy", "-c", "-q", "-f", str(conf)])

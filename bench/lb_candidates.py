@@ -175,7 +175,7 @@ class Study:
         self.dir.mkdir(exist_ok=True)
         self.bind = f"{self.endpoint.address}:{self.endpoint.port}"
         self.generated = r.nginx_conf(self.lb).read_text()
-        self.workers = r.stack.a.starman_workers
+        self.workers = r.stack.a.app_workers
         self.starman = [i.listen for i in r.stack.instances]
 
     def _nginx(self, name: str, conf: str) -> subprocess.Popen:
@@ -209,20 +209,21 @@ class Study:
         return proc
 
     def seed(self) -> subprocess.Popen:
-        main = bench.write_seed_config(self.r, self.dir / "seed", self.bind)
+        main = bench.write_seed_config(self.r, self.dir / "seed", self.bind, self.starman)
         proc = self.ls.spawn(nginx.foreground(main, self.dir / "seed" / "error.log"), "lbstudy-seed", cwd=self.dir)
         wait_for_port(self.endpoint.address, self.endpoint.port, 15)
         return proc
 
     def nginx_over_haproxy(self, name: str = "D", plan: HaproxyPlan = HaproxyPlan(server_close=True),
-                           buffered_log: bool = False, unix: bool = False) -> Pair:
+                           buffered_log: bool = False, unix: bool = False,
+                           servers: list[str] | None = None) -> Pair:
         """The generated nginx (edge) proxying to a local HAProxy that balances."""
         if unix:
             path = self.dir / f"{name}-haproxy.sock"
             haproxy_bind, server = f"unix@{path} mode 666", f"unix:{path}"
         else:
             haproxy_bind = server = f"{self.endpoint.address}:{HAPROXY_BEHIND_NGINX_PORT}"
-        back = self._haproxy(f"{name}-haproxy", haproxy_bind, self.starman, plan)
+        back = self._haproxy(f"{name}-haproxy", haproxy_bind, servers or self.starman, plan)
         conf = upstream_replaced(self.generated, to_local_haproxy(server))
         if buffered_log:
             conf = re.sub(r"(access_log \S+ upstreamlog);", r"\1 buffer=64k flush=1s;", conf)
@@ -292,6 +293,8 @@ class Study:
                       lambda: self.nginx_over_haproxy("D9", C7)),
             Candidate("D8", "D7 over a unix socket",
                       lambda: self.nginx_over_haproxy("D8", C6, buffered_log=True, unix=True)),
+            Candidate("G1", "D6 with long-lived Starlet in place of Starman (nginx -> HAProxy -> Starlet)",
+                      lambda: self.nginx_over_haproxy("G1", C6, servers=long_lived)),
         ]
 
     def _starlet_argv(self, starman_argv: list[str], address: str, port: int, per_child: int = 1000) -> list[str]:
@@ -351,7 +354,7 @@ def hang(study: Study, name: str, start: Callable[[], Started], sock: Path | Non
     """SIGSTOP the first Starman instance 3 s into a wrk run of 15 connections."""
     script = study.dir / "hang.lua"
     script.write_text(HANG_SCRIPT)
-    victim = study.r.starman[study.r.stack.apps[0].name][0]
+    victim = study.r.app_servers[study.r.stack.apps[0].name][0]
     victim_name = f"app1-{study.r.stack.instances[0].port}"
     proc = start()
     down_at: list[float] = []
@@ -423,7 +426,7 @@ def main() -> int:
     args = parser.parse_args()
     only = {name for name in args.only.split(",") if name}
     loads = [int(n) for n in args.loads.split(",")]
-    answers = pipeline.default_answers().replace(lb_tls=False)
+    answers = pipeline.default_answers().replace(lb_tls=False, app_server="starman")  # the candidates as measured
     with Rehearsal(answers, SUBNET) as r:
         r.lay_out()
         r.start()

@@ -3,7 +3,7 @@ the seed document's config verbatim: same Starman instances, same wrk, alternati
 
 usage: python bench/rehearse_bench.py [--rounds N] [--duration S] [--connections C] [--answers FILE] [--quick]
 Renders the answers (default: the built-in defaults) into a temporary repo and runs
-'halgen rehearse REPO --bench': one row per load (1x, 2x and 4x the stack's Starman
+'halgen rehearse REPO --bench': one row per load (1x, 2x and 4x the stack's app server
 workers as wrk connections, or --connections only). Prints its table; exits 1 when any
 row misses the target (>= 2.5x the seed's requests per second, p99 no worse, no errors).
 Needs the rehearsal's programs and wrk ('halgen rehearse --check' names what is missing).

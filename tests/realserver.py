@@ -44,6 +44,26 @@ def exec_start(unit_text: str) -> list[str]:
     return parse_unit(unit_text).argv
 
 
+def app_listen(argv: list[str]) -> str:
+    """The ADDRESS:PORT an app server unit's command listens on: Starman's --listen or
+    Server::Starter's --port= (Starlet)."""
+    for i, arg in enumerate(argv):
+        if arg == "--listen":
+            return argv[i + 1]
+        if arg.startswith("--port="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"no listen address in {argv}")
+
+
+def app_relisten(argv: list[str], listen: str, psgi: Path) -> list[str]:
+    """The command with another listen address and PSGI file (the last argument), and
+    Server::Starter's --dir (a node path) left out."""
+    old = app_listen(argv)
+    moved = [listen if arg == old else f"--port={listen}" if arg == f"--port={old}" else arg
+             for arg in argv if not arg.startswith("--dir=")]
+    return [*moved[:-1], str(psgi)]
+
+
 def placeholder_certificate(prefix: Path, domain: str) -> None:
     """A throwaway certificate where a load balancer's nginx.conf reads its current one."""
     self_signed(prefix / "tls-source", domain)

@@ -57,13 +57,14 @@ def _app_health(ls, env: dict[str, str]) -> str:
 def test_demo_app_survives_redis_and_postgres_failovers(record_property) -> None:
     version = require_postgres()
     require("starman", "redis-server", "redis-sentinel", "redis-cli")
-    ls = loopback_stack({"pg_version": version, "pg_replicas": 1, "redis_mode": "sentinel", "redis_replicas": 1,
+    # Starman here (the default, Starlet, runs in the rehearsal and the load-balancer tests).
+    ls = loopback_stack({"app_server": "starman", "pg_version": version, "pg_replicas": 1, "redis_mode": "sentinel", "redis_replicas": 1,
                          "sentinel_count": 3, "app_servers": 1, "lb_count": 1, "lb_keepalive": 2})
     try:
         start_pg_tier(ls)
         procs = start_redis_tier(ls)
         app = ls.node("app1")
-        (unit,) = Path(app.paths.root).glob("etc/systemd/system/*-starman-*.service")
+        (unit,) = Path(app.paths.root).glob("etc/systemd/system/*-app-*.service")
         argv = exec_start(unit.read_text())
         port = free_port(app.address)
         argv[argv.index("--listen") + 1] = f"{app.address}:{port}"

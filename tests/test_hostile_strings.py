@@ -126,7 +126,7 @@ def test_every_pattern_matches_the_whole_string(name: str, value: Any) -> None:
     assert not validator.is_valid(value)
 
 
-@pytest.mark.parametrize(("field", "value"), [("app_servers", 3.0), ("starman_workers", 5.0), ("pg_version", 15.0),
+@pytest.mark.parametrize(("field", "value"), [("app_servers", 3.0), ("app_workers", 5.0), ("pg_version", 15.0),
                                               ("lb_count", True), ("app_port", "5000")])
 def test_integers_are_whole_numbers_only(field: str, value: object, tmp_path: Path) -> None:
     answers = tmp_path / "answers.yml"

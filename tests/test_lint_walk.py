@@ -147,7 +147,7 @@ def test_git_tracked_secrets_are_linted(tmp_path: Path) -> None:
 
 def test_sudo_only_for_root_targets_of_service_users(tmp_path: Path) -> None:
     _repo(tmp_path, {
-        "nodes/app1/etc/systemd/system/shop-starman-5000.service": "[Service]\nUser=perlapp\n",
+        "nodes/app1/etc/systemd/system/shop-app-5000.service": "[Service]\nUser=perlapp\n",
         "nodes/app1/etc/sudoers.d/ok": "perlapp ALL=(postgres) NOPASSWD: /usr/bin/psql\nops ALL=(ALL) ALL\n",
         "nodes/app1/etc/sudoers.d/bad": "%perlapp ALL=(ALL:ALL) ALL\n",
         "nodes/app1/cloud-init.yaml": "#cloud-config\nusers:\n- name: redis\n  groups: [sudo]\n",

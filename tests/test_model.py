@@ -54,11 +54,11 @@ def test_fixed_address_is_skipped_by_the_planner() -> None:
     assert by_name["app2"] == "10.0.0.42" and by_name["app3"] == "10.0.0.43"
 
 
-def test_starman_instances_and_weights() -> None:
-    s = stack_from({"app_servers": 2, "starman_instances": 3, "lb_weights": {"app2": 5}})
+def test_app_instances_and_weights() -> None:
+    s = stack_from({"app_servers": 2, "app_instances": 3, "lb_weights": {"app2": 5}})
     assert [i.listen for i in s.apps[1].instances] == ["10.0.0.41:5000", "10.0.0.41:5001", "10.0.0.41:5002"]
     assert {i.weight for i in s.apps[1].instances} == {5}
-    assert s.total_starman_workers == 2 * 3 * 5
+    assert s.total_app_workers == 2 * 3 * 5
 
 
 def test_sentinels_on_distinct_nodes_redis_first() -> None:

@@ -1,4 +1,4 @@
-"""Real programs on generated output: nginx -t, shellcheck, Starman behind nginx on loopback.
+"""Real programs on generated output: nginx -t, shellcheck, Starlet behind nginx and HAProxy on loopback.
 
 These skip on a laptop that lacks the programs, and fail in CI (CI=true) instead.
 """
@@ -22,6 +22,8 @@ import pytest
 
 from conftest import GOLDEN, golden_cases, require
 from realserver import (
+    app_listen,
+    app_relisten,
     exec_start,
     free_port,
     haproxy_serving,
@@ -118,31 +120,30 @@ def _get(url: str, host: str, timeout: float = 5.0) -> tuple[int, str]:
         return err.code, ""
 
 
-def test_starman_behind_generated_nginx_survives_a_dead_instance(tmp_path: Path) -> None:
-    require("nginx", "haproxy", "starman")
+def test_app_servers_behind_generated_nginx_survive_a_dead_instance(tmp_path: Path) -> None:
+    require("nginx", "haproxy", "start_server", "plackup")
     expected = GOLDEN / "default-ha" / "expected"
     psgi = expected / "app" / "app.psgi"
     app_nodes = sorted((expected / "nodes").glob("app*"))
-    address_map, starmans = {}, []
+    address_map, app_servers = {}, []
     try:
         for i, node in enumerate(app_nodes):
-            (unit,) = node.glob("etc/systemd/system/*-starman-*.service")
+            (unit,) = node.glob("etc/systemd/system/*-app-*.service")
             argv = exec_start(unit.read_text())
-            listen = argv[argv.index("--listen") + 1]
+            listen = app_listen(argv)
             loop_addr = f"127.20.0.{40 + i}"
             port = free_port(loop_addr)
             address_map[listen.rsplit(":", 1)[0]] = loop_addr
-            argv[argv.index("--listen") + 1] = f"{loop_addr}:{port}"
-            argv[-1] = str(psgi)
             # the unit's port is remapped too: one free port per instance
-            starmans.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            argv = app_relisten(argv, f"{loop_addr}:{port}", psgi)
+            app_servers.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                               start_new_session=True), loop_addr, port, listen))
-        for _, addr, port, _ in starmans:
+        for _, addr, port, _ in app_servers:
             wait_for_port(addr, port)
 
-        # nginx (the edge) -> HAProxy on the same node -> the Starman instances, as generated.
+        # nginx (the edge) -> HAProxy on the same node -> the Starlet instances, as generated.
         balancer = (expected / "nodes" / "lb1" / "etc" / "haproxy" / "haproxy.cfg").read_text()
-        for _, addr, port, listen in starmans:
+        for _, addr, port, listen in app_servers:
             balancer = balancer.replace(f" {listen} ", f" {addr}:{port} ")
         conf = (expected / "nodes" / "lb1" / "etc" / "nginx" / "nginx.conf").read_text()
         with haproxy_serving(balancer, tmp_path / "haproxy", "127.20.0.10") as balancer_listen, \
@@ -160,7 +161,7 @@ def test_starman_behind_generated_nginx_survives_a_dead_instance(tmp_path: Path)
             pids = {_get(f"{base}/", "shop.example.com")[1].split("pid ")[1] for _ in range(30)}
             assert len(pids) >= 2, "requests are spread over instances"
 
-            victim = starmans[0][0]
+            victim = app_servers[0][0]
             os.killpg(victim.pid, signal.SIGKILL)
             victim.wait(5)
             started = time.monotonic()
@@ -168,7 +169,7 @@ def test_starman_behind_generated_nginx_survives_a_dead_instance(tmp_path: Path)
             assert results == [200] * 50, "a dead instance must not fail idempotent requests"
             assert time.monotonic() - started < 20
     finally:
-        for proc, *_ in starmans:
+        for proc, *_ in app_servers:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(10)

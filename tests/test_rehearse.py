@@ -23,7 +23,7 @@ from halgen.rehearse.stack import stray_processes
 
 from conftest import REPO, halgen, require
 
-PROGRAMS = ("nginx", "starman", "redis-server", "redis-sentinel", "redis-cli", "wrk")
+PROGRAMS = ("nginx", "starman", "start_server", "redis-server", "redis-sentinel", "redis-cli", "wrk")
 SEED_DOCUMENT = REPO.parent / "shared" / "seed" / "ha-perl-stack-on-linode.txt"
 # The drills' targets use the repo's own timeouts; the hang drill lasts the read
 # timeout plus 3 s, so a 5 s read timeout keeps it short (the retry window,
@@ -69,7 +69,7 @@ def test_every_drill_meets_its_target_and_nothing_is_left(tmp_path: Path) -> Non
     print(f"\nrehearsal took {time.monotonic() - started:.0f} s\n{result.stderr[-3000:]}")
     # Started in dependency order, with progress on stderr.
     order = [result.stderr.index(step) for step in ("PostgreSQL primary db1", "PostgreSQL replica db2",
-                                                      "Redis master redis1", "Sentinels on", "Starman on app1",
+                                                      "Redis master redis1", "Sentinels on", "Starlet on app1",
                                                       "HAProxy on lb1", "nginx on lb1", "smoke test")]
     assert order == sorted(order)
     assert report["smoke"] and all(check["ok"] for check in report["smoke"]), report["smoke"]
@@ -93,7 +93,7 @@ def test_every_drill_meets_its_target_and_nothing_is_left(tmp_path: Path) -> Non
     assert drills["pg-failover"]["figures"]["rows committed before the loss"] > 0
     assert isinstance(drills["pg-failover"]["figures"]["rows lost"], int)
     assert drills["pg-failover"]["figures"]["seconds until writes resume"] < 60
-    # The benchmark's figures are there, one row per load (1x, 2x, 4x the Starman workers);
+    # The benchmark's figures are there, one row per load (1x, 2x, 4x the app server workers);
     # its target is bench/rehearse_bench.py's to judge (a 2 s round on a shared CI machine
     # proves nothing about it).
     figures = report["bench"]
@@ -197,10 +197,11 @@ def test_check_names_what_is_missing_and_the_apt_command(tmp_path: Path) -> None
     result = _rehearse("--check", env=_without_programs(tmp_path))
     assert result.returncode == 2
     missing, command = result.stdout.splitlines()
-    for program in ("nginx", "starman", "redis-sentinel", "wrk", "perl module DBD::Pg"):
+    for program in ("nginx", "starman", "start_server", "redis-sentinel", "wrk", "perl module DBD::Pg"):
         assert program in missing
     assert re.fullmatch(r"(sudo )?apt-get install -y [a-z0-9 .+-]+", command)
-    for package in ("nginx", "starman", "libdbd-pg-perl", "libredis-perl", "redis-sentinel", "redis-tools", "wrk"):
+    for package in ("nginx", "starman", "starlet", "libdbd-pg-perl", "libredis-perl", "redis-sentinel",
+                    "redis-tools", "wrk"):
         assert package in command.split()
 
 

@@ -17,7 +17,7 @@ from halgen.compiler import firewall, pipeline
 from halgen.compiler.model import Node, Stack
 
 # Answer variants that move services around: TLS, one LB, Redis without Sentinel,
-# Sentinels spilling onto app and DB nodes, several Starman instances per app server.
+# Sentinels spilling onto app and DB nodes, several app server instances per app server.
 VARIANTS = {
     "defaults": {},
     "tls-one-lb": {"lb_tls": True, "lb_count": 1},
@@ -25,7 +25,7 @@ VARIANTS = {
     "redis-replica": {"redis_mode": "replica", "redis_replicas": 2},
     "sentinels-on-apps": {"sentinel_count": 5},
     "sentinels-on-dbs": {"sentinel_count": 7, "app_servers": 2, "pg_replicas": 3},
-    "four-instances": {"app_servers": 2, "starman_instances": 4},
+    "four-instances": {"app_servers": 2, "app_instances": 4},
     "no-pg-replica": {"pg_replicas": 0},
 }
 variants = pytest.mark.parametrize("answers", list(VARIANTS.values()), ids=list(VARIANTS))
@@ -83,10 +83,10 @@ def test_only_load_balancers_have_public_rules(answers: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("instances", "ports"), [(1, (5000,)), (3, (5000, 5001, 5002))])
-def test_starman_ports_from_app_port_admit_only_the_load_balancers(instances: int, ports: tuple[int, ...]) -> None:
-    stack = _stack(starman_instances=instances)
+def test_app_ports_from_app_port_admit_only_the_load_balancers(instances: int, ports: tuple[int, ...]) -> None:
+    stack = _stack(app_instances=instances)
     for app in stack.apps:
-        rule = _rules(stack, app)["starman-from-lbs"]
+        rule = _rules(stack, app)["app-from-lbs"]
         assert rule.ports == ports
         assert rule.sources == ("10.0.0.10/31",)
 
@@ -140,10 +140,10 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
         service_ports = {
             "nginx": {80, 443} if stack.a.lb_tls else {80},
             "haproxy": set(),  # on the loopback address only: nginx on the same node is its one client
-            "starman": {i.port for i in node.instances},
             "postgresql": {5432},
             "redis-server": {6379},
             "redis-sentinel": {26379},
+            **{i.unit: {i.port} for i in node.instances},  # the app server units
         }
         expected = {22}.union(*(service_ports[s] for s in node.services))
         opened = {p for r in firewall.node_rules(stack, node) for p in r.ports}
@@ -188,8 +188,8 @@ def test_role_rules_are_the_union_of_the_roles_node_rules(answers: dict[str, Any
 def test_sentinel_on_some_app_nodes_opens_it_in_the_app_cloud_firewall() -> None:
     stack = _stack()  # sentinels: redis1, redis2, app1
     labels = [r.label for r in firewall.role_rules(stack, "app")]
-    assert labels == ["ssh-admins", "starman-from-lbs", "sentinel-peers"]
-    assert [r.label for r in firewall.node_rules(stack, _node(stack, "app2"))] == ["ssh-admins", "starman-from-lbs"]
+    assert labels == ["ssh-admins", "app-from-lbs", "sentinel-peers"]
+    assert [r.label for r in firewall.node_rules(stack, _node(stack, "app2"))] == ["ssh-admins", "app-from-lbs"]
 
 
 @variants
@@ -213,10 +213,10 @@ def test_cloud_firewall_opens_ipv6_only_for_the_public_web_rule() -> None:
     assert set(v6.values()) == {None}
 
 
-def test_cloud_firewall_ports_text_lists_every_starman_port() -> None:
-    stack = _stack(app_servers=2, starman_instances=3)
+def test_cloud_firewall_ports_text_lists_every_app_port() -> None:
+    stack = _stack(app_servers=2, app_instances=3)
     inbound = {i["label"]: i for i in firewall.cloud_firewall(stack, "app")["rules"]["inbound"]}
-    assert inbound["starman-from-lbs"]["ports"] == "5000,5001,5002"
+    assert inbound["app-from-lbs"]["ports"] == "5000,5001,5002"
 
 
 @pytest.mark.parametrize("project", ["shop", "a" * 24])
@@ -291,11 +291,11 @@ def _one_app_with_ports(count: int) -> Stack:
 
 def test_rule_with_15_ports_is_accepted() -> None:
     inbound = firewall.cloud_firewall(_one_app_with_ports(15), "app")["rules"]["inbound"]
-    assert next(i for i in inbound if i["label"] == "starman-from-lbs")["ports"].count(",") == 14
+    assert next(i for i in inbound if i["label"] == "app-from-lbs")["ports"].count(",") == 14
 
 
 def test_rule_with_16_ports_raises() -> None:
-    with pytest.raises(firewall.FirewallError, match=r"app: rule starman-from-lbs has 16 port entries"):
+    with pytest.raises(firewall.FirewallError, match=r"app: rule app-from-lbs has 16 port entries"):
         firewall.cloud_firewall(_one_app_with_ports(16), "app")
 
 

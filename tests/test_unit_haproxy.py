@@ -45,10 +45,10 @@ def test_times_are_read_as_haproxy_reads_them(value: str, seconds: float | None)
 
 @pytest.mark.parametrize(("answers", "maxconn", "pool"), [
     ({}, 4, 2),  # 5 workers, 2 load balancers: 4 at a time each, 2 idle each leave a worker
-    ({"starman_workers": 1}, 1, 1),
-    ({"starman_workers": 9, "lb_count": 1}, 8, 8),
+    ({"app_workers": 1}, 1, 1),
+    ({"app_workers": 9, "lb_count": 1}, 8, 8),
 ])
-def test_each_load_balancer_leaves_a_starman_worker_free(answers: dict, maxconn: int, pool: int) -> None:
+def test_each_load_balancer_leaves_an_app_server_worker_free(answers: dict, maxconn: int, pool: int) -> None:
     stack = pipeline.stack_from(answers)
     assert (stack.balancer_maxconn, stack.balancer_pool_max) == (maxconn, pool)
     assert stack.balancer_listen(stack.lbs[0]) == "127.0.0.1:8404"

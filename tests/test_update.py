@@ -95,7 +95,7 @@ def test_scale_out_and_in(tmp_path: Path) -> None:
 
     result = halgen("scale", "app", "5", "--repo", str(dst), "--yes")
     assert result.returncode == 0, result.stderr
-    assert (dst / "nodes/app5/etc/systemd/system/perlstack-starman-5000.service").is_file()
+    assert (dst / "nodes/app5/etc/systemd/system/perlstack-app-5000.service").is_file()
     balanced = re.findall(r"server app\d+-5000 (10\.0\.0\.\d+):5000 ", (dst / "nodes/lb1/etc/haproxy/haproxy.cfg").read_text())
     assert balanced == [f"10.0.0.{40 + i}" for i in range(5)]
     assert "10.0.0.44/32" in (dst / "firewalls/db.json").read_text()

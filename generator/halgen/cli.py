@@ -57,8 +57,8 @@ class _Commands(click.Group):
 @click.version_option(__version__, prog_name="halgen")
 def main() -> None:
     """Compile a short answer file into a complete deployment repo for a
-    highly available Perl (PSGI/Starman) stack on Linode: nginx load balancers,
-    Starman app servers, PostgreSQL with replicas, Redis with Sentinel.
+    highly available Perl (PSGI) stack on Linode: nginx + HAProxy load balancers,
+    Starlet (or Starman) app servers, PostgreSQL with replicas, Redis with Sentinel.
 
     Bad answers are reported as FILE:LINE: field: message, with exit code 2.
     """
@@ -193,7 +193,7 @@ def status(repo: Path) -> None:
             click.echo(f"{label + ':':<13}{path}")
 
 
-LINT_PACKAGES = "nginx systemd cloud-init shellcheck postgresql redis-server openssl starman"
+LINT_PACKAGES = "nginx systemd cloud-init shellcheck postgresql redis-server openssl starman starlet"
 
 
 @main.command(name="lint", epilog=f"Real-program checks need: apt-get install {LINT_PACKAGES}")

@@ -90,8 +90,9 @@ class Answers:
     lb_header_referrer_policy: bool
     app_servers: int
     app_plan: str
-    starman_instances: int
-    starman_workers: int
+    app_server: str
+    app_instances: int
+    app_workers: int
     app_port: int
     app_keepalive_timeout_s: int
     app_max_requests: int

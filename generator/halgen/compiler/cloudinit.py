@@ -103,7 +103,7 @@ def packages(stack: Stack, node: Node) -> list[str]:
     role = {
         "lb": ["haproxy", "nginx"] + (["certbot"] if a.lb_tls else []),
         # libredis-perl only recommends IO::Socket::SSL, which it needs for Redis over TLS.
-        "app": ["starman", "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
+        "app": [a.app_server, "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
                + (["libio-socket-ssl-perl"] if a.vpc_tls else []) + (["git"] if a.app_repo else []),
         "db": [f"postgresql-{a.pg_version}", "pgbackrest"],
         "redis": ["redis-server", "redis-tools", "restic"],

@@ -108,22 +108,22 @@ def retries_fit_timeouts(a: Answers) -> Iterator[Violation]:
 def keepalive_is_safe(a: Answers) -> Iterator[Violation]:
     if a.lb_keepalive_timeout_s >= a.app_keepalive_timeout_s:
         yield (("lb_keepalive_timeout_s",),
-               f"must be shorter than app_keepalive_timeout_s ({a.app_keepalive_timeout_s}), or nginx reuses "
-               "connections Starman already closed (502 on POST)", a.lb_keepalive_timeout_s)
-    # Every load balancer keeps its own idle connections, and each pins a Starman worker.
+               f"must be shorter than app_keepalive_timeout_s ({a.app_keepalive_timeout_s}), or HAProxy reuses "
+               "connections the app server already closed (502 on POST)", a.lb_keepalive_timeout_s)
+    # Every load balancer keeps its own idle connections, and each pins an app server worker.
     nginx_workers = resources.price_catalogue()["plans"][a.lb_plan]["vcpus"] * a.lb_count
-    starman_workers = a.app_servers * a.starman_instances * a.starman_workers
-    if a.lb_keepalive and a.lb_keepalive * nginx_workers >= starman_workers:
+    app_workers = a.app_servers * a.app_instances * a.app_workers
+    if a.lb_keepalive and a.lb_keepalive * nginx_workers >= app_workers:
         yield (("lb_keepalive",),
                f"x {nginx_workers} nginx worker(s) on all load balancers would let idle connections pin all "
-               f"{starman_workers} Starman workers; lower it or add workers", a.lb_keepalive)
+               f"{app_workers} app server workers; lower it or add workers", a.lb_keepalive)
 
 
 @rule
 def ports_fit(a: Answers) -> Iterator[Violation]:
-    top = a.app_port + a.starman_instances - 1
+    top = a.app_port + a.app_instances - 1
     if top > 65535:
-        yield ("app_port",), f"leaves no room for {a.starman_instances} instances (last port {top})", a.app_port
+        yield ("app_port",), f"leaves no room for {a.app_instances} instances (last port {top})", a.app_port
         return
     # Two programs on one address:port: the second never starts.
     for node, ports in listeners(a).items():
@@ -131,19 +131,19 @@ def ports_fit(a: Answers) -> Iterator[Violation]:
         for port, what in ports:
             if port in seen:
                 yield (("app_port",), f"puts {what} on port {port} of {node}, where {seen[port]} listens; "
-                       "choose app_port so that the Starman ports miss it", a.app_port)
+                       "choose app_port so that the app server ports miss it", a.app_port)
                 return
             seen[port] = what
 
 
 @rule
 def database_connections_suffice(a: Answers) -> Iterator[Violation]:
-    # Each Starman worker holds one connection; PostgreSQL also needs room for
+    # Each app server worker holds one connection; PostgreSQL also needs room for
     # superusers (3 reserved), WAL senders (one per replica) and maintenance.
-    needed = a.app_servers * a.starman_instances * a.starman_workers + 3 + a.pg_replicas + 10
+    needed = a.app_servers * a.app_instances * a.app_workers + 3 + a.pg_replicas + 10
     if a.pg_max_connections < needed:
         yield (("pg_max_connections",),
-               f"is below the {needed} connections the app tier can open (every Starman worker + replication + "
+               f"is below the {needed} connections the app tier can open (every app server worker + replication + "
                "administration); raise it or use fewer workers", a.pg_max_connections)
 
 

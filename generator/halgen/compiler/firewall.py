@@ -62,7 +62,7 @@ def node_rules(stack: Stack, node: Node) -> list[FirewallRule]:
             rules.append(FirewallRule("acme-relay-from-lbs", (ACME_RELAY_PORT,), _hosts(peers)))
     elif node.role == "app":
         ports = tuple(i.port for i in node.instances)
-        rules.append(FirewallRule("starman-from-lbs", ports, _hosts(stack.lbs)))
+        rules.append(FirewallRule("app-from-lbs", ports, _hosts(stack.lbs)))
     elif node.role == "db":
         rules.append(FirewallRule("postgres-peers", (stack.pg_port,), _hosts(list(stack.apps) + list(stack.dbs))))
     elif node.role == "redis":

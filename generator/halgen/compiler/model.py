@@ -15,7 +15,9 @@ from halgen.compiler import resources
 from halgen.compiler.answers import Answers
 
 ROLES = ("lb", "app", "db", "redis")
-ROLE_TITLES = {"lb": "nginx + HAProxy load balancer", "app": "Starman app server", "db": "PostgreSQL", "redis": "Redis"}
+ROLE_TITLES = {"lb": "nginx + HAProxy load balancer", "app": "PSGI app server", "db": "PostgreSQL", "redis": "Redis"}
+# The PSGI servers an app server can run (answer app_server), by the name people know them.
+APP_SERVER_TITLES = {"starlet": "Starlet", "starman": "Starman"}
 # Where each role's addresses start in the subnet (offset from the network address).
 # Fixed blocks keep every other node's address stable when one tier scales.
 ROLE_OFFSETS = {"lb": 10, "db": 20, "redis": 30, "app": 40}
@@ -25,12 +27,15 @@ PG_PORT, REDIS_PORT, SENTINEL_PORT = 5432, 6379, 26379
 # it; that one relays it to the other, which serves its challenge files on this VPC port.
 ACME_RELAY_PORT = 8402
 # Each load balancer's nginx hands requests for the app to HAProxy on this loopback port
-# of the same node; HAProxy balances them over the Starman instances (issue 15).
+# of the same node; HAProxy balances them over the app server instances (issue 15).
 BALANCER_PORT = 8404
-# HAProxy closes a Starman connection after this many requests: Starman has no limit of
-# its own, and a prefork worker on a kept-alive connection accepts no other one.
+# HAProxy closes a connection to an app server after this many requests: a prefork worker
+# on a kept-alive connection accepts no other one (Starman has no limit of its own).
 BALANCER_MAX_REUSE = 100
-# Seconds a request may wait in HAProxy's queue for a free Starman worker; then 503.
+# Starlet closes a kept-alive connection after this many requests (its default, 1, turns
+# keep-alive off); above BALANCER_MAX_REUSE, so HAProxy is the one that decides.
+STARLET_MAX_KEEPALIVE_REQS = 1000
+# Seconds a request may wait in HAProxy's queue for a free app server worker; then 503.
 BALANCER_QUEUE_TIMEOUT_S = 10
 # Where a rehearsal's ACME server (pebble) answers: its directory URL.
 REHEARSAL_ACME_PORT = 14000
@@ -179,7 +184,7 @@ LINODE = Target()
 
 
 @dataclass(frozen=True)
-class StarmanInstance:
+class AppInstance:
     node: str
     index: int
     address: str
@@ -204,7 +209,7 @@ class Node:
     paths: Paths
     client_address: str
     sentinel: bool = False
-    instances: tuple[StarmanInstance, ...] = ()
+    instances: tuple[AppInstance, ...] = ()
 
     @property
     def role_title(self) -> str:
@@ -216,8 +221,8 @@ class Node:
 
     @property
     def services(self) -> tuple[str, ...]:
-        base = {"lb": ("haproxy", "nginx"), "app": ("starman",), "db": ("postgresql",),
-                "redis": ("redis-server",)}[self.role]
+        base = {"lb": ("haproxy", "nginx"), "app": tuple(i.unit for i in self.instances),  # <project>-app-<port>
+                "db": ("postgresql",), "redis": ("redis-server",)}[self.role]
         return base + (("redis-sentinel",) if self.sentinel else ())
 
     @property
@@ -267,7 +272,7 @@ class Stack:
         return tuple(n for n in self.nodes if n.sentinel)
 
     @property
-    def instances(self) -> tuple[StarmanInstance, ...]:
+    def instances(self) -> tuple[AppInstance, ...]:
         return tuple(i for n in self.apps for i in n.instances)
 
     @property
@@ -275,10 +280,16 @@ class Stack:
         return self.lbs[0].plan.vcpus
 
     @property
-    def total_starman_workers(self) -> int:
-        return len(self.instances) * self.a.starman_workers
+    def total_app_workers(self) -> int:
+        return len(self.instances) * self.a.app_workers
 
-    # --- balancing (nginx -> HAProxy on the same node -> Starman) ----------------------
+    @property
+    def app_server_title(self) -> str:
+        return APP_SERVER_TITLES[self.a.app_server]
+
+    starlet_max_keepalive_reqs = STARLET_MAX_KEEPALIVE_REQS
+
+    # --- balancing (nginx -> HAProxy on the same node -> the app servers) ---------------
     balancer_max_reuse = BALANCER_MAX_REUSE
     balancer_queue_timeout_s = BALANCER_QUEUE_TIMEOUT_S
 
@@ -287,17 +298,17 @@ class Stack:
 
     @property
     def balancer_maxconn(self) -> int:
-        """Requests one load balancer sends one Starman instance at a time: one worker
+        """Requests one load balancer sends one app server instance at a time: one worker
         fewer than it has, so HAProxy's health check always finds a free worker (a prefork
         worker serves one kept-alive connection at a time); the rest wait in HAProxy's
         queue, where whichever instance frees a worker first takes them."""
-        return max(1, self.a.starman_workers - 1)
+        return max(1, self.a.app_workers - 1)
 
     @property
     def balancer_pool_max(self) -> int:
         """Idle connections one load balancer keeps to one instance: every load balancer's
         idle connections together leave a worker free."""
-        return max(1, (self.a.starman_workers - 1) // len(self.lbs))
+        return max(1, (self.a.app_workers - 1) // len(self.lbs))
 
     @property
     def balancer_retries(self) -> int:
@@ -496,7 +507,7 @@ def listeners(a: Answers) -> dict[str, list[tuple[int, str]]]:
     role_ports: dict[str, list[tuple[int, str]]] = {
         "lb": [(HTTP_PORT, "nginx")] + ([(HTTPS_PORT, "nginx (TLS)")] if a.lb_tls else [])
         + ([(ACME_RELAY_PORT, "nginx (ACME challenge relay)")] if a.lb_tls and a.lb_count > 1 else []),
-        "app": [(a.app_port + i, f"Starman instance {i + 1}") for i in range(a.starman_instances)],
+        "app": [(a.app_port + i, f"app server instance {i + 1}") for i in range(a.app_instances)],
         "db": [(PG_PORT, "PostgreSQL")],
         "redis": [(REDIS_PORT, "Redis")],
     }
@@ -587,13 +598,13 @@ def derive(a: Answers, target: Target = LINODE, version: str | None = None) -> S
         nodes = []
         for index, name in enumerate(names, start=1):
             address = addresses[name]
-            instances: tuple[StarmanInstance, ...] = ()
+            instances: tuple[AppInstance, ...] = ()
             if role == "app":
                 weight = a.lb_weights.get(name, 1)
                 instances = tuple(
-                    StarmanInstance(node=name, index=i, address=address, port=a.app_port + i,
-                                    unit=f"{project}-starman-{a.app_port + i}", weight=weight)
-                    for i in range(a.starman_instances)
+                    AppInstance(node=name, index=i, address=address, port=a.app_port + i,
+                                    unit=f"{project}-app-{a.app_port + i}", weight=weight)
+                    for i in range(a.app_instances)
                 )
             nodes.append(Node(
                 name=name, role=role, index=index, hostname=f"{project}-{name}", address=address,

@@ -75,7 +75,7 @@ HBA = "nodes/db1/etc/postgresql/*/main/pg_hba.conf"
 REDIS = "nodes/redis1/etc/redis/redis.conf"
 REPLICA = "nodes/redis2/etc/redis/redis.conf"
 SENTINEL = "nodes/redis1/etc/redis/sentinel.conf"
-UNIT = "nodes/app1/etc/systemd/system/shop-starman-5000.service"
+UNIT = "nodes/app1/etc/systemd/system/shop-app-5000.service"
 DB_BOOT = "nodes/db1/usr/local/sbin/shop-first-boot"
 APP_BOOT = "nodes/app1/usr/local/sbin/shop-first-boot"
 APP_ENV = "nodes/app1/etc/shop/app.env"
@@ -107,6 +107,7 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL201", "extra-server", "append", BALANCER, new="    server app4-5000 10.0.0.43:5000\n"),
     Change("HAL201", "nginx-elsewhere", "edit", LB, "server 127.0.0.1:8404 max_fails=0;",
            "server 127.0.0.1:8405 max_fails=0;"),
+    Change("HAL201", "starlet-moved", "edit", UNIT, "--port=10.0.0.40:5000 ", "--port=10.0.0.40:5009 "),
     Change("HAL202", "listener-blocked", "edit", DB_BOOT, "ufw allow proto tcp from 10.0.0.20/31 to any port 5432",
            "ufw allow proto tcp from 10.0.0.20/31 to any port 5433"),
     Change("HAL202", "port-without-listener", "edit", APP_BOOT, "ufw --force enable",
@@ -176,11 +177,12 @@ CHANGES: tuple[Change, ...] = (
            new="".join(f"# padding line {i:05d} {'x' * 60}\n" for i in range(200))),
     Change("HAL402", "unbounded-slots", "edit", PG, "max_slot_wal_keep_size = '16384MB'",
            "max_slot_wal_keep_size = -1"),
-    Change("HAL403", "haproxy-outlives-starman", "edit", BALANCER, "pool-purge-delay 4s", "pool-purge-delay 10s"),
+    Change("HAL403", "haproxy-outlives-app-server", "edit", BALANCER, "pool-purge-delay 4s", "pool-purge-delay 10s"),
     Change("HAL403", "nginx-outlives-haproxy", "edit", LB, "keepalive_timeout 60s;", "keepalive_timeout 70s;"),
     Change("HAL404", "no-keepalive", "edit", LB, "        keepalive 32;\n", ""),
     Change("HAL404", "http-1.0", "edit", LB, "            proxy_http_version 1.1;\n", ""),
     Change("HAL405", "too-few-connections", "edit", PG, "max_connections = 200", "max_connections = 10"),
+    Change("HAL405", "starlet-workers-raised", "edit", UNIT, "--max-workers 5 ", "--max-workers 300 "),
     Change("HAL406", "shared-buffers-too-big", "edit", PG, "shared_buffers = '1024MB'", "shared_buffers = '3500MB'"),
     Change("HAL407", "no-maxmemory", "edit", REDIS, "maxmemory 1024mb", "# maxmemory 1024mb"),
     Change("HAL407", "maxmemory-too-big", "edit", REDIS, "maxmemory 1024mb", "maxmemory 1900mb"),
@@ -331,7 +333,7 @@ TOOL_CHANGES: tuple[Change, ...] = (
            "SystemCallArchitectures=native\nSystemCallFilter=@system-service\n"
            "SystemCallFilter=~@privileged @resources\n"
            "# The app is your code: a refused call fails like any permission error instead of\n"
-           "# killing the worker (Net::Server itself calls setgroups() at start, harmlessly refused).\n"
+           "# killing the worker.\n"
            "SystemCallErrorNumber=EPERM\nCapabilityBoundingSet=\nAmbientCapabilities=\n", ""),
     Change("HAL507", "drop-in-unsandboxes", "write", "nodes/redis1/etc/systemd/system/shop-redis.service.d/debug.conf",
            new="[Service]\n# for strace while debugging\nCapabilityBoundingSet=~\nSystemCallFilter=\n"
@@ -342,7 +344,7 @@ ALL_CHANGES = CHANGES + TOOL_CHANGES
 
 _WORKFLOW = ".github/workflows/halgen-lint.yml"
 _APT = ("sudo apt-get install -y -qq --no-install-recommends nginx systemd cloud-init {}postgresql redis-server "
-        "openssl starman")
+        "openssl starman starlet")
 
 # HAND-WRITTEN, not from a mutation: HAL002 and HAL003 report on the other rules (a
 # program missing where lint runs, a rule that crashed), so no change to a repo's files

@@ -27,20 +27,84 @@ class Listener:
         return f"{self.address}:{self.port}"
 
 
+# What each PSGI server does when an option is absent: its own defaults.
+APP_SERVER_DEFAULTS = {
+    "starman": {"workers": "5", "keepalive_timeout": "1"},
+    "starlet": {"workers": "10", "keepalive_timeout": "2"},
+}
+
+
 @dataclass(frozen=True)
-class StarmanCommand:
+class AppCommand:
+    """An app server unit's ExecStart=: Starman, or Starlet (plackup -s Starlet, alone or
+    under Server::Starter's start_server), with the options that matter to the rules."""
+
     file: str
     line: int
-    options: dict[str, list[str]]  # '--workers' -> ['5']; both '--x y' and '--x=y' forms
+    server: str  # "starman" or "starlet"
+    listens: tuple[str, ...]  # ADDRESS:PORT
+    options: dict[str, list[str]]  # the server's own options: '--workers' -> ['5']
 
-    def last(self, option: str, default: str) -> str:
-        return self.options.get(option, [default])[-1]
+    @property
+    def workers(self) -> str:
+        found = _last(self.options, "--workers" if self.server == "starman" else "--max-workers")
+        return found or APP_SERVER_DEFAULTS[self.server]["workers"]
+
+    @property
+    def keepalive_timeout(self) -> str:
+        return _last(self.options, "--keepalive-timeout") or APP_SERVER_DEFAULTS[self.server]["keepalive_timeout"]
+
+    @property
+    def title(self) -> str:
+        return self.server.capitalize()
 
 
-def starman_commands(repo: Repo) -> list[StarmanCommand]:
-    """The ExecStart= of every Starman unit, its options parsed as Getopt::Long does."""
+def getopt_long(argv: list[str]) -> dict[str, list[str]]:
+    """Options as Getopt::Long reads them: both '--x y' and '--x=y' forms, '-s X' too."""
+    options: dict[str, list[str]] = {}
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-") or arg == "-":
+            continue
+        name, eq, value = arg.partition("=")
+        if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            value = argv[i + 1]
+        options.setdefault(name, []).append(value)
+    return options
+
+
+def _last(options: dict[str, list[str]], *names: str) -> str:
+    values = [v for name in names for v in options.get(name, [])]
+    return values[-1] if values else ""
+
+
+def app_command(file: str, line: int, argv: list[str]) -> AppCommand | None:
+    program = argv[0].rsplit("/", 1)[-1] if argv else ""
+    listens: list[str] = []
+    if program == "start_server":
+        split = argv.index("--") if "--" in argv else len(argv)
+        listens = [v for v in getopt_long(argv[1:split]).get("--port", []) if ":" in v]
+        argv = argv[split + 1:]
+        program = argv[0].rsplit("/", 1)[-1] if argv else ""
+    options = getopt_long(argv[1:])
+    if program == "starman":
+        server = "starman"
+    elif program == "plackup" and _last(options, "-s", "--server").lower() == "starlet":
+        server = "starlet"
+    else:
+        return None
+    if not listens:
+        listens = [v for v in options.get("--listen", []) + options.get("-l", []) if ":" in v]
+        host, port = _last(options, "--host"), _last(options, "--port", "-p")
+        if server == "starlet" and host and port:
+            listens.append(f"{host}:{port}")
+    return AppCommand(file, line, server, tuple(listens), options)
+
+
+@functools.cache
+def app_commands(repo: Repo) -> list[AppCommand]:
+    """The ExecStart= of every app server unit."""
     found = []
-    for rel in repo.starman_units():
+    for rel in repo.app_units():
         for entry in repo.unit(rel)[0]:
             if entry.key != "ExecStart":
                 continue
@@ -48,27 +112,22 @@ def starman_commands(repo: Repo) -> list[StarmanCommand]:
                 argv = shlex.split(entry.value)
             except ValueError:
                 continue
-            options: dict[str, list[str]] = {}
-            for i, arg in enumerate(argv):
-                if not arg.startswith("--"):
-                    continue
-                name, eq, value = arg.partition("=")
-                if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
-                    value = argv[i + 1]
-                options.setdefault(name, []).append(value)
-            found.append(StarmanCommand(rel, entry.line, options))
+            command = app_command(rel, entry.line, argv)
+            if command is not None:
+                found.append(command)
     return found
 
 
 @functools.cache
-def starman_listeners(repo: Repo) -> list[Listener]:
-    """Every Starman --listen of the repo (once per lint run: each node's checks ask)."""
+def app_listeners(repo: Repo) -> list[Listener]:
+    """Every app server's listen address (once per lint run: each node's checks ask)."""
     found = []
-    for command in starman_commands(repo):
-        for value in command.options.get("--listen", []):
+    for command in app_commands(repo):
+        for value in command.listens:
             host, _, port = value.rpartition(":")
             if host and port.isdigit():
-                found.append(Listener(node_of(command.file), command.file, command.line, host, int(port), "Starman"))
+                found.append(Listener(node_of(command.file), command.file, command.line, host, int(port),
+                                      command.title))
     return found
 
 
@@ -133,7 +192,7 @@ def redis_master(repo: Repo) -> tuple[str, int, str] | None:
 
 def node_listeners(repo: Repo, node: str) -> list[Listener]:
     """Every TCP port a node's files make it listen on (beside sshd)."""
-    found: list[Listener] = [s for s in starman_listeners(repo) if s.node == node]
+    found: list[Listener] = [s for s in app_listeners(repo) if s.node == node]
     for rel in repo.node_files(node, r"etc/nginx/nginx\.conf"):
         found += [Listener(node, rel, line, "*", port, "nginx") for port, line in nginx_ports(repo, rel)]
     for rel in repo.node_files(node, r"etc/postgresql/\d+/main/postgresql\.conf"):

@@ -215,8 +215,8 @@ class Repo:
     def units(self) -> list[str]:
         return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+\.service")
 
-    def starman_units(self) -> list[str]:
-        return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+-starman-\d+\.service")
+    def app_units(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+-app-\d+\.service")
 
     def app_envs(self) -> list[str]:
         return self.glob(r"nodes/[^/]+/etc/[^/]+/app\.env")

@@ -1,9 +1,15 @@
 """Benchmark: the generated load balancer (nginx at the edge, HAProxy balancing) against the
 seed document's nginx config, verbatim, in one run.
 
-Both proxy to the same Starman instances of the running rehearsal, one at a time on
-the same address and port, loaded by the same wrk command; rounds alternate which
-config goes first. Figures: requests per second, p50 and p99 latency.
+The generated config proxies to the rehearsal's app servers, the seed's to Starman
+(the seed's app server): the same instances when the stack runs Starman; otherwise a
+second set started as the seed's unit starts Starman (``starman --workers N --listen
+ADDRESS:PORT app.psgi``) beside each instance, on its port + SEED_STARMAN_PORT_OFFSET,
+with the stack's worker count, app, environment and ``-E deployment`` (the seed's unit
+leaves PLACK_ENV unset, which would load Plack's development middleware and flatter the
+generated side). One config at a time on the same address and port, loaded by the same
+wrk command; rounds alternate which config goes first. Figures: requests per second,
+p50 and p99 latency.
 
 The seed's config (seed-nginx.conf: lines 8-44 of the seed document, byte for byte)
 is a fragment for nginx's http context, so it is included from a minimal main file
@@ -12,7 +18,7 @@ worker_connections copied from the generated config, so that only the proxying
 differs). Exactly two substitutions are made in the fragment, both needed to run
 on loopback:
 - its three ``server 10.10.0.N:5000 ...;`` upstream lines become one line per Starman
-  instance of the rehearsal, each with the seed's own parameters
+  instance, each with the seed's own parameters
   (``weight=10 max_fails=3 fail_timeout=30s``);
 - ``listen 80;`` becomes ``listen ADDRESS:PORT;`` (the bench address).
 The generated config runs with its listen lines bound the same way (nginx.bind_listens),
@@ -32,12 +38,15 @@ from pathlib import Path
 from halgen.host.processes import wait_for_port
 from halgen.rehearse import nginx
 from halgen.rehearse.layout import RehearsalError
-from halgen.rehearse.stack import Rehearsal
+from halgen.rehearse.stack import SYSTEMD_PATH, Rehearsal
+from halgen.rehearse.units import service_command
 
 SEED_CONF = Path(__file__).with_name("seed-nginx.conf")
+# The seed's Starman beside an instance of another app server listens on its port + this.
+SEED_STARMAN_PORT_OFFSET = 100
 SEED_SERVER = re.compile(r"^server 10\.10\.0\.\d+:5000 (weight=10 max_fails=3 fail_timeout=30s;)$", re.M)
 RPS_RATIO_TARGET = 2.5
-# Loads, as multiples of the stack's Starman workers: every worker busy, then 2x and 4x
+# Loads, as multiples of the stack's app server workers: every worker busy, then 2x and 4x
 # as many connections as workers (the overflow must queue somewhere without hurting p99).
 LOAD_MULTIPLES = (1, 2, 4)
 WRK_SCRIPT = """
@@ -171,15 +180,35 @@ def _main_context(generated: str) -> tuple[str, str]:
     return (workers[1] if workers else "auto"), (connections[1] if connections else "1024")
 
 
-def write_seed_config(r: Rehearsal, directory: Path, listen: str) -> Path:
+def write_seed_config(r: Rehearsal, directory: Path, listen: str, upstreams: list[str]) -> Path:
     lb = r.stack.lbs[0]
     generated = (Path(lb.paths.nginx_conf_dir) / "nginx.conf").read_text()
     directory.mkdir(parents=True, exist_ok=True)
-    upstreams = [instance.listen for instance in r.stack.instances]
     (directory / "seed.conf").write_text(seed_fragment(SEED_CONF.read_text(), upstreams, listen))
     main = directory / "nginx.conf"
     main.write_text(seed_main(directory, *_main_context(generated)))
     return main
+
+
+def start_seed_starman(r: Rehearsal) -> tuple[list[str], list[subprocess.Popen]]:
+    """The Starman instances the seed's config proxies to (listen addresses), and the
+    processes started for them (none when the stack itself runs Starman)."""
+    if r.stack.a.app_server == "starman":
+        return [instance.listen for instance in r.stack.instances], []
+    listens, procs = [], []
+    for node in r.stack.apps:
+        for instance in node.instances:
+            command = service_command(Path(node.paths.root) / "etc/systemd/system" / f"{instance.unit}.service")
+            listen = f"{instance.address}:{instance.port + SEED_STARMAN_PORT_OFFSET}"
+            argv = ["starman", "--workers", str(r.stack.a.app_workers), "--listen", listen, "-E", "deployment",
+                    command.argv[-1]]
+            procs.append(r.loopback.spawn(argv, f"seed-starman-{node.name}-{instance.port}",
+                                          env={"PATH": SYSTEMD_PATH, **command.environment()}, cwd=command.cwd))
+            listens.append(listen)
+    for listen in listens:
+        address, port = listen.rsplit(":", 1)
+        wait_for_port(address, int(port), 60)
+    return listens, procs
 
 
 def wrk(url: str, host: str, script: Path, duration_s: float, connections: int, threads: int) -> Round:
@@ -197,11 +226,11 @@ def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int
         path: str = "/") -> BenchResult:
     """Alternate the two configs on the first load balancer's address and port, with the
     rehearsal's own load balancers stopped meanwhile (idle upstream keep-alive
-    connections of theirs would hold Starman workers).
+    connections of theirs would hold app server workers).
 
-    Each load is a row: by default 1x, 2x and 4x the stack's Starman workers as wrk
+    Each load is a row: by default 1x, 2x and 4x the stack's app server workers as wrk
     connections; ``connections`` measures that one load only."""
-    workers = r.stack.total_starman_workers
+    workers = r.stack.total_app_workers
     loads = [connections] if connections else [workers * multiple for multiple in LOAD_MULTIPLES]
     if r.stack.a.lb_tls:
         raise RehearsalError("the benchmark compares plain HTTP like the seed's: render with lb_tls: false")
@@ -210,7 +239,8 @@ def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int
     ls, lb = r.loopback, r.stack.lbs[0]
     directory = ls.base / "bench"
     endpoint = r.endpoint(lb)
-    seed_conf = write_seed_config(r, directory / "seed", f"{endpoint.address}:{endpoint.port}")
+    seed_upstreams, seed_app_servers = start_seed_starman(r)
+    seed_conf = write_seed_config(r, directory / "seed", f"{endpoint.address}:{endpoint.port}", seed_upstreams)
     script = directory / "report.lua"
     script.write_text(WRK_SCRIPT)
     for running in (r.lbs, r.balancers):
@@ -238,6 +268,8 @@ def run(r: Rehearsal, rounds: int = 3, duration_s: float = 5.0, connections: int
                     for proc in procs:
                         ls.processes.stop(proc)
         rows.append(LoadRow(load, figures["generated"], figures["seed"]))
+    for proc in seed_app_servers:
+        ls.processes.stop(proc)
     for node in r.stack.lbs:
         r.start_balancer(node)
         r.start_nginx(node)

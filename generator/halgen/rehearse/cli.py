@@ -27,7 +27,7 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
               help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed).")
 @click.option("--bench", is_flag=True,
               help="Benchmark the generated load balancer (nginx + HAProxy) against the seed document's nginx "
-                   "at 1x, 2x and 4x the Starman workers (needs wrk); "
+                   "at 1x, 2x and 4x the app server workers (needs wrk); "
                    "with vpc_tls, also the data path against a twin stack without TLS inside the VPC.")
 @click.option("--bench-rounds", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Benchmark rounds; each runs both configs, alternating which goes first.")
@@ -35,7 +35,7 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
               help="Seconds of load per config and round.")
 @click.option("--bench-connections", type=click.IntRange(2, 10000),
               help="Measure this many concurrent wrk connections only.  [default: 1x, 2x and 4x the stack's "
-                   "Starman workers, one row each]")
+                   "app server workers, one row each]")
 @click.option("--check", is_flag=True,
               help="Only name the programs that are missing here and print the apt command that installs them.")
 @click.option("--loopback-subnet", default=DEFAULT_SUBNET, show_default=True,
@@ -45,8 +45,8 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench_rounds: int, bench_duration: float,
              bench_connections: int | None, check: bool, loopback_subnet: str, keep: bool, as_json: bool) -> None:
     """Run REPO's stack on this machine on loopback addresses, in dependency order: the
-    PostgreSQL primary and replicas, Redis, the Sentinels, Starman with the demo app,
-    HAProxy and nginx.
+    PostgreSQL primary and replicas, Redis, the Sentinels, the app servers (Starlet or
+    Starman) with the demo app, HAProxy and nginx.
     Smoke-test it through the load balancers, run the drills and the benchmark asked for,
     print a report, and stop everything it started (also on Ctrl-C) and remove its
     temporary directory.

@@ -35,7 +35,7 @@ def _failed(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if not s.ok]
 
 
-# Starman writes a response's headers and its body in two write() calls. A worker
+# Starman writes a response's headers and its body in two write() calls: a worker
 # killed or stopped between them leaves nginx with a response it has already begun
 # sending to the client: nobody can retry that request. It is the one request each
 # victim worker was answering at that instant; such cuts are counted apart, and the
@@ -64,7 +64,7 @@ def _await_success(load: Load, moment: float, timeout: float) -> None:
 
 
 def _signal_app(r: Rehearsal, node: Node, signum: int) -> None:
-    for proc in r.starman[node.name]:
+    for proc in r.app_servers[node.name]:
         r.loopback.processes.signal_group(proc, signum)
 
 
@@ -78,7 +78,7 @@ APP_KILL_TARGET = "0 failed idempotent requests" + CUT_NOTE
 
 
 def app_kill(r: Rehearsal) -> DrillResult:
-    """SIGKILL one app server's Starman while GETs flow through every load balancer."""
+    """SIGKILL one app server's PSGI server while GETs flow through every load balancer."""
     name = "app-kill"
     if len(r.stack.apps) < 2:
         return _skip(name, APP_KILL_TARGET, "one app server has no peer to take over")
@@ -90,8 +90,8 @@ def app_kill(r: Rehearsal) -> DrillResult:
         time.sleep(4.0)
     samples = load.stop()
     failed = _failed(samples)
-    r.start_starman(victim)  # back in service for the drills that follow
-    workers = r.stack.a.starman_workers * r.stack.a.starman_instances
+    r.start_app_servers(victim)  # back in service for the drills that follow
+    workers = r.stack.a.app_workers * r.stack.a.app_instances
     return DrillResult(name, APP_KILL_TARGET, passed=_app_fault_passed(samples, failed, workers), figures={
         "victim": victim.name,
         "requests": len(samples),
@@ -105,7 +105,7 @@ OUT_OF_ROTATION_TARGET_S = 5.0
 
 
 def app_hang(r: Rehearsal) -> DrillResult:
-    """SIGSTOP one app server's Starman under load and keep it stopped until the figures
+    """SIGSTOP one app server's PSGI server under load and keep it stopped until the figures
     are taken. A hang, unlike a crash, still accepts connections (the kernel completes
     them): only a timeout tells. Each load balancer's HAProxy must take the victim out
     by its active check within seconds and send it nothing after that; the requests it
@@ -139,7 +139,7 @@ def app_hang(r: Rehearsal) -> DrillResult:
             _signal_app(r, victim, signal.SIGCONT)
     failed = _failed(samples)
     slowest = max((s.seconds for s in samples), default=0.0)
-    workers = a.starman_workers * a.starman_instances
+    workers = a.app_workers * a.app_instances
     taken_out = len(out_at) == len(r.stack.lbs)
     out_after = max((t for t, _ in out_at.values()), default=float("inf"))
     sent_after = sum(sent_end.get(lb, 0) - sent for lb, (_, sent) in out_at.items())

@@ -39,7 +39,8 @@ def needed(pg_version: int, bench: bool = False, tls: bool = False) -> list[Prog
     programs = [
         Program("nginx", "nginx"),
         Program("haproxy", "haproxy"),
-        Program("starman", "starman"),
+        Program("starman", "starman"),  # the seed's app server: the bench's baseline
+        Program("start_server", "starlet"),  # Server::Starter; Debian's starlet needs it
         Program("perl module Plack", "libplack-perl"),
         Program("perl module DBD::Pg", "libdbd-pg-perl"),
         Program("perl module Redis", "libredis-perl"),

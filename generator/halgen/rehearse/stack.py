@@ -81,7 +81,7 @@ class Rehearsal:
     ls: LoopbackStack | None = None
     pg: dict[str, subprocess.Popen] = field(default_factory=dict)
     redis: dict[str, subprocess.Popen] = field(default_factory=dict)
-    starman: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
+    app_servers: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
     acme_root_ca: str = ""  # the root the ACME server's certificates chain to (lb_tls)
     lbs: dict[str, subprocess.Popen] = field(default_factory=dict)
     balancers: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -170,7 +170,7 @@ class Rehearsal:
 
     # --- start ------------------------------------------------------------------
     def start(self) -> None:
-        """PostgreSQL primary -> replicas -> Redis -> Sentinels -> Starman -> HAProxy -> nginx."""
+        """PostgreSQL primary -> replicas -> Redis -> Sentinels -> app servers -> HAProxy -> nginx."""
         ls, stack = self.loopback, self.stack
         primary = stack.dbs[0]
         self.progress(f"PostgreSQL primary {primary.name}: initdb, start, run {stack.project}-pg-setup-primary")
@@ -198,8 +198,9 @@ class Rehearsal:
                     cwd=node.paths.root)
             datatier.wait_for_sentinels(ls)
         for node in stack.apps:
-            self.progress(f"Starman on {node.name}: {', '.join(i.listen for i in node.instances)}")
-            self.start_starman(node)
+            listens = ", ".join(i.listen for i in node.instances)
+            self.progress(f"{self.stack.app_server_title} on {node.name}: {listens}")
+            self.start_app_servers(node)
         for node in stack.tls_lbs:
             _checked_script(self.loopback, node, "tls", "placeholder")
         for node in stack.lbs:
@@ -231,14 +232,14 @@ class Rehearsal:
             wait_until(partial(_verified, endpoint, stack.a.lb_health_path), 30,
                        f"{endpoint.address} to serve the issued certificate")
 
-    def start_starman(self, node: Node) -> None:
+    def start_app_servers(self, node: Node) -> None:
         procs = []
         for instance in node.instances:
             unit = Path(node.paths.root) / "etc/systemd/system" / f"{instance.unit}.service"
             command = service_command(unit)
-            procs.append(self.loopback.spawn(command.argv, f"starman-{node.name}-{instance.port}",
+            procs.append(self.loopback.spawn(command.argv, f"app-{node.name}-{instance.port}",
                                            env={"PATH": SYSTEMD_PATH, **command.environment()}, cwd=command.cwd))
-        self.starman[node.name] = procs
+        self.app_servers[node.name] = procs
         for instance in node.instances:
             wait_for_port(instance.address, instance.port, 30)
 
@@ -254,7 +255,7 @@ class Rehearsal:
         # Until the first checks pass, HAProxy has no server to send a request to.
         sock = haproxy.stats_socket(node)
         wait_until(lambda: haproxy.all_up(sock) or None, 30,
-                   f"HAProxy on {node.name} to see every Starman instance up")
+                   f"HAProxy on {node.name} to see every app server instance up")
 
     def start_nginx(self, node: Node) -> None:
         conf = self.nginx_conf(node)
@@ -277,7 +278,7 @@ class Rehearsal:
 
     # --- what drills use ---------------------------------------------------------
     def balancer_states(self) -> dict[str, dict[str, haproxy.ServerState]]:
-        """Each load balancer's HAProxy's view of the Starman instances, by server name."""
+        """Each load balancer's HAProxy's view of the app server instances, by server name."""
         return {node.name: haproxy.servers(haproxy.stats_socket(node)) for node in self.stack.lbs
                 if node.name in self.balancers}
 

@@ -14,17 +14,17 @@ from halgen.lint.repo import Repo, node_of
 
 @rule("HAL201", "upstream-matches-starman", "error", "consistency")
 def upstream_matches_starman(repo: Repo) -> Iterator[Problem]:
-    """Each load balancer reaches every Starman instance and nothing else: nginx's upstream
-    names the node's own HAProxy (or Starman instances), and HAProxy's servers are exactly
-    the Starman listen addresses.
+    """Each load balancer reaches every app server instance (Starman or Starlet) and nothing
+    else: nginx's upstream names the node's own HAProxy (or the instances), and HAProxy's
+    servers are exactly the instances' listen addresses.
 
     An instance missing from the balancer never gets traffic (you pay for it
-    idle); a server with no Starman behind it costs every request that lands
+    idle); a server with no app server behind it costs every request that lands
     there a failed connect and a retry; an nginx upstream server that is neither
     leads nowhere. Re-render after changing the number of app servers
     (`halgen scale app N`) rather than editing by hand.
     """
-    listeners = {s.endpoint: s for s in facts.starman_listeners(repo)}
+    listeners = {s.endpoint: s for s in facts.app_listeners(repo)}
     for rel in repo.nginx_confs():
         node = node_of(rel)
         balancer = facts.balancer(repo, node)
@@ -40,16 +40,17 @@ def upstream_matches_starman(repo: Repo) -> Iterator[Problem]:
                 reached.update(line.args[1] for line in balancer.servers)
                 missing_at = (balancer.file, balancer.servers[0].line if balancer.servers else 1)
             else:
-                yield Problem(rel, d.line, f"upstream server {d.args[0]} is neither a Starman instance's --listen "
+                yield Problem(rel, d.line, f"upstream server {d.args[0]} is neither an app server instance's listen "
                                            f"address nor {node}'s HAProxy")
         if balancer is not None:
             for line in balancer.servers:
                 if line.args[1] not in listeners:
                     yield Problem(balancer.file, line.line,
-                                  f"server {line.args[0]} {line.args[1]} is no Starman instance's --listen address")
+                                  f"server {line.args[0]} {line.args[1]} is no app server instance's listen address")
         for endpoint, listener in sorted(listeners.items()):
             if endpoint not in reached:
-                yield Problem(*missing_at, f"Starman {endpoint} ({listener.file}) is missing from {node}'s balancing")
+                yield Problem(*missing_at,
+                              f"{listener.what} {endpoint} ({listener.file}) is missing from {node}'s balancing")
 
 
 @rule("HAL202", "firewall-matches-listeners", "error", "consistency")
@@ -116,7 +117,7 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Problem]:
 @rule("HAL204", "firewall-admits-clients", "error", "consistency")
 def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
     """Each internal port admits every node that must connect to it: load balancers to
-    Starman, app and DB nodes to PostgreSQL, app/Redis/Sentinel nodes to Redis and Sentinel.
+    the app servers, app and DB nodes to PostgreSQL, app/Redis/Sentinel nodes to Redis and Sentinel.
 
     A missing source breaks a path only when it is used: a replica that cannot
     reach a new primary after a failover, an app server added later. Re-render
@@ -130,7 +131,7 @@ def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
     dbs = [n.address for n in stack.dbs]
     redis = [n.address for n in stack.redis]
     sentinels = [n.address for n in stack.sentinels]
-    clients = {"Starman": lbs, "PostgreSQL": apps + dbs, "Redis": apps + redis + sentinels,
+    clients = {"Starman": lbs, "Starlet": lbs, "PostgreSQL": apps + dbs, "Redis": apps + redis + sentinels,
                "Sentinel": apps + sentinels}
     for rel in repo.first_boots():
         node = node_of(rel)
@@ -332,8 +333,8 @@ def node_files(repo: Repo) -> Iterator[Problem]:
         if not node.sentinel and repo.exists(f"nodes/{node.name}/etc/redis/sentinel.conf"):
             yield Problem(f"nodes/{node.name}/etc/redis/sentinel.conf", 0, f"{node.name} runs no Sentinel")
         if node.role == "app":
-            pattern = r"etc/systemd/system/[^/]+-starman-\d+\.service"
+            pattern = r"etc/systemd/system/[^/]+-app-\d+\.service"
             units = {u.rsplit("/", 1)[1] for u in repo.node_files(node.name, pattern)}
             for unit in sorted(units - {f"{i.unit}.service" for i in node.instances}):
                 yield Problem(f"nodes/{node.name}/etc/systemd/system/{unit}", 0,
-                          "Starman unit for no instance of the answers")
+                          "app server unit for no instance of the answers")

@@ -13,8 +13,6 @@ from halgen.lint import effective, facts
 from halgen.lint.registry import rule
 from halgen.lint.repo import Repo, node_of
 
-STARMAN_DEFAULT_WORKERS = 5
-STARMAN_DEFAULT_KEEPALIVE_S = 1
 HAPROXY_DEFAULT_PURGE_S = 5
 NGINX_DEFAULT_UPSTREAM_KEEPALIVE_S = 60
 
@@ -77,28 +75,28 @@ def _seconds(value: str) -> float | None:
 @rule("HAL403", "upstream-keepalive-timeout", "error", "operations")
 def upstream_keepalive_timeout(repo: Repo) -> Iterator[Problem]:
     """Whoever keeps a connection to the next hop open closes it when idle before the
-    next hop does: HAProxy's pool-purge-delay below Starman's --keepalive-timeout, and
-    nginx's upstream keepalive_timeout below HAProxy's (or, proxying to Starman
-    directly, Starman's).
+    next hop does: HAProxy's pool-purge-delay below the app server's --keepalive-timeout,
+    and nginx's upstream keepalive_timeout below HAProxy's (or, proxying to the app
+    servers directly, theirs).
 
     If the server closes an idle connection first, the next request may be sent
     into a socket that is being closed: a 502 for the client, and POSTs are not
-    retried. nginx's default is 60 s, HAProxy's pool-purge-delay 5 s, Starman's 1 s.
+    retried. nginx's default is 60 s, HAProxy's pool-purge-delay 5 s, Starman's 1 s,
+    Starlet's 2 s.
     """
-    starman = [(c.file, _seconds(c.last("--keepalive-timeout", str(STARMAN_DEFAULT_KEEPALIVE_S))))
-               for c in facts.starman_commands(repo)]
-    limits = [(t, rel) for rel, t in starman if t is not None]
+    limits = [(t, c.file, c.title) for c in facts.app_commands(repo)
+              if (t := _seconds(c.keepalive_timeout)) is not None]
     if not limits:
         return
-    shortest, where = min(limits)
-    listeners = {s.endpoint for s in facts.starman_listeners(repo)}
+    shortest, where, title = min(limits)
+    listeners = {s.endpoint for s in facts.app_listeners(repo)}
     for rel in repo.nginx_confs():
         balancer = facts.balancer(repo, node_of(rel))
         if balancer is not None:
             for line, delay in _purge_delays(balancer):
                 if delay is not None and delay >= shortest:
                     yield Problem(balancer.file, line,
-                                  f"pool-purge-delay {delay:g}s is not below Starman's {shortest:g}s ({where})")
+                                  f"pool-purge-delay {delay:g}s is not below {title}'s {shortest:g}s ({where})")
         for upstream in effective.nginx_all(repo, rel, "upstream"):
             if upstream.child("keepalive") is None:
                 continue
@@ -106,7 +104,7 @@ def upstream_keepalive_timeout(repo: Repo) -> Iterator[Problem]:
             if balancer is not None and targets & balancer.binds:
                 limit, limit_where = _haproxy_idle_timeout(balancer), f"HAProxy's, {balancer.file}"
             elif targets & listeners:
-                limit, limit_where = shortest, f"Starman's, {where}"
+                limit, limit_where = shortest, f"{title}'s, {where}"
             else:
                 continue
             setting = upstream.child("keepalive_timeout")
@@ -144,9 +142,9 @@ def _haproxy_idle_timeout(balancer: facts.Balancer) -> float | None:
 
 @rule("HAL404", "upstream-keepalive", "warning", "operations")
 def upstream_keepalive(repo: Repo) -> Iterator[Problem]:
-    """nginx keeps connections to Starman open (upstream keepalive, HTTP/1.1, empty Connection header).
+    """nginx keeps connections to the next hop open (upstream keepalive, HTTP/1.1, empty Connection header).
 
-    Without keepalive every request pays a new TCP connection to Starman - the
+    Without keepalive every request pays a new TCP connection - the
     seed's config did this, and it roughly halves throughput. keepalive only
     works with `proxy_http_version 1.1` and `proxy_set_header Connection ""`
     in the location that proxies.
@@ -171,13 +169,13 @@ def upstream_keepalive(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL405", "pg-connections-suffice", "error", "operations")
 def pg_connections_suffice(repo: Repo) -> Iterator[Problem]:
-    """PostgreSQL's max_connections covers every Starman worker plus replication and administration.
+    """PostgreSQL's max_connections covers every app server worker plus replication and administration.
 
-    Each Starman worker holds a connection. When they exceed max_connections,
+    Each app server worker (Starman or Starlet) holds a connection. When they exceed max_connections,
     the workers that come last get 'too many clients' - under peak load, when
     it hurts most.
     """
-    counts = [c.last("--workers", str(STARMAN_DEFAULT_WORKERS)) for c in facts.starman_commands(repo)]
+    counts = [c.workers for c in facts.app_commands(repo)]
     workers = sum(int(n) for n in counts if n.isdigit())
     replicas = max(len(repo.pg_confs()) - 1, 0)
     for rel in repo.pg_confs():
@@ -187,7 +185,7 @@ def pg_connections_suffice(repo: Repo) -> Iterator[Problem]:
         needed = workers + (int(reserved.value) if reserved and reserved.value.isdigit() else 3) + replicas
         if limit and limit.value.isdigit() and int(limit.value) < needed:
             yield Problem(rel, limit.line, f"max_connections = {limit.value} is below the {needed} needed: {workers} "
-                                       f"Starman workers + reserved + {replicas} replica(s)")
+                                       f"app server workers + reserved + {replicas} replica(s)")
 
 
 def _ram_bytes(repo: Repo, node: str) -> int | None:

@@ -39,7 +39,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # name address unit:port ...
 SERVERS=(
-    "app1 10.0.0.40 tiny-starman-5000:5000"
+    "app1 10.0.0.40 tiny-app-5000:5000"
 )
 
 log() { printf '%s rolling-deploy: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }

@@ -54,6 +54,16 @@ CASES: list[tuple[str, bytes, int, str, str]] = [
     ("keepalive-timeout-order", b"lb_keepalive_timeout_s: 9\napp_keepalive_timeout_s: 5\n", 1, "lb_keepalive_timeout_s", "shorter than app_keepalive_timeout_s"),
     ("too-few-db-connections", b"app_servers: 50\npg_max_connections: 100\n", 2, "pg_max_connections", "connections"),
     ("weight-for-unknown-node", b"lb_weights: {app9: 3}\n", 1, "lb_weights.app9", "names no app server"),
+    ("ssh-repo-without-host-keys", b"app_repo: git@git.example.com:shop/app.git\n", 1, "app_repo_host_keys",
+     "needs git.example.com's host keys"),
+    ("host-key-of-another-host", b"app_repo: git@git.example.com:shop/app.git\napp_repo_host_keys:\n"
+     b"  - evil.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n", 3,
+     "app_repo_host_keys[0]", "not app_repo's host git.example.com"),
+    ("host-keys-for-https", b"app_repo: https://git.example.com/shop/app.git\napp_repo_host_keys:\n"
+     b"  - git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n", 2,
+     "app_repo_host_keys", "only for an SSH app_repo"),
+    ("host-key-with-options", b"app_repo_host_keys: ['@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq']\n",
+     1, "app_repo_host_keys[0]", "is not allowed: must be"),
     ("malformed-yaml", b"project: shop\n  domains: [a\n", 2, "(document)", "invalid YAML"),
     ("unclosed-quote", b'project: "shop\n', 1, "(document)", "invalid YAML"),
     ("empty-file", b"", 1, "(document)", "empty"),

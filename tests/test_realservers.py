@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shlex
 import signal
 import stat
 import subprocess
@@ -73,7 +74,8 @@ exit 0
 """
 
 
-def _run_deploy(tmp_path: Path, fail_addr: str = "") -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def _run_deploy(tmp_path: Path, fail_addr: str = "",
+                case: str = "default-ha") -> tuple[subprocess.CompletedProcess[str], list[str]]:
     require("bash")
     fake = tmp_path / "fake-ssh"
     fake.write_text(FAKE_SSH)
@@ -81,7 +83,7 @@ def _run_deploy(tmp_path: Path, fail_addr: str = "") -> tuple[subprocess.Complet
     log = tmp_path / "ssh.log"
     env = {**os.environ, "DEPLOY_SSH": str(fake), "SSH_LOG": str(log), "FAIL_ADDR": fail_addr,
            "HEALTH_TRIES": "2", "HEALTH_DELAY": "0"}
-    script = GOLDEN / "default-ha" / "expected" / "scripts" / "rolling-deploy.sh"
+    script = GOLDEN / case / "expected" / "scripts" / "rolling-deploy.sh"
     result = subprocess.run(["bash", str(script), "v1.2"], env=env, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60)
     return result, log.read_text().splitlines() if log.exists() else []
@@ -103,6 +105,19 @@ def test_rolling_deploy_stops_on_first_failure(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "app2" in result.stderr and "stopping the rollout" in result.stderr
     assert not [c for c in calls if "10.0.0.42" in c], "app3 must not be touched after app2 failed"
+
+
+def test_rolling_deploy_clones_an_ssh_repo_with_the_deploy_key(tmp_path: Path) -> None:
+    result, calls = _run_deploy(tmp_path, case="tls-sync")
+    assert result.returncode == 0, result.stderr
+    clones = [c for c in calls if " git clone " in c]
+    assert len(clones) == 3
+    # What the node's shell gets (ssh joins the words): the SSH command stays one word.
+    words = shlex.split(clones[0].split(" ", 1)[1])
+    config = words[words.index("--config") + 1]
+    assert config == ("core.sshCommand=ssh -i /etc/bank/deploy-key -o IdentitiesOnly=yes -o BatchMode=yes "
+                      "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/bank/git-known-hosts")
+    assert words[words.index(config) + 1] == "git@git.example.com:bank/webapp.git"
 
 
 def test_rolling_deploy_rejects_hostile_ref(tmp_path: Path) -> None:

@@ -49,6 +49,25 @@ def test_secrets_survive_forced_rerender_and_build(tmp_path: Path) -> None:
     assert _secrets(repo) == before
 
 
+def test_the_deploy_key_is_made_once_kept_and_only_on_the_app_servers(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    answers = str(GOLDEN / "tls-sync" / "answers.yml")  # an SSH app_repo
+    assert halgen("render", answers, "--out", str(repo)).returncode == 0
+    built = halgen("build", str(repo), "--allow-placeholders")
+    assert built.returncode == 0 and "secrets/deploy-key.pub" in built.stdout, built.stdout
+    key_file = repo / "secrets" / "deploy-key"
+    key = key_file.read_text()
+    assert key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") and key_file.stat().st_mode & 0o077 == 0
+    assert halgen("render", answers, "--out", str(repo), "--force").returncode == 0
+    again = halgen("build", str(repo), "--allow-placeholders")
+    assert again.returncode == 0 and "deploy-key.pub" not in again.stdout, "told once, when it was made"
+    assert key_file.read_text() == key, "kept across a forced re-render and builds"
+    holders = {path.parts[-4] for path in (repo / "build" / "nodes").glob("*/etc/bank/deploy-key")}
+    assert holders == {"app1", "app2", "app3"}
+    for name, content in tree(repo).items():
+        assert key.encode() not in content and b"OPENSSH PRIVATE KEY" not in content, name
+
+
 def test_no_secret_in_tracked_files_and_build_files_are_private(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     assert halgen("render", str(GOLDEN / "large" / "answers.yml"), "--out", str(repo)).returncode == 0

@@ -132,13 +132,15 @@ def build_cmd(repo: Path, allow_placeholders: bool, renew_certs: bool) -> None:
     the repo's files as they are now, and the secret-bearing node files
     (REPO/build/nodes/<node>/). Secrets come from REPO/secrets/secrets.env (created on
     first use); the stack CA and each node's TLS certificate from REPO/secrets/tls/
-    (created on first use, renewed when due; the CA key never leaves it). build/ and
+    (created on first use, renewed when due; the CA key never leaves it); with an SSH
+    app_repo, the app servers' read-only deploy key from REPO/secrets/deploy-key
+    (created on first use: add the .pub beside it to the git host). build/ and
     secrets/ are gitignored.
 
     Refuses (exit 2, naming each field) while an answer or secret is a stand-in that
     would lock the admins out or break backups, unless --allow-placeholders.
     """
-    from halgen.compiler import placeholders, secrets
+    from halgen.compiler import deploykey, placeholders, secrets
     from halgen.compiler.write import build
 
     answers = pipeline.load_repo_answers(repo)
@@ -148,8 +150,14 @@ def build_cmd(repo: Path, allow_placeholders: bool, renew_certs: bool) -> None:
         if found:
             raise ProblemsError(found, "these are stand-ins, not a real stack: fill them in (or pass "
                                        "--allow-placeholders for a test) and build again")
+    key = repo / deploykey.DEPLOY_KEY
+    had_key = key.exists()
     out = build(repo, answers, renew_certs=renew_certs)
     click.echo(f"halgen: secret-bearing files in {out}")
+    if key.exists() and not had_key:
+        public = key.with_name(key.name + deploykey.PUBLIC_SUFFIX)
+        click.echo(f"halgen: new deploy key for {answers.app_repo}: add {public} to that repository as a "
+                   f"read-only deploy key:\n{public.read_text(encoding='utf-8').strip()}")
 
 
 @main.command()

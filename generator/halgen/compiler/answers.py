@@ -99,6 +99,7 @@ class Answers:
     app_psgi: str
     app_module: str
     app_repo: str
+    app_repo_host_keys: tuple[str, ...]
     app_ref: str
     app_user: str
     db_plan: str

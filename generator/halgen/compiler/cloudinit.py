@@ -37,6 +37,7 @@ OWNERSHIP = [
     ("/etc/redis/*secrets.conf", "redis", "redis", 0o600),
     ("/etc/redis/*", "redis", "redis", None),
     ("/etc/*/app-secrets.env", "root", "{app_user}", 0o640),
+    ("/etc/*/deploy-key", "{app_user}", "{app_user}", 0o400),  # git runs as the app user
     ("/etc/*/*secrets.env", "root", "root", 0o600),
     ("/etc/*/tls/ca.crt", "root", "root", 0o644),  # the stack CA's certificate: public, read by every client
 ]
@@ -80,7 +81,8 @@ def node_files(stack: Stack, node: Node, rendered: dict[str, tuple[bytes, int]])
 def _owner(stack: Stack, path: str, mode: int) -> tuple[str, str, int]:
     for pattern, owner, group, forced in OWNERSHIP:
         if fnmatch.fnmatch(path, pattern):
-            return owner, group.format(app_user=stack.a.app_user), forced if forced is not None else mode
+            return (owner.format(app_user=stack.a.app_user), group.format(app_user=stack.a.app_user),
+                    forced if forced is not None else mode)
     return "root", "root", mode
 
 

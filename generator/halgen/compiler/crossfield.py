@@ -21,6 +21,7 @@ from halgen.compiler.model import (
     node_names,
     plan_addresses,
     sentinel_hosts,
+    ssh_repo_host,
 )
 from halgen.errors import FieldPath, Problem, dotted
 from halgen.formats import cron
@@ -313,3 +314,18 @@ def _subnet_ok(a: Answers) -> bool:
 
 def _short_list(items: list[str], limit: int = 6) -> str:
     return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+@rule
+def repo_host_keys_match_the_repo(a: Answers) -> Iterator[Violation]:
+    host = ssh_repo_host(a.app_repo)
+    if host is None:
+        if a.app_repo_host_keys:
+            yield (("app_repo_host_keys",), "is only for an SSH app_repo (user@host:path)", list(a.app_repo_host_keys))
+        return
+    if not a.app_repo_host_keys:
+        yield (("app_repo_host_keys",), f"an SSH app_repo needs {host}'s host keys (known_hosts lines from "
+               f"ssh-keyscan {host}, fingerprints checked): the app servers trust no other key", [])
+    for i, line in enumerate(a.app_repo_host_keys):
+        if line.split(" ", 1)[0] != host:
+            yield (("app_repo_host_keys", i), f"names {line.split(' ', 1)[0]}, not app_repo's host {host}", line)

@@ -183,6 +183,13 @@ class Target:
 LINODE = Target()
 
 
+def ssh_repo_host(url: str) -> str | None:
+    """The host of an SSH git URL (user@host:path); None for https:// or none."""
+    if not url or url.startswith("https://"):
+        return None
+    return url.split("@", 1)[1].split(":", 1)[0]
+
+
 @dataclass(frozen=True)
 class AppInstance:
     node: str
@@ -433,6 +440,18 @@ class Stack:
     def redis_and_sentinel_nodes(self) -> tuple[Node, ...]:
         """Nodes that run Redis or a Sentinel (a Sentinel may sit on an app or DB node)."""
         return tuple(n for n in self.nodes if n.role == "redis" or n.sentinel)
+
+    # --- the app's code -------------------------------------------------------
+    @property
+    def deploy_key_apps(self) -> tuple[Node, ...]:
+        """App servers that clone app_repo over SSH with the stack's read-only deploy key."""
+        return self.apps if ssh_repo_host(self.a.app_repo) else ()
+
+    @staticmethod
+    def git_ssh_command(paths: Paths) -> str:
+        """How git reaches an SSH app_repo: the deploy key only, the answers' host keys only."""
+        return (f"ssh -i {paths.app_conf_dir}/deploy-key -o IdentitiesOnly=yes -o BatchMode=yes "
+                f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={paths.app_conf_dir}/git-known-hosts")
 
     @property
     def tls_clients(self) -> tuple[Node, ...]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from halgen.compiler import cloudinit, resources, secrets, stackca
+from halgen.compiler import cloudinit, deploykey, resources, secrets, stackca
 from halgen.compiler.answers import Answers
 from halgen.compiler.engine import Blueprint, Output
 from halgen.compiler.model import LINODE, Target, derive
@@ -69,8 +69,10 @@ def build(repo: Path, answers: Answers, target: Target = LINODE, renew_certs: bo
     (local edits included) plus those secrets: ``user-data/<node>.yaml`` for Cloud
     Manager and ``user-data/<node>.yaml.b64`` for the API. TLS certificates that are
     missing or due are issued first (all of them with ``renew_certs``)."""
-    certificates = stackca.ensure(repo, derive(answers, target), renew=renew_certs)
-    secret_files, documents = user_data(repo, answers, secrets.ensure(repo), target, certificates)
+    stack = derive(answers, target)
+    certificates = stackca.ensure(repo, stack, renew=renew_certs)
+    deploy_key = deploykey.ensure(repo, stack.project) if stack.deploy_key_apps else ""
+    secret_files, documents = user_data(repo, answers, secrets.ensure(repo), target, certificates, deploy_key)
     outputs = list(secret_files)
     for node, text in documents.items():
         outputs.append((Path("user-data") / f"{node}.yaml", text, 0o600))
@@ -85,15 +87,18 @@ def build(repo: Path, answers: Answers, target: Target = LINODE, renew_certs: bo
 
 
 def user_data(repo: Path, answers: Answers, secret_values: dict[str, str], target: Target = LINODE,
-              certificates: stackca.StackCertificates | None = None) -> tuple[list[Output], dict[str, str]]:
+              certificates: stackca.StackCertificates | None = None,
+              deploy_key: str | None = None) -> tuple[list[Output], dict[str, str]]:
     """The secret-bearing node files (paths under build/) and every node's pasteable
     user-data, made from the repo's files as they are on disk (with stand-in
-    certificates of the real size when none are given). A document over Linode's
+    certificates and deploy key of the real size when none are given). A document over Linode's
     limit, or a readable part that is missing or malformed, is a RenderError."""
     stack = derive(answers, target)
     tls = certificates or stackca.stand_ins(stack)
+    key = deploy_key if deploy_key is not None else deploykey.stand_in()
     secret_files = [(path, content, 0o600) for path, content, _ in
-                    _render_blueprint("secrets", answers, target, {"secrets": secret_values, "tls": tls})]
+                    _render_blueprint("secrets", answers, target,
+                                      {"secrets": secret_values, "tls": tls, "deploy_key": key})]
     repo_files = _repo_files(repo)
     repo_files.update({str(Path(BUILD_DIR) / path): (content.encode(), mode) for path, content, mode in secret_files})
     documents = {}
@@ -127,14 +132,11 @@ def _repo_files(repo: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def _keep_secrets(old: Path, new: Path) -> None:
-    """A forced re-render replaces the tree but never the stack's secrets (nor its CA and certificates)."""
-    source = old / secrets.SECRETS_FILE
-    if source.is_file():
-        (new / secrets.SECRETS_FILE).parent.mkdir(mode=0o700)
-        shutil.copy2(source, new / secrets.SECRETS_FILE)
-    if (old / stackca.TLS_DIR).is_dir():
-        (new / stackca.TLS_DIR.parent).mkdir(mode=0o700, exist_ok=True)
-        shutil.copytree(old / stackca.TLS_DIR, new / stackca.TLS_DIR)
+    """A forced re-render replaces the tree but never the stack's secrets area: passwords,
+    the CA and certificates, the deploy key."""
+    area = secrets.SECRETS_FILE.parent
+    if (old / area).is_dir():
+        shutil.copytree(old / area, new / area, symlinks=True)
 
 
 def _write_tree(root: Path, outputs: list[Output]) -> None:

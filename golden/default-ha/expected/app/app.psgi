@@ -131,7 +131,7 @@ my $app = sub {
 };
 
 builder {
-    # A Content-Length lets Starman keep the connection alive without chunking, and
+    # A Content-Length lets the PSGI server keep the connection alive without chunking, and
     # a worker killed right after writing the body leaves a complete response
     # (with chunking, the missing last chunk would cut it off at the client).
     enable 'ContentLength';

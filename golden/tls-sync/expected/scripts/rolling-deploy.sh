@@ -34,7 +34,7 @@ DEPLOY_USER="${DEPLOY_USER:-sec}"
 HEALTH_TRIES="${HEALTH_TRIES:-30}"
 HEALTH_DELAY="${HEALTH_DELAY:-1}"
 APP_ROOT="/srv/bank"
-APP_REPO="https://git.example.com/bank/webapp.git"
+APP_REPO="git@git.example.com:bank/webapp.git"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # name address unit:port ...
@@ -59,7 +59,9 @@ on_node() {
 ship_release() {
     local address="$1" release="$2"
     if [[ -n "$APP_REPO" ]]; then
-        on_node "$address" sudo -u perlapp git clone --quiet --depth 1 --branch "$REF" "$APP_REPO" "$release"
+        # ssh joins the words for the node's shell: the quotes keep the SSH command one word there.
+        on_node "$address" sudo -u perlapp git clone --quiet --depth 1 --branch "$REF" \
+            --config "'core.sshCommand=ssh -i /etc/bank/deploy-key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/bank/git-known-hosts'" "$APP_REPO" "$release"
     elif (( DRY_RUN )); then
         printf 'would copy %s/app to %s:%s\n' "$HERE" "$address" "$release"
     else

@@ -282,3 +282,52 @@ def test_generated_haproxy_retries_a_get_elsewhere_and_never_repeats_a_post(tmp_
         for backend in (hung, healthy):
             backend.release.set()
             backend.shutdown()
+
+
+def test_starlet_reload_serves_new_code_and_refuses_no_request(tmp_path: Path) -> None:
+    """systemctl reload (HUP to start_server) as the generated unit runs it: the release
+    'current' points to after the switch answers, and no request fails meanwhile."""
+    require("start_server", "plackup")
+    for release in ("r1", "r2"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "app.psgi").write_text(f"sub {{ [200, ['Content-Type' => 'text/plain'], ['{release}']] }};\n")
+    current = tmp_path / "current"
+    current.symlink_to(tmp_path / "r1")
+    unit = GOLDEN / "default-ha" / "expected" / "nodes" / "app1" / "etc" / "systemd" / "system" / "shop-app-5000.service"
+    port = free_port("127.20.0.45")
+    argv = [arg.replace("/srv/shop/current", str(current))
+            for arg in app_relisten(exec_start(unit.read_text()), f"127.20.0.45:{port}", current / "app.psgi")]
+    argv.insert(1, f"--dir={current}")  # app_relisten drops the node's --dir
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    failures: list[str] = []
+    bodies: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                bodies.append(_get(f"http://127.20.0.45:{port}/", "x")[1])
+            except OSError as err:
+                failures.append(str(err))
+
+    try:
+        wait_for_port("127.20.0.45", port)
+        client = threading.Thread(target=load)
+        client.start()
+        time.sleep(0.5)
+        current.unlink()
+        current.symlink_to(tmp_path / "r2")
+        os.kill(server.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not bodies or bodies[-1] != "r2"):
+            time.sleep(0.1)
+        time.sleep(2)  # the old generation finishes and exits
+        stop.set()
+        client.join(10)
+        assert bodies and bodies[-1] == "r2", "the new release answers after the reload"
+        assert "r1" in bodies and not failures, failures[:3]
+        assert bodies[-20:] == ["r2"] * 20, "the old generation is gone"
+    finally:
+        stop.set()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(15)

@@ -39,8 +39,7 @@ from pathlib import Path
 from halgen.compiler import pipeline
 from halgen.host.processes import wait_for_port, wait_until
 from halgen.rehearse import bench, haproxy, nginx
-from halgen.rehearse.stack import SYSTEMD_PATH, Rehearsal
-from halgen.rehearse.units import service_command
+from halgen.rehearse.stack import Rehearsal
 
 SUBNET = "127.23.0.0/24"  # the tests use 127.20 and the rehearsal 127.21: no collision
 STARLET_PORT_OFFSET = 100  # Starlet instances listen on each Starman port + this
@@ -232,19 +231,7 @@ class Study:
 
     def start_app_set(self, offset: int, command: Callable[[list[str], str, int], list[str]], label: str) -> list[str]:
         """A second set of app servers beside the Starman ones (same app, env and workers)."""
-        listens = []
-        for node in self.r.stack.apps:
-            for instance in node.instances:
-                unit = Path(node.paths.root) / "etc/systemd/system" / f"{instance.unit}.service"
-                cmd = service_command(unit)
-                port = instance.port + offset
-                self.ls.spawn(command(cmd.argv, instance.address, port), f"lbstudy-{label}-{node.name}-{port}",
-                              env={"PATH": SYSTEMD_PATH, **cmd.environment()}, cwd=cmd.cwd)
-                listens.append(f"{instance.address}:{port}")
-        for listen in listens:
-            address, listen_port = listen.rsplit(":", 1)
-            wait_for_port(address, int(listen_port), 60)
-        return listens
+        return self.r.start_beside(offset, command, f"lbstudy-{label}")[0]
 
     def candidates(self) -> list[Candidate]:
         starlet = self.start_app_set(STARLET_PORT_OFFSET, self._starlet_argv, "starlet")

@@ -16,6 +16,7 @@ from pathlib import Path
 from halgen.formats import haproxy
 from halgen.host.processes import free_port, wait_for_port  # noqa: F401
 from halgen.host.tls import self_signed  # noqa: F401  (re-exported for the tests)
+from halgen.lint.facts import app_command
 from halgen.rehearse.nginx import bind_listens  # noqa: F401  (re-exported for the tests)
 from halgen.rehearse.units import parse_unit
 
@@ -45,14 +46,10 @@ def exec_start(unit_text: str) -> list[str]:
 
 
 def app_listen(argv: list[str]) -> str:
-    """The ADDRESS:PORT an app server unit's command listens on: Starman's --listen or
-    Server::Starter's --port= (Starlet)."""
-    for i, arg in enumerate(argv):
-        if arg == "--listen":
-            return argv[i + 1]
-        if arg.startswith("--port="):
-            return arg.split("=", 1)[1]
-    raise AssertionError(f"no listen address in {argv}")
+    """The ADDRESS:PORT an app server unit's command listens on, read as lint reads it."""
+    command = app_command("", 0, argv)
+    assert command is not None and command.listens, f"no app server listen address in {argv}"
+    return command.listens[0]
 
 
 def app_relisten(argv: list[str], listen: str, psgi: Path) -> list[str]:

@@ -9,12 +9,12 @@ they trust no git host key but the answers' ``app_repo_host_keys``.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from halgen.compiler.secrets import write_private
 from halgen.errors import HalgenError
 
 DEPLOY_KEY = Path("secrets") / "deploy-key"
@@ -50,17 +50,10 @@ def ensure(repo: Path, project: str) -> str:
         return text
     key = Ed25519PrivateKey.generate()
     text = _openssh(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(path, text)
+    write_private(path, text)
     path.with_name(path.name + PUBLIC_SUFFIX).write_text(public_line(key, f"{project}-app-servers (read-only)"),
                                                          encoding="utf-8")
     return text
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
 
 
 def stand_in() -> str:

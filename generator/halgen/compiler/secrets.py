@@ -134,8 +134,14 @@ def write(repo: Path, values: dict[str, str]) -> None:
              "# Fill in the ones marked (you provide) before the first backup."]
     lines += [f"# {name}: {NAMES[name]}{' (you provide)' if name in PROVIDED else ''}" for name in NAMES]
     lines += [f"{name}={values[name]}" for name in sorted(values)]
-    tmp = path.with_suffix(".tmp")
+    write_private(path, "\n".join(lines) + "\n")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Owner-only, replaced atomically: a crash never leaves half a secret or key."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+        handle.write(text)
     os.replace(tmp, path)

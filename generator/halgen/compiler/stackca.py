@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from halgen.compiler.model import Node, Stack
+from halgen.compiler.secrets import write_private
 from halgen.errors import HalgenError
 
 TLS_DIR = Path("secrets") / "tls"
@@ -75,8 +75,8 @@ def ensure(repo: Path, stack: Stack, renew: bool = False, now: datetime | None =
             key = ec.generate_private_key(_CURVE)
             cert = _issue(node, key, ca_cert, ca_key, now, _random_serial())
             current = _pem_pair(cert, key)
-            _write_private(key_path, current.key)
-            _write_private(cert_path, current.cert)
+            write_private(key_path, current.key)
+            write_private(cert_path, current.cert)
         nodes[node.name] = current
     return StackCertificates(ca_cert=_cert_pem(ca_cert), nodes=nodes)
 
@@ -121,8 +121,8 @@ def _load_or_make_ca(directory: Path, project: str,
                                f"secrets/ (or move {directory} aside for a new CA and reinstall every node)")
     key = ec.generate_private_key(_CURVE)
     cert = _make_ca_cert(project, key, now, _random_serial())
-    _write_private(key_path, _key_pem(key))
-    _write_private(cert_path, _cert_pem(cert))
+    write_private(key_path, _key_pem(key))
+    write_private(cert_path, _cert_pem(cert))
     return cert, key
 
 
@@ -229,13 +229,3 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != _CURVE.name:
         raise CertificateError(f"{path}: expected an EC P-256 key")
     return key
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Owner-only, replaced atomically: a crash never leaves half a key."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -38,8 +38,7 @@ from pathlib import Path
 from halgen.host.processes import wait_for_port
 from halgen.rehearse import nginx
 from halgen.rehearse.layout import RehearsalError
-from halgen.rehearse.stack import SYSTEMD_PATH, Rehearsal
-from halgen.rehearse.units import service_command
+from halgen.rehearse.stack import Rehearsal
 
 SEED_CONF = Path(__file__).with_name("seed-nginx.conf")
 # The seed's Starman beside an instance of another app server listens on its port + this.
@@ -195,20 +194,9 @@ def start_seed_starman(r: Rehearsal) -> tuple[list[str], list[subprocess.Popen]]
     processes started for them (none when the stack itself runs Starman)."""
     if r.stack.a.app_server == "starman":
         return [instance.listen for instance in r.stack.instances], []
-    listens, procs = [], []
-    for node in r.stack.apps:
-        for instance in node.instances:
-            command = service_command(Path(node.paths.root) / "etc/systemd/system" / f"{instance.unit}.service")
-            listen = f"{instance.address}:{instance.port + SEED_STARMAN_PORT_OFFSET}"
-            argv = ["starman", "--workers", str(r.stack.a.app_workers), "--listen", listen, "-E", "deployment",
-                    command.argv[-1]]
-            procs.append(r.loopback.spawn(argv, f"seed-starman-{node.name}-{instance.port}",
-                                          env={"PATH": SYSTEMD_PATH, **command.environment()}, cwd=command.cwd))
-            listens.append(listen)
-    for listen in listens:
-        address, port = listen.rsplit(":", 1)
-        wait_for_port(address, int(port), 60)
-    return listens, procs
+    workers = str(r.stack.a.app_workers)
+    return r.start_beside(SEED_STARMAN_PORT_OFFSET, lambda argv, address, port: [
+        "starman", "--workers", workers, "--listen", f"{address}:{port}", "-E", "deployment", argv[-1]], "seed-starman")
 
 
 def wrk(url: str, host: str, script: Path, duration_s: float, connections: int, threads: int) -> Round:

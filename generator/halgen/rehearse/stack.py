@@ -33,7 +33,7 @@ from types import FrameType
 from typing import Any
 
 from halgen.compiler.answers import Answers
-from halgen.compiler.model import Node, Stack
+from halgen.compiler.model import AppInstance, Node, Stack
 from halgen.host.acme import AcmeServer, start_pebble
 from halgen.host.processes import can_bind, wait_for_port, wait_until
 from halgen.rehearse import datatier, haproxy, nginx
@@ -233,15 +233,33 @@ class Rehearsal:
                        f"{endpoint.address} to serve the issued certificate")
 
     def start_app_servers(self, node: Node) -> None:
-        procs = []
-        for instance in node.instances:
-            unit = Path(node.paths.root) / "etc/systemd/system" / f"{instance.unit}.service"
-            command = service_command(unit)
-            procs.append(self.loopback.spawn(command.argv, f"app-{node.name}-{instance.port}",
-                                           env={"PATH": SYSTEMD_PATH, **command.environment()}, cwd=command.cwd))
-        self.app_servers[node.name] = procs
+        self.app_servers[node.name] = [self._spawn_instance(node, instance, f"app-{node.name}-{instance.port}")
+                                       for instance in node.instances]
         for instance in node.instances:
             wait_for_port(instance.address, instance.port, 30)
+
+    def start_beside(self, offset: int, argv: Callable[[list[str], str, int], list[str]],
+                     label: str) -> tuple[list[str], list[subprocess.Popen]]:
+        """A second set of app servers, one beside each instance on its port + offset:
+        the command argv(unit's argv, address, port) with the unit's environment and
+        directory (the same app). Their listen addresses and processes."""
+        listens, procs = [], []
+        for node in self.stack.apps:
+            for instance in node.instances:
+                port = instance.port + offset
+                procs.append(self._spawn_instance(node, instance, f"{label}-{node.name}-{port}",
+                                                  _listening_at(argv, instance.address, port)))
+                listens.append(f"{instance.address}:{port}")
+        for listen in listens:
+            address, port_text = listen.rsplit(":", 1)
+            wait_for_port(address, int(port_text), 60)
+        return listens, procs
+
+    def _spawn_instance(self, node: Node, instance: AppInstance, name: str,
+                        argv: Callable[[list[str]], list[str]] | None = None) -> subprocess.Popen:
+        command = service_command(Path(node.paths.root) / "etc/systemd/system" / f"{instance.unit}.service")
+        return self.loopback.spawn(argv(command.argv) if argv else command.argv, name,
+                                   env={"PATH": SYSTEMD_PATH, **command.environment()}, cwd=command.cwd)
 
     def start_balancer(self, node: Node) -> None:
         conf = haproxy.runtime_config(node, self.loopback.base / "run" / f"haproxy-{node.name}.cfg")
@@ -379,3 +397,8 @@ def stray_processes(base: Path) -> list[str]:
         if str(base) in cmdline or cwd.startswith(str(base)):
             strays.append(f"{proc.name}: {cmdline.strip()}")
     return strays
+
+
+def _listening_at(argv: Callable[[list[str], str, int], list[str]], address: str,
+                  port: int) -> Callable[[list[str]], list[str]]:
+    return lambda unit_argv: argv(unit_argv, address, port)

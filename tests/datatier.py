@@ -3,11 +3,9 @@ an S3-compatible server (moto, test-only) standing in for Object Storage."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 
 from halgen.compiler import pipeline
 from halgen.compiler.loader import from_mapping
+from halgen.host import objectstore
 from halgen.host.processes import wait_for_port, wait_until  # noqa: F401
 from halgen.rehearse import datatier, layout
 from halgen.rehearse.datatier import (  # noqa: F401  (re-exported for the tests)
@@ -84,59 +83,18 @@ def loopback_stack(overrides: dict) -> LoopbackStack:
 
 
 def start_object_storage(ls: LoopbackStack) -> None:
-    """moto's S3 server on the rehearsal's storage address, TLS with a throwaway CA
-    that every node trusts, and the (empty) backup bucket."""
+    """The Object Storage stand-in on the rehearsal's storage address, trusted by every
+    node, and a client of it for the tests to look into the bucket."""
     import boto3
 
     stack = ls.stack
-    address = stack.target.object_storage_address
-    cert, key = ls.base / "s3.crt", ls.base / "s3.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    f"/CN={stack.a.backup_endpoint}", "-addext",
-                    f"subjectAltName=DNS:{stack.a.backup_endpoint},IP:{address},DNS:{address}",  # pgBackRest checks DNS names only
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    storage = objectstore.start(ls.processes, ls.base, stack.target.object_storage_address, stack.a.backup_endpoint,
+                                stack.object_storage_region, stack.backup_bucket)
     for node in stack.nodes:
-        shutil.copy(cert, node.paths.ca_file)
-    # moto speaks plain HTTP and closes connections that pgBackRest keeps alive, so
-    # nginx terminates TLS in front of it (pgBackRest 2.45 speaks S3 over TLS only).
-    moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    endpoint = stack.a.backup_endpoint
-    backend = str(ipaddress.IPv4Address(address) - 1)
-    ls.spawn([moto, "-H", backend, "-p", "80"], "s3",
-             env={**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": f"http://{endpoint},{endpoint}"})
-    wait_for_port(backend, 80, 30)
-    prefix = ls.base / "s3-tls"
-    (prefix / "logs").mkdir(parents=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_max_body_size 0;
-    upstream moto {{ server {backend}:80; keepalive 8; }}
-    server {{
-        listen {address}:443 ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        location / {{
-            proxy_pass http://moto;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_request_buffering off;
-            proxy_buffering off;
-        }}
-    }}
-}}
-""")
-    ls.spawn(["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], "s3-tls")
-    wait_for_port(address, 443, 30)
-    ls.s3 = boto3.client("s3", endpoint_url=f"https://{address}:443", aws_access_key_id="halgentestkey",
+        shutil.copy(storage.cert, node.paths.ca_file)
+    ls.s3 = boto3.client("s3", endpoint_url=storage.url, aws_access_key_id="halgentestkey",
                          aws_secret_access_key="halgentestsecret", region_name=stack.object_storage_region,
-                         verify=str(cert))
-    ls.s3.create_bucket(Bucket=stack.backup_bucket,
-                        CreateBucketConfiguration={"LocationConstraint": stack.object_storage_region})
+                         verify=str(storage.cert))
 
 
 def bucket_bytes(ls: LoopbackStack, prefix: str = "") -> int:

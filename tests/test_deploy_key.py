@@ -17,7 +17,7 @@ from halgen.compiler import cloudinit, deploykey, pipeline
 from halgen.compiler.loader import from_mapping
 from halgen.compiler.write import build, render
 
-from conftest import IN_CI, require
+from conftest import IN_CI, bare_app_repo, require
 
 pytestmark = pytest.mark.realserver
 
@@ -34,17 +34,6 @@ def _host_key(tmp: Path) -> tuple[Path, str]:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     kind, blob = (key.with_suffix(".pub")).read_text().split()[:2]
     return key, f"127.0.0.1 {kind} {blob}"
-
-
-def _app_repo(tmp: Path) -> Path:
-    work, bare = tmp / "work", tmp / "git" / "app.git"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-    (work / "app.psgi").write_text("sub { [200, [], ['private app']] };\n")
-    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run([*git, "add", "app.psgi"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    return bare
 
 
 def _stack(tmp: Path, bare: Path, host_key_line: str) -> tuple[dict, str]:
@@ -95,7 +84,7 @@ def _serve_and_clone(tmp: Path, host_key: Path, authorized: str, clone: str) -> 
 def test_the_app_server_clones_a_private_repo_with_the_deploy_key(tmp_path: Path) -> None:
     _require()
     host_key, line = _host_key(tmp_path)
-    bare = _app_repo(tmp_path)
+    bare = bare_app_repo(tmp_path / "git", "sub { [200, [], ['private app']] };\n")
     files, clone = _stack(tmp_path, bare, line)
     key, owner, group, mode = files["/etc/perlstack/deploy-key"]
     assert (owner, group, mode) == ("perlapp", "perlapp", 0o400)
@@ -116,7 +105,7 @@ def test_the_app_server_clones_a_private_repo_with_the_deploy_key(tmp_path: Path
 def test_a_host_key_the_answers_do_not_name_is_refused(tmp_path: Path) -> None:
     _require()
     host_key, line = _host_key(tmp_path)
-    bare = _app_repo(tmp_path)
+    bare = bare_app_repo(tmp_path / "git", "sub { [200, [], ['private app']] };\n")
     files, clone = _stack(tmp_path, bare, line)
     (tmp_path / "other").mkdir()
     _, other_line = _host_key(tmp_path / "other")
@@ -130,7 +119,7 @@ def test_a_host_key_the_answers_do_not_name_is_refused(tmp_path: Path) -> None:
 def test_a_key_the_server_does_not_know_is_refused(tmp_path: Path) -> None:
     _require()
     host_key, line = _host_key(tmp_path)
-    bare = _app_repo(tmp_path)
+    bare = bare_app_repo(tmp_path / "git", "sub { [200, [], ['private app']] };\n")
     files, clone = _stack(tmp_path, bare, line)
     command = _node_etc(tmp_path, files, clone)
     done = _serve_and_clone(tmp_path, host_key, "", command)  # the deploy key was never added to the host

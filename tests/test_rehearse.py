@@ -235,6 +235,21 @@ def test_usage_errors_exit_2_in_one_line(tmp_path: Path, args: list[str], messag
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--nodes", "containers"], "give the generated repo to boot"),
+    (["{repo}", "--nodes", "containers", "--drill", "app-kill"], "run on loopback only"),
+    (["{repo}", "--nodes", "containers"], "no built user-data for lb1, lb2, "),
+])
+def test_containers_usage_errors_exit_2_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:
+    require("systemd-nspawn", "debootstrap", "nsenter")
+    if os.geteuid() != 0:
+        pytest.skip("the containers rehearsal runs as root")
+    repo = _repo(tmp_path)
+    result = _rehearse(*(a.format(repo=repo) for a in args))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
 def test_bad_answers_exit_2(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     answers = repo / ".copier-answers.yml"

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,3 +131,28 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
             return True
 
     wait_until(accepts, timeout, f"a listener on {host}:{port}", interval=0.05)
+
+
+_PROBE = """import socket, sys, time
+deadline = time.monotonic() + float(sys.argv[3])
+while True:
+    try:
+        socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.05)
+"""
+
+
+def wait_for_port_from(enter: tuple[str, ...] | list[str], host: str, port: int, timeout: float = 15.0) -> None:
+    """wait_for_port, probing from inside the namespace ``enter`` runs a program in (an
+    address in a private network is not reachable from here)."""
+    if not enter:
+        wait_for_port(host, port, timeout)
+        return
+    probe = subprocess.run([*enter, sys.executable, "-c", _PROBE, host, str(port), str(timeout)],
+                           capture_output=True, timeout=timeout + 30)
+    if probe.returncode != 0:
+        raise TimeoutError(f"timed out after {timeout}s waiting for a listener on {host}:{port}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ import click
 
 from halgen.compiler import pipeline
 from halgen.compiler.answers import Answers
+from halgen.compiler.model import LINODE, derive
 from halgen.errors import HalgenError
 from halgen.rehearse import bench as benchmark
-from halgen.rehearse import programs
+from halgen.rehearse import nodes, programs
 from halgen.rehearse.drills import DRILLS
 from halgen.rehearse.report import Report
 from halgen.rehearse.stack import DEFAULT_SUBNET, Interrupted, Rehearsal, stray_processes
@@ -23,6 +25,12 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 @click.command(name="rehearse")
 @click.argument("repo", type=click.Path(path_type=Path, file_okay=False), required=False)
+@click.option("--nodes", "where", type=click.Choice(["loopback", "containers"]), default="loopback",
+              show_default=True,
+              help="loopback: the stack's programs from a fresh render on loopback addresses. containers: every "
+                   "node booted from REPO's built user-data (halgen build) as a Debian 12 container "
+                   "(systemd-nspawn, root only) on a private bridge with the VPC addresses, a package mirror "
+                   "and an Object Storage stand-in; checks each node and the stack.")
 @click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, "all"]),
               help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed).")
 @click.option("--bench", is_flag=True,
@@ -42,8 +50,9 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
               help="Loopback /16 to /24 for the nodes (the test-suite uses 127.20.0.0/24).")
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (render and logs) for debugging.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench_rounds: int, bench_duration: float,
-             bench_connections: int | None, check: bool, loopback_subnet: str, keep: bool, as_json: bool) -> None:
+def rehearse(repo: Path | None, where: str, drill_names: tuple[str, ...], bench: bool, bench_rounds: int,
+             bench_duration: float, bench_connections: int | None, check: bool, loopback_subnet: str, keep: bool,
+             as_json: bool) -> None:
     """Run REPO's stack on this machine on loopback addresses, in dependency order: the
     PostgreSQL primary and replicas, Redis, the Sentinels, the app servers (Starlet or
     Starman) with the demo app, HAProxy and nginx.
@@ -56,6 +65,9 @@ def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench
     the report to stdout. Exit 0 when every target is met, 1 when one is missed, 2 on a
     usage error, bad answers or a missing program, 130 when interrupted.
     """
+    if where == "containers":
+        _rehearse_nodes(repo, check, bool(drill_names or bench), as_json, keep)
+        return
     answers = pipeline.load_repo_answers(repo) if repo is not None else pipeline.default_answers()
     needed = programs.needed(answers.pg_version, bench=bench or check, tls=answers.lb_tls or check)
     missing = programs.missing(needed)
@@ -79,6 +91,29 @@ def rehearse(repo: Path | None, drill_names: tuple[str, ...], bench: bool, bench
     report = run(answers, loopback_subnet, names, options, keep)
     click.echo(report.json() if as_json else report.text(), nl=False)
     sys.exit(0 if report.passed else EXIT_INTERRUPTED if report.interrupted else EXIT_MISSED)
+
+
+def _rehearse_nodes(repo: Path | None, check: bool, drills_or_bench: bool, as_json: bool, keep: bool) -> None:
+    missing = nodes.missing_programs()
+    if check:
+        click.echo("missing: " + "; ".join(missing) if missing
+                   else "every program a containers rehearsal needs is here")
+        sys.exit(EXIT_USAGE if missing else 0)
+    if repo is None:
+        raise HalgenError("give the generated repo to boot (built with 'halgen build')")
+    if drills_or_bench:
+        raise HalgenError("--drill and --bench run on loopback only (for now); leave out --nodes containers")
+    if missing:
+        raise HalgenError("missing " + "; ".join(missing))
+    if os.geteuid() != 0:
+        raise HalgenError("--nodes containers boots containers and makes a network namespace: run it as root")
+    stack = derive(pipeline.load_repo_answers(repo), LINODE)
+    if missing_user_data := nodes.unbuilt(repo, stack):
+        raise HalgenError(f"no built user-data for {', '.join(missing_user_data)}: run 'halgen build {repo}' "
+                          "first (the containers boot exactly what you would paste into Linode's create form)")
+    report = nodes.rehearse_nodes(repo, stack, keep)
+    click.echo(report.json() if as_json else report.text(), nl=False)
+    sys.exit(0 if report.passed else EXIT_MISSED)
 
 
 def run(answers: Answers, loopback_subnet: str, drill_names: list[str],

@@ -315,11 +315,11 @@ class Rehearsal:
         Redis (a session) through it."""
         checks: list[Check] = []
         for lb, endpoint in zip(self.stack.lbs, self.endpoints, strict=True):
-            checks += _smoke_one(lb.name, endpoint, self.stack.a.lb_health_path)
+            checks += smoke_one(lb.name, endpoint, self.stack.a.lb_health_path)
         return checks
 
 
-def _smoke_one(name: str, endpoint: Endpoint, health_path: str) -> list[Check]:
+def smoke_one(name: str, endpoint: Endpoint, health_path: str) -> list[Check]:
     checks = []
 
     def check(what: str, ok: bool, detail: str) -> None:

@@ -1,0 +1,50 @@
+"""A private network on this machine: a network namespace of our own with one bridge in it
+and no route to any real interface. The stack's VPC addresses (10.x) are used only here."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from halgen.host.processes import HostError
+
+BRIDGE = "br0"
+
+
+@dataclass(frozen=True)
+class PrivateNetwork:
+    name: str  # the namespace, under /run/netns
+    gateway: ipaddress.IPv4Interface  # the bridge's own address: where the helpers (mirror, resolver) listen
+
+    @property
+    def path(self) -> Path:
+        return Path("/run/netns") / self.name
+
+    def enter(self) -> list[str]:
+        """The argv prefix that runs a program inside the namespace. (``ip netns exec``
+        remounts /sys, which systemd-nspawn then fails on.)"""
+        return ["nsenter", f"--net={self.path}"]
+
+    def create(self) -> None:
+        self.delete()
+        steps = [["ip", "netns", "add", self.name],
+                 [*self._ip(), "link", "set", "lo", "up"],
+                 [*self._ip(), "link", "add", BRIDGE, "type", "bridge"],
+                 [*self._ip(), "addr", "add", str(self.gateway), "dev", BRIDGE],
+                 [*self._ip(), "link", "set", BRIDGE, "up"]]
+        for argv in steps:
+            result = subprocess.run(argv, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise HostError(f"private network: {' '.join(argv)} failed: {result.stderr.strip()}")
+        routes = subprocess.run([*self._ip(), "-4", "route", "show", "default"], capture_output=True, text=True)
+        if routes.stdout.strip():  # a fresh namespace has none; never let traffic out
+            raise HostError(f"private network {self.name} has a default route: {routes.stdout.strip()}")
+
+    def delete(self) -> None:
+        if self.path.exists():
+            subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
+
+    def _ip(self) -> list[str]:
+        return ["ip", "-n", self.name]

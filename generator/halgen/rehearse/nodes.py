@@ -1,0 +1,389 @@
+"""The stack booted node by node from its own user-data: every node of a built repo is a
+Debian 12 container (systemd-nspawn) on a private bridge with the stack's VPC addresses,
+seeded with ``build/user-data/<node>.yaml`` byte for byte as NoCloud user-data.
+
+What differs from Linode, and only here: each node's network-config (Linode assigns the
+VPC address itself), and the container's apt sources and trusted CAs, which point at the
+helpers on the bridge (a package mirror of what the user-data installs, and stand-ins
+for Object Storage) instead of the internet. None of it is in the user-data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from halgen.compiler import cloudinit, firewall, secrets
+from halgen.compiler.model import Node, Stack
+from halgen.formats import ufw
+from halgen.host import aptmirror, debimage, nspawn, objectstore
+from halgen.host.netns import PrivateNetwork
+from halgen.host.overlay import Overlay
+from halgen.host.processes import HostError, Processes, wait_for_port_from
+from halgen.rehearse.stack import Check
+
+MIRROR_PORT = 80
+# cloud-init status values that mean first boot is over
+FINISHED = ("done", "error", "disabled")
+
+
+def log(message: str) -> None:
+    print(f"rehearse: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class NodeReport:
+    name: str
+    role: str
+    address: str
+    seconds_to_done: float | None = None  # from container start to cloud-init's final stage
+    cloud_init: str = "not started"
+    errors: list[str] = field(default_factory=list)  # cloud-init's, and the first-boot log's last lines
+    system: str = ""  # systemctl is-system-running
+    failed_units: list[str] = field(default_factory=list)
+    services: dict[str, str] = field(default_factory=dict)  # unit -> "enabled/active"
+    firewall_diff: list[str] = field(default_factory=list)  # '+ rule' present not planned, '- rule' missing
+
+    @property
+    def ok(self) -> bool:
+        return (self.cloud_init == "done" and not self.errors and self.system == "running"
+                and not self.failed_units and not self.firewall_diff
+                and all(state == "enabled/active" for state in self.services.values()))
+
+
+def user_data_path(repo: Path, node: Node) -> Path:
+    return repo / "build" / "user-data" / f"{node.name}.yaml"
+
+
+def unbuilt(repo: Path, stack: Stack) -> list[str]:
+    """The nodes whose user-data 'halgen build' has not written."""
+    return [node.name for node in stack.nodes if not user_data_path(repo, node).is_file()]
+
+
+def role_units(stack: Stack, node: Node) -> tuple[str, ...]:
+    """The systemd units that must be enabled and active for the node to serve its role."""
+    project = stack.a.project
+    if node.role == "lb":
+        units: tuple[str, ...] = ("nginx", "haproxy")
+    elif node.role == "app":
+        units = tuple(i.unit for i in node.instances)
+    elif node.role == "db":
+        units = (f"postgresql@{stack.a.pg_version}-main",)
+    else:
+        units = (f"{project}-redis",)
+    return units + ((f"{project}-sentinel",) if node.sentinel else ()) + ("ssh", "fail2ban")
+
+
+class BootedStack:
+    """Boots every node of ``repo`` (built with ``halgen build``) and stops them on close."""
+
+    def __init__(self, repo: Path, stack: Stack, work: Path, keep: bool = False) -> None:
+        self.repo, self.stack, self.work, self.keep = repo, stack, work, keep
+        subnet = ipaddress.IPv4Network(stack.a.vpc_subnet)
+        self.network = PrivateNetwork(f"halgen-{stack.a.project}-{os.getpid()}",
+                                      ipaddress.IPv4Interface(f"{subnet[1]}/{subnet.prefixlen}"))
+        self.processes = Processes(work / "logs")
+        self.overlays: dict[str, Overlay] = {}
+        self.containers: dict[str, nspawn.Container] = {}
+        self.reports: dict[str, NodeReport] = {}
+        self.started: dict[str, float] = {}
+        self.facts: dict[str, object] = {}
+        self.client_ca = ""  # what a client trusts for the load balancers' HTTPS (TLS stacks)
+        # made by prepare()
+        self.image: debimage.Image | None = None
+        self.storage: objectstore.ObjectStorage | None = None
+        self.apt_source = ""
+
+    # -- setting up ---------------------------------------------------------------------------
+    def user_data(self, node: Node) -> bytes:
+        return user_data_path(self.repo, node).read_bytes()
+
+    def packages(self) -> list[str]:
+        return sorted({p for node in self.stack.nodes for p in cloudinit.packages(self.stack, node)})
+
+    def prepare(self) -> None:
+        """The image, the package mirror, the private network and its helpers."""
+        began = time.monotonic()
+        self.image = image = debimage.ensure_image(log)
+        self.facts["image"] = image.facts()
+        mirror = aptmirror.ensure_mirror(image, self.packages(), self.work, log)
+        self.facts["mirror"] = mirror.fetched
+        self.network.create()
+        gateway = str(self.network.gateway.ip)
+        self.processes.spawn([*self.network.enter(), sys.executable, "-m", "http.server", "--bind", gateway,
+                              "--directory", str(mirror.path), str(MIRROR_PORT)], "mirror")
+        wait_for_port_from(self.network.enter(), gateway, MIRROR_PORT)
+        self.storage = objectstore.start(self.processes, self.work / "object-storage", gateway,
+                                         self.stack.a.backup_endpoint, self.stack.object_storage_region,
+                                         self.stack.backup_bucket, tuple(self.network.enter()))
+        self.apt_source = mirror.source_line(f"http://{gateway}:{MIRROR_PORT}")
+        self.facts["prepare_seconds"] = round(time.monotonic() - began, 1)
+
+    def boot(self, names: list[str] | None = None) -> None:
+        """Boot these nodes (default: every one), each from a fresh copy of the image."""
+        if self.image is None:
+            raise HostError("boot() before prepare()")
+        chosen = [n for n in self.stack.nodes if names is None or n.name in names]
+        log(f"booting {', '.join(n.name for n in chosen)} on {self.network.name} ({self.stack.a.vpc_subnet})")
+        for node in chosen:
+            self.reports[node.name] = NodeReport(node.name, node.role, node.address)
+            overlay = Overlay(self.image.root, self.work / "nodes" / node.name, keep=self.keep)
+            self._seed(overlay.mount(), node)
+            self.overlays[node.name] = overlay
+            self.started[node.name] = time.monotonic()
+            self.containers[node.name] = nspawn.boot(f"{self.stack.a.project}-{node.name}", overlay.root,
+                                                     self.network, self.processes)
+
+    def _seed(self, root: Path, node: Node) -> None:
+        seed = root / "var/lib/cloud/seed/nocloud"
+        seed.mkdir(parents=True)
+        (seed / "user-data").write_bytes(self.user_data(node))
+        (seed / "meta-data").write_text(f"instance-id: {node.hostname}\nlocal-hostname: {node.hostname}\n")
+        prefix = ipaddress.IPv4Network(self.stack.a.vpc_subnet).prefixlen
+        (seed / "network-config").write_text(
+            "version: 2\nethernets:\n"
+            f"  {nspawn.INTERFACE}:\n    addresses: [{node.address}/{prefix}]\n"
+            f"    nameservers: {{addresses: [{self.network.gateway.ip}]}}\n")
+        (root / "etc/apt/sources.list").write_text(self.apt_source)
+        (root / "etc/resolv.conf").write_text(f"nameserver {self.network.gateway.ip}\n")
+        # The Object Storage endpoint is the stand-in on the bridge, with a CA the node trusts.
+        assert self.storage is not None
+        (root / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+                                        f"{self.storage.address} {self.storage.endpoint}\n")
+        ca = self.storage.cert.read_text()
+        (root / "usr/local/share/ca-certificates/rehearsal-object-storage.crt").write_text(ca)
+        with open(root / "etc/ssl/certs/ca-certificates.crt", "a") as bundle:
+            bundle.write(ca)
+
+    # -- first boot ----------------------------------------------------------------------------
+    def wait_first_boot(self, names: list[str] | None = None, timeout: float = 900) -> None:
+        """Until these nodes' (default: every booted one's) cloud-init has finished, or
+        ``timeout``, noting each one's time."""
+        pending = set(names or self.containers)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for name in sorted(pending):
+                status = self._cloud_init_status(name)
+                self.reports[name].cloud_init = status
+                if status in FINISHED:
+                    self.reports[name].seconds_to_done = round(time.monotonic() - self.started[name], 1)
+                    log(f"{name}: cloud-init {status} after {self.reports[name].seconds_to_done} s")
+                    pending.discard(name)
+            time.sleep(1)
+        for name in pending:
+            self.reports[name].errors.append(f"cloud-init still '{self.reports[name].cloud_init}' after {timeout} s")
+
+    def _cloud_init_status(self, name: str) -> str:
+        container = self.containers[name]
+        if not container.running():
+            return "powered off"
+        out = container.run(["cloud-init", "status"], timeout=30).stdout
+        for line in out.splitlines():
+            if line.startswith("status:"):
+                return line.split(":", 1)[1].strip()
+        return "not started"
+
+    # -- checks --------------------------------------------------------------------------------
+    def check(self) -> dict[str, NodeReport]:
+        """Each booted node's verdict: cloud-init, systemd, its role's units, its firewall."""
+        for node in self.stack.nodes:
+            if node.name not in self.containers:
+                continue
+            report, container = self.reports[node.name], self.containers[node.name]
+            if not container.running():
+                report.errors.append("the container stopped")
+                continue
+            report.errors.extend(self._cloud_init_errors(container))
+            report.system = nspawn.settle(container, 120)
+            failed = container.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend"]).stdout
+            report.failed_units = [line.split()[0] for line in failed.splitlines() if line.strip()]
+            for unit in role_units(self.stack, node):
+                enabled = container.run(["systemctl", "is-enabled", unit]).stdout.strip()
+                active = container.run(["systemctl", "is-active", unit]).stdout.strip()
+                report.services[unit] = f"{enabled}/{active}"
+            report.firewall_diff = self._firewall_diff(node, container)
+        return self.reports
+
+    def _cloud_init_errors(self, container: nspawn.Container) -> list[str]:
+        result = container.run(["cat", "/run/cloud-init/result.json"])
+        if result.returncode != 0:
+            return ["cloud-init wrote no result"]
+        errors = [str(e) for e in json.loads(result.stdout).get("v1", {}).get("errors", [])]
+        if errors:  # the first-boot script's own account of what failed
+            tail = container.run(["sh", "-c", "grep 'first-boot:' /var/log/cloud-init-output.log | tail -n 5"])
+            errors.extend(tail.stdout.splitlines())
+        return errors
+
+    def _firewall_diff(self, node: Node, container: nspawn.Container) -> list[str]:
+        shown = container.run(["ufw", "show", "added"]).stdout
+        status = container.run(["ufw", "status"]).stdout
+        problems = [] if status.startswith("Status: active") else ["ufw is not active"]
+        live = {_pair(r.source, r.ports) for r in ufw.firewall(shown).rules}
+        planned = {_pair(source, rule.ports) for rule in firewall.node_rules(self.stack, node)
+                   for source in rule.sources}
+        problems += [f"+ {s} port {p}" for s, p in sorted(live - planned)]
+        problems += [f"- {s} port {p}" for s, p in sorted(planned - live)]
+        return problems
+
+    def smoke(self) -> list[Check]:
+        """The loopback rehearsal's smoke test through every load balancer, from a client on
+        the bridge: health, a PostgreSQL write read back, a Redis session, 444 for others."""
+        checks: list[Check] = []
+        tls = bool(self.stack.a.lb_tls)
+        for lb in self.stack.lbs:
+            argv = [*self.network.enter(), sys.executable, "-m", "halgen.rehearse.smokeclient", lb.name, lb.address,
+                    "443" if tls else "80", "tls" if tls else "plain", self.stack.canonical_domain, self.client_ca,
+                    self.stack.a.lb_health_path]
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            checks += [Check(**json.loads(line)) for line in result.stdout.splitlines()]
+            if result.returncode != 0:
+                checks.append(Check(f"{lb.name}: smoke client", False, result.stderr.strip()[-500:]))
+        return checks
+
+    def data_checks(self) -> list[Check]:
+        """Across the stack: replication streams to every replica, every Sentinel finds a
+        quorum for the master, and a backup of each store restores from the Object
+        Storage stand-in, each by the node's own scripts."""
+        stack, checks = self.stack, []
+        sbin = stack.dbs[0].paths.sbin
+        project = stack.a.project
+
+        def check(node: str, what: str, argv: list[str], expect: str = "", timeout: float = 300) -> None:
+            result = self.containers[node].run(argv, timeout=timeout)
+            out = (result.stdout + result.stderr).strip()
+            ok = result.returncode == 0 and expect in result.stdout
+            checks.append(Check(f"{node}: {what}", ok, out.splitlines()[-1] if out else f"exit {result.returncode}"))
+
+        primary = stack.dbs[0].name
+        psql = ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-c"]
+        check(primary, f"{len(stack.dbs) - 1} replica(s) streaming",
+              [*psql, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"], str(len(stack.dbs) - 1))
+        for replica in stack.dbs[1:]:
+            check(replica.name, "in recovery (a replica)", [*psql, "SELECT pg_is_in_recovery()"], "t")
+        if stack.sentinels:
+            password = secrets.read(self.repo)["SENTINEL_PASSWORD"]
+            for node in stack.sentinels:
+                tls = ["--tls", "--cacert", node.paths.stack_ca_file] if stack.a.vpc_tls else []
+                check(node.name, "Sentinel quorum for the master",
+                      ["redis-cli", "-h", node.address, "-p", str(stack.sentinel_port), *tls, "--user", "default",
+                       "--pass", password, "--no-auth-warning", "SENTINEL", "CKQUORUM", stack.redis_master_name], "OK")
+        check(primary, "full backup to Object Storage", [f"{sbin}/{project}-pg-backup", "full"])
+        verifier = stack.dbs[-1].name
+        check(verifier, "the latest backup restores and answers", [f"{sbin}/{project}-pg-verify"])
+        master = stack.redis[0].name
+        check(master, "Redis snapshot to Object Storage", [f"{sbin}/{project}-redis-backup"])
+        check(stack.redis[-1].name, "the newest Redis snapshot restores and checks",
+              ["sh", "-c", f"{sbin}/{project}-redis-restore /tmp/restored.rdb && redis-check-rdb /tmp/restored.rdb"],
+              "RDB looks OK")
+        return checks
+
+    # -- stopping ------------------------------------------------------------------------------
+    def close(self) -> None:
+        for container in self.containers.values():
+            container.pull_plug()
+        self.processes.stop_all()
+        for overlay in self.overlays.values():
+            overlay.unmount()
+        self.network.delete()
+
+    def __enter__(self) -> BootedStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pair(source: str, ports: tuple[int, ...]) -> tuple[str, str]:
+    cidr = "0.0.0.0/0" if source in ("any", "0.0.0.0/0") else str(ipaddress.ip_network(source, strict=False))
+    return cidr, ",".join(str(p) for p in ports)
+
+
+# -- the command -------------------------------------------------------------------------------
+NEEDED = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "nsenter": "util-linux",
+          "ip": "iproute2", "nginx": "nginx", "openssl": "openssl"}
+
+
+def missing_programs() -> list[str]:
+    missing = [f"{name} (apt-get install {package})" for name, package in NEEDED.items() if not shutil.which(name)]
+    if objectstore.moto_server() is None:
+        missing.append("moto_server (pip install 'moto[server]')")
+    return missing
+
+
+@dataclass
+class NodesReport:
+    project: str
+    subnet: str
+    nodes: list[NodeReport] = field(default_factory=list)
+    smoke: list[Check] = field(default_factory=list)
+    data: list[Check] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    failure: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return (not self.failure and bool(self.nodes) and all(n.ok for n in self.nodes)
+                and all(c.ok for c in self.smoke + self.data))
+
+    def json(self) -> str:
+        return json.dumps(dataclasses.asdict(self) | {"passed": self.passed}, indent=2) + "\n"
+
+    def text(self) -> str:
+        lines = [f"stack {self.project}: {len(self.nodes)} nodes booted from their user-data on a private "
+                 f"bridge ({self.subnet}), {self.wall_seconds:.0f} s in all", ""]
+        for n in self.nodes:
+            seconds = f"{n.seconds_to_done:6.1f} s" if n.seconds_to_done is not None else "     - "
+            lines.append(f"{'ok  ' if n.ok else 'FAIL'} {n.name:<8} {n.address:<15} cloud-init {n.cloud_init} "
+                         f"after {seconds}, system {n.system or '?'}")
+            problems = n.errors + [f"failed unit {u}" for u in n.failed_units] + [
+                f"{unit} is {state}" for unit, state in n.services.items() if state != "enabled/active"]
+            problems += [f"ufw {d}" for d in n.firewall_diff]
+            lines += [f"       {p}" for p in problems]
+        for title, checks in (("smoke test through the load balancers", self.smoke),
+                              ("replication, Sentinel, backups", self.data)):
+            if checks:
+                lines += ["", f"{title}: {sum(c.ok for c in checks)}/{len(checks)}"]
+                lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks]
+        if self.failure:
+            lines += ["", f"FAILED: {self.failure}"]
+        lines += ["", "PASSED" if self.passed else "NOT PASSED"]
+        return "\n".join(lines) + "\n"
+
+
+def rehearse_nodes(repo: Path, stack: Stack, keep: bool) -> NodesReport:
+    """Boot, check, smoke-test, check the data tier, power everything off."""
+    report = NodesReport(stack.a.project, stack.a.vpc_subnet)
+    began = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="halgen-nodes-", dir="/var/tmp"))
+    booted = BootedStack(repo.resolve(), stack, work, keep=keep)
+    try:
+        booted.prepare()
+        booted.boot()
+        booted.wait_first_boot()
+        report.nodes = list(booted.check().values())
+        log("smoke test through the load balancers, from the bridge")
+        report.smoke = booted.smoke()
+        log("replication, Sentinel quorum, a backup and a restore of each store")
+        report.data = booted.data_checks()
+    except (HostError, TimeoutError, OSError, subprocess.SubprocessError) as err:
+        report.failure = str(err)
+        report.nodes = report.nodes or list(booted.reports.values())
+    finally:
+        report.facts = booted.facts
+        booted.close()
+        if keep:
+            log(f"kept {work} (console logs in logs/, each node's written layer in nodes/<node>/upper)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    report.wall_seconds = round(time.monotonic() - began, 1)
+    return report

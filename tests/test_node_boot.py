@@ -61,9 +61,9 @@ def _built_repo(where: Path, answers: str = "", keys: bool = True) -> Path:
     return repo
 
 
-def _booted(repo: Path, work: Path) -> BootedStack:
+def _booted(repo: Path, work: Path, acme: bool = True) -> BootedStack:
     stack = derive(pipeline.load_repo_answers(repo), LINODE)
-    booted = BootedStack(repo, stack, work)
+    booted = BootedStack(repo, stack, work, acme=acme)
     booted.prepare()
     return booted
 
@@ -149,7 +149,7 @@ def test_a_tls_load_balancer_without_its_acme_server_serves_and_reports_the_fail
     with that fixed a certbot failure ended 'done' with nginx stopped. Now: nginx serves
     (a throwaway certificate), a cron entry retries, and cloud-init reports the failure."""
     _require_containers()
-    booted = _booted(_built_repo(tmp_path, "lb_tls: true\n"), tmp_path / "work")
+    booted = _booted(_built_repo(tmp_path, "lb_tls: true\n"), tmp_path / "work", acme=False)
     try:
         booted.boot(["lb1"])
         booted.wait_first_boot(["lb1"], timeout=600)
@@ -162,6 +162,28 @@ def test_a_tls_load_balancer_without_its_acme_server_serves_and_reports_the_fail
         assert served.stdout in {"200", "502", "503"}, served  # nginx answers HTTPS; the app is not booted
         retry = lb.run(["sh", "-c", "cat /etc/cron.d/*tls*"])
         assert "tls" in retry.stdout
+    finally:
+        booted.close()
+
+
+def test_a_tls_stack_boots_with_certificates_from_the_acme_stand_in_on_both_load_balancers(tmp_path) -> None:
+    """Item 6: pebble answers at Let's Encrypt's production URL on the bridge (the node
+    resolves that name to it and trusts its certificate; the user-data is unchanged).
+    lb2's challenges reach lb1 (pebble resolves every name there) and are relayed."""
+    _require_containers()
+    answers = "lb_tls: true\napp_servers: 1\npg_replicas: 0\nredis_mode: single\nredis_replicas: 0\n"
+    booted = _booted(_built_repo(tmp_path, answers), tmp_path / "work")
+    try:
+        booted.boot()
+        booted.wait_first_boot(timeout=600)
+        reports = booted.check()
+        assert all(report.ok for report in reports.values()), reports
+        checks = booted.smoke()  # HTTPS verified against pebble's issuing root, with the stack's name
+        assert len(checks) == 14 and all(check.ok for check in checks), [c for c in checks if not c.ok]
+        for lb in ("lb1", "lb2"):
+            issuer = booted.containers[lb].run(["sh", "-c", "openssl x509 -noout -issuer "
+                                                "< /etc/nginx/tls/current/fullchain.pem"])
+            assert "Pebble" in issuer.stdout, issuer
     finally:
         booted.close()
 

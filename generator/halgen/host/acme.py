@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import ssl
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from halgen.host.processes import HostError, Processes, wait_for_port
-from halgen.host.tls import self_signed_for_address
+from halgen.host import tlsfront
+from halgen.host.processes import HostError, Processes, wait_for_port_from
+from halgen.host.tls import key_pair, self_signed_for_address
 
 ACME_PORT, MANAGEMENT_PORT, DNS_PORT, DNS_MANAGEMENT_PORT = 14000, 15000, 8053, 8055
 
@@ -42,9 +44,10 @@ class AcmeServer:
         return {"REQUESTS_CA_BUNDLE": str(self.tls_cert)}
 
 
-def start_pebble(processes: Processes, work: Path, address: str, http_port: int, resolve_to: str) -> AcmeServer:
-    """pebble on ``address``; every name resolves to ``resolve_to``, whose ``http_port``
-    must serve the HTTP-01 challenge files."""
+def start_pebble(processes: Processes, work: Path, address: str, http_port: int, resolve_to: str,
+                 enter: tuple[str, ...] = ()) -> AcmeServer:
+    """pebble on ``address`` (inside ``enter``'s network namespace when given); every name
+    resolves to ``resolve_to``, whose ``http_port`` must serve the HTTP-01 challenge files."""
     work.mkdir(parents=True, exist_ok=True)
     cert, key = self_signed_for_address(work, address)
     config = {"pebble": {
@@ -55,16 +58,32 @@ def start_pebble(processes: Processes, work: Path, address: str, http_port: int,
         "ocspResponderURL": "", "externalAccountBindingRequired": False,
     }}
     (work / "pebble.json").write_text(json.dumps(config, indent=2))
-    processes.spawn(["pebble-challtestsrv", "-defaultIPv4", resolve_to, "-defaultIPv6", "",
+    processes.spawn([*enter, "pebble-challtestsrv", "-defaultIPv4", resolve_to, "-defaultIPv6", "",
                      "-dns01", f"{address}:{DNS_PORT}", "-management", f"{address}:{DNS_MANAGEMENT_PORT}",
                      "-http01", "", "-https01", "", "-tlsalpn01", ""], "pebble-dns")
     # No sleeps before validating and no nonces rejected on purpose: a test server, not a torture test.
     env = {"PATH": "/usr/bin:/bin", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
-    processes.spawn(["pebble", "-config", str(work / "pebble.json"), "-dnsserver", f"{address}:{DNS_PORT}"],
+    processes.spawn([*enter, "pebble", "-config", str(work / "pebble.json"), "-dnsserver", f"{address}:{DNS_PORT}"],
                     "pebble", env=env)
     try:
-        wait_for_port(address, ACME_PORT, 20)
-        wait_for_port(address, MANAGEMENT_PORT, 20)
+        wait_for_port_from(enter, address, ACME_PORT, 20)
+        wait_for_port_from(enter, address, MANAGEMENT_PORT, 20)
     except TimeoutError as err:
         raise HostError(f"pebble did not start on {address}: see {processes.log('pebble')}") from err
     return AcmeServer(address, cert)
+
+
+def start_as(processes: Processes, work: Path, directory_url: str, address: str, resolve_to: str,
+             enter: tuple[str, ...] = ()) -> tuple[AcmeServer, Path]:
+    """pebble answering at ``directory_url`` itself (e.g. Let's Encrypt's production URL,
+    once the node resolves its host to ``address``): nginx on port 443 with a certificate
+    for that host, the directory path mapped to pebble's /dir. Returns pebble and the
+    certificate clients must trust."""
+    url = urllib.parse.urlsplit(directory_url)
+    host, port = url.hostname or "", url.port or 443
+    pebble = start_pebble(processes, work, address, 80, resolve_to, enter)
+    cert, key = work / "front.pem", work / "front.key"
+    key_pair(cert, key, host, address, (host,))
+    tlsfront.start(processes, work, "acme", f"{address}:{port}", cert, key, f"https://{address}:{ACME_PORT}", enter,
+                   {url.path or "/": "/dir"})
+    return pebble, cert

@@ -42,6 +42,13 @@ class PrivateNetwork:
         if routes.stdout.strip():  # a fresh namespace has none; never let traffic out
             raise HostError(f"private network {self.name} has a default route: {routes.stdout.strip()}")
 
+    def add_address(self, address: str) -> None:
+        """Another address on the bridge, for one more helper."""
+        cidr = f"{address}/{self.gateway.network.prefixlen}"
+        result = subprocess.run([*self._ip(), "addr", "add", cidr, "dev", BRIDGE], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise HostError(f"private network: could not add {cidr}: {result.stderr.strip()}")
+
     def delete(self) -> None:
         if self.path.exists():
             subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)

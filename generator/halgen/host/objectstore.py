@@ -15,7 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from halgen.host import tlsfront
 from halgen.host.processes import HostError, Processes, wait_for_port_from
+from halgen.host.tls import key_pair
 
 BACKEND_PORT = 9000  # moto's plain HTTP, on the same address as the TLS front
 
@@ -45,40 +47,11 @@ def start(processes: Processes, work: Path, address: str, endpoint: str, region:
         raise HostError("moto_server is missing (the Object Storage stand-in): pip install 'moto[server]'")
     work.mkdir(parents=True, exist_ok=True)
     cert, key = work / "s3.crt", work / "s3.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                    f"/CN={endpoint}", "-addext",
-                    f"subjectAltName=DNS:{endpoint},IP:{address},DNS:{address}",  # pgBackRest checks DNS names only
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    key_pair(cert, key, endpoint, address, (endpoint, address))  # pgBackRest checks DNS names only
     processes.spawn([*enter, moto, "-H", address, "-p", str(BACKEND_PORT)], "s3",
                     env={**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": f"http://{endpoint},{endpoint}"})
     wait_for_port_from(enter, address, BACKEND_PORT, 30)
-    prefix = work / "s3-tls"
-    (prefix / "logs").mkdir(parents=True, exist_ok=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_max_body_size 0;
-    upstream moto {{ server {address}:{BACKEND_PORT}; keepalive 8; }}
-    server {{
-        listen {address}:443 ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        location / {{
-            proxy_pass http://moto;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_request_buffering off;
-            proxy_buffering off;
-        }}
-    }}
-}}
-""")
-    processes.spawn([*enter, "nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], "s3-tls")
-    wait_for_port_from(enter, address, 443, 30)
+    tlsfront.start(processes, work, "s3", f"{address}:443", cert, key, f"http://{address}:{BACKEND_PORT}", enter)
     body = (f"<CreateBucketConfiguration><LocationConstraint>{region}</LocationConstraint>"
             "</CreateBucketConfiguration>")
     create = ("import sys, urllib.request\n"

@@ -13,10 +13,12 @@ def self_signed(cert_dir: Path, domain: str) -> None:
     key_pair(live / "fullchain.pem", live / "privkey.pem", domain)
 
 
-def key_pair(cert: Path, key: Path, name: str, address: str | None = None) -> None:
+def key_pair(cert: Path, key: Path, name: str, address: str | None = None, names: tuple[str, ...] = ()) -> None:
     """A throwaway self-signed certificate and its key (mode 0600), valid one day; with
-    ``address``, also for that IP address (a local server reached by its address)."""
-    san = ["-addext", f"subjectAltName=IP:{address}"] if address else []
+    ``address``, also for that IP address (a local server reached by its address), and
+    for the DNS ``names``."""
+    alt = [f"IP:{address}"] * bool(address) + [f"DNS:{n}" for n in names]
+    san = ["-addext", f"subjectAltName={','.join(alt)}"] if alt else []
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", f"/CN={name}", *san, "-keyout", str(key), "-out", str(cert)], check=True,
                    capture_output=True)

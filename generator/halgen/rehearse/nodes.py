@@ -19,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from halgen.compiler import cloudinit, firewall, secrets
 from halgen.compiler.model import Node, Stack
 from halgen.formats import ufw
-from halgen.host import aptmirror, debimage, nspawn, objectstore
+from halgen.host import acme, aptmirror, debimage, nspawn, objectstore
 from halgen.host.netns import PrivateNetwork
 from halgen.host.overlay import Overlay
 from halgen.host.processes import HostError, Processes, wait_for_port_from
@@ -86,8 +87,10 @@ def role_units(stack: Stack, node: Node) -> tuple[str, ...]:
 class BootedStack:
     """Boots every node of ``repo`` (built with ``halgen build``) and stops them on close."""
 
-    def __init__(self, repo: Path, stack: Stack, work: Path, keep: bool = False) -> None:
-        self.repo, self.stack, self.work, self.keep = repo, stack, work, keep
+    def __init__(self, repo: Path, stack: Stack, work: Path, keep: bool = False, acme: bool = True) -> None:
+        """``acme``: with lb_tls, an ACME server stands in for the answers' (else the load
+        balancers' first boot finds none, as on a node whose DNS is not yet pointed)."""
+        self.repo, self.stack, self.work, self.keep, self.acme = repo, stack, work, keep, acme
         subnet = ipaddress.IPv4Network(stack.a.vpc_subnet)
         self.network = PrivateNetwork(f"halgen-{stack.a.project}-{os.getpid()}",
                                       ipaddress.IPv4Interface(f"{subnet[1]}/{subnet.prefixlen}"))
@@ -102,6 +105,8 @@ class BootedStack:
         self.image: debimage.Image | None = None
         self.storage: objectstore.ObjectStorage | None = None
         self.apt_source = ""
+        self.hosts: dict[str, str] = {}  # /etc/hosts of every node: the stand-ins under real names
+        self.trusted: list[str] = []  # PEM certificates every node trusts
 
     # -- setting up ---------------------------------------------------------------------------
     def user_data(self, node: Node) -> bytes:
@@ -126,7 +131,28 @@ class BootedStack:
                                          self.stack.a.backup_endpoint, self.stack.object_storage_region,
                                          self.stack.backup_bucket, tuple(self.network.enter()))
         self.apt_source = mirror.source_line(f"http://{gateway}:{MIRROR_PORT}")
+        self.hosts[self.storage.endpoint] = gateway
+        self.trusted.append(self.storage.cert.read_text())
+        if self.stack.a.lb_tls and self.acme:
+            self._start_acme()
         self.facts["prepare_seconds"] = round(time.monotonic() - began, 1)
+
+    def _start_acme(self) -> None:
+        """pebble answering at the answers' ACME directory URL (Let's Encrypt's by default)
+        on the bridge's second address, validating every name at the first load balancer."""
+        address = str(self.network.gateway.ip + 1)
+        self.network.add_address(address)
+        work = self.work / "acme"
+        pebble, front_cert = acme.start_as(self.processes, work, self.stack.acme_directory, address,
+                                           self.stack.lbs[0].address, tuple(self.network.enter()))
+        self.hosts[urllib.parse.urlsplit(self.stack.acme_directory).hostname or ""] = address
+        self.trusted.append(front_cert.read_text())
+        root = subprocess.run([*self.network.enter(), "curl", "-sf", "--cacert", str(pebble.tls_cert),
+                               f"https://{address}:{acme.MANAGEMENT_PORT}/roots/0"], capture_output=True, text=True)
+        if root.returncode != 0:
+            raise HostError(f"pebble gave no issuing root: {root.stderr.strip()}")
+        (work / "issuing-root.pem").write_text(root.stdout)
+        self.client_ca = str(work / "issuing-root.pem")
 
     def boot(self, names: list[str] | None = None) -> None:
         """Boot these nodes (default: every one), each from a fresh copy of the image."""
@@ -155,14 +181,14 @@ class BootedStack:
             f"    nameservers: {{addresses: [{self.network.gateway.ip}]}}\n")
         (root / "etc/apt/sources.list").write_text(self.apt_source)
         (root / "etc/resolv.conf").write_text(f"nameserver {self.network.gateway.ip}\n")
-        # The Object Storage endpoint is the stand-in on the bridge, with a CA the node trusts.
-        assert self.storage is not None
+        # Object Storage and ACME are the stand-ins on the bridge, under the real names,
+        # with certificates the node trusts.
         (root / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
-                                        f"{self.storage.address} {self.storage.endpoint}\n")
-        ca = self.storage.cert.read_text()
-        (root / "usr/local/share/ca-certificates/rehearsal-object-storage.crt").write_text(ca)
+                                        + "".join(f"{address} {name}\n" for name, address in self.hosts.items()))
+        for number, pem in enumerate(self.trusted):
+            (root / f"usr/local/share/ca-certificates/rehearsal-{number}.crt").write_text(pem)
         with open(root / "etc/ssl/certs/ca-certificates.crt", "a") as bundle:
-            bundle.write(ca)
+            bundle.write("".join(self.trusted))
 
     # -- first boot ----------------------------------------------------------------------------
     def wait_first_boot(self, names: list[str] | None = None, timeout: float = 900) -> None:

@@ -20,6 +20,7 @@ import pytest
 from halgen.compiler import cloudinit, pipeline
 from halgen.compiler.model import LINODE, derive
 from halgen.host.processes import wait_for_port_from
+from halgen.rehearse.nodedrills import NODE_DRILLS
 from halgen.rehearse.nodes import BootedStack, missing_programs
 
 from conftest import IN_CI, bare_app_repo, halgen
@@ -102,6 +103,19 @@ def test_the_smoke_test_passes_through_every_load_balancer_from_the_bridge(defau
 def test_replication_sentinel_and_backups_work_between_the_booted_nodes(default_stack) -> None:
     checks = default_stack.data_checks()
     assert all(check.ok for check in checks), [c for c in checks if not c.ok]
+
+
+def test_the_stack_carries_on_when_an_app_server_the_redis_master_or_the_primary_loses_power(
+        default_stack, record_property) -> None:
+    """Item 4, last on the shared stack (they leave it changed): an app server off under
+    load fails no request; the Redis master off: Sentinel promotes and the session lives
+    on; the PostgreSQL primary off under writes: the generated pg-failover.sh (through an
+    ssh stand-in) promotes the replica, writes resume, no acknowledged write is lost."""
+    for name, drill in NODE_DRILLS.items():
+        result = drill(default_stack)
+        for figure, value in result.figures.items():
+            record_property(f"{name}.{figure}", value)
+        assert result.ok, result
 
 
 def test_a_primary_without_object_storage_keys_serves_and_cloud_init_reports_the_backup_failure(tmp_path) -> None:

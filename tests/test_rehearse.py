@@ -237,7 +237,7 @@ def test_usage_errors_exit_2_in_one_line(tmp_path: Path, args: list[str], messag
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--nodes", "containers"], "give the generated repo to boot"),
-    (["{repo}", "--nodes", "containers", "--drill", "app-kill"], "run on loopback only"),
+    (["{repo}", "--nodes", "containers", "--drill", "app-kill"], "run on loopback only; leave out"),
     (["{repo}", "--nodes", "containers"], "no built user-data for lb1, lb2, "),
 ])
 def test_containers_usage_errors_exit_2_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:

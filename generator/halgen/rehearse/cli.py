@@ -17,6 +17,7 @@ from halgen.errors import HalgenError
 from halgen.rehearse import bench as benchmark
 from halgen.rehearse import nodes, programs
 from halgen.rehearse.drills import DRILLS
+from halgen.rehearse.nodedrills import NODE_DRILLS
 from halgen.rehearse.report import Report
 from halgen.rehearse.stack import DEFAULT_SUBNET, Interrupted, Rehearsal, stray_processes
 
@@ -31,8 +32,9 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
                    "node booted from REPO's built user-data (halgen build) as a Debian 12 container "
                    "(systemd-nspawn, root only) on a private bridge with the VPC addresses, a package mirror "
                    "and an Object Storage stand-in; checks each node and the stack.")
-@click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, "all"]),
-              help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed).")
+@click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, *NODE_DRILLS, "all"]),
+              help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed). "
+                   "The *-power-off drills are for --nodes containers: the node's container loses power.")
 @click.option("--bench", is_flag=True,
               help="Benchmark the generated load balancer (nginx + HAProxy) against the seed document's nginx "
                    "at 1x, 2x and 4x the app server workers (needs wrk); "
@@ -66,8 +68,10 @@ def rehearse(repo: Path | None, where: str, drill_names: tuple[str, ...], bench:
     usage error, bad answers or a missing program, 130 when interrupted.
     """
     if where == "containers":
-        _rehearse_nodes(repo, check, bool(drill_names or bench), as_json, keep)
+        _rehearse_nodes(repo, check, drill_names, bench, as_json, keep)
         return
+    if set(drill_names) & set(NODE_DRILLS):
+        raise HalgenError(f"{', '.join(sorted(set(drill_names) & set(NODE_DRILLS)))}: only with --nodes containers")
     answers = pipeline.load_repo_answers(repo) if repo is not None else pipeline.default_answers()
     needed = programs.needed(answers.pg_version, bench=bench or check, tls=answers.lb_tls or check)
     missing = programs.missing(needed)
@@ -93,7 +97,8 @@ def rehearse(repo: Path | None, where: str, drill_names: tuple[str, ...], bench:
     sys.exit(0 if report.passed else EXIT_INTERRUPTED if report.interrupted else EXIT_MISSED)
 
 
-def _rehearse_nodes(repo: Path | None, check: bool, drills_or_bench: bool, as_json: bool, keep: bool) -> None:
+def _rehearse_nodes(repo: Path | None, check: bool, drill_names: tuple[str, ...], bench: bool, as_json: bool,
+                    keep: bool) -> None:
     missing = nodes.missing_programs()
     if check:
         click.echo("missing: " + "; ".join(missing) if missing
@@ -101,8 +106,9 @@ def _rehearse_nodes(repo: Path | None, check: bool, drills_or_bench: bool, as_js
         sys.exit(EXIT_USAGE if missing else 0)
     if repo is None:
         raise HalgenError("give the generated repo to boot (built with 'halgen build')")
-    if drills_or_bench:
-        raise HalgenError("--drill and --bench run on loopback only (for now); leave out --nodes containers")
+    loopback_only = sorted(set(drill_names) & set(DRILLS)) + ["--bench"] * bench
+    if loopback_only:
+        raise HalgenError(f"{', '.join(loopback_only)}: run on loopback only; leave out --nodes containers")
     if missing:
         raise HalgenError("missing " + "; ".join(missing))
     if os.geteuid() != 0:
@@ -111,7 +117,8 @@ def _rehearse_nodes(repo: Path | None, check: bool, drills_or_bench: bool, as_js
     if missing_user_data := nodes.unbuilt(repo, stack):
         raise HalgenError(f"no built user-data for {', '.join(missing_user_data)}: run 'halgen build {repo}' "
                           "first (the containers boot exactly what you would paste into Linode's create form)")
-    report = nodes.rehearse_nodes(repo, stack, keep)
+    drills = [drill for name, drill in NODE_DRILLS.items() if name in drill_names or "all" in drill_names]
+    report = nodes.rehearse_nodes(repo, stack, keep, drills)
     click.echo(report.json() if as_json else report.text(), nl=False)
     sys.exit(0 if report.passed else EXIT_MISSED)
 

@@ -20,8 +20,10 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from halgen.compiler import cloudinit, firewall, secrets
 from halgen.compiler.model import Node, Stack
@@ -260,15 +262,22 @@ class BootedStack:
         problems += [f"- {s} port {p}" for s, p in sorted(planned - live)]
         return problems
 
+    def endpoint_args(self, lb: Node) -> list[str]:
+        """A load balancer as the client module takes it: ADDRESS PORT plain|tls HOST CA."""
+        tls = bool(self.stack.a.lb_tls)
+        return [lb.address, "443" if tls else "80", "tls" if tls else "plain", self.stack.canonical_domain,
+                self.client_ca]
+
+    def client(self, *args: str) -> list[str]:
+        """argv of the client module run on the bridge (halgen.rehearse.smokeclient)."""
+        return [*self.network.enter(), sys.executable, "-m", "halgen.rehearse.smokeclient", *args]
+
     def smoke(self) -> list[Check]:
         """The loopback rehearsal's smoke test through every load balancer, from a client on
         the bridge: health, a PostgreSQL write read back, a Redis session, 444 for others."""
         checks: list[Check] = []
-        tls = bool(self.stack.a.lb_tls)
         for lb in self.stack.lbs:
-            argv = [*self.network.enter(), sys.executable, "-m", "halgen.rehearse.smokeclient", lb.name, lb.address,
-                    "443" if tls else "80", "tls" if tls else "plain", self.stack.canonical_domain, self.client_ca,
-                    self.stack.a.lb_health_path]
+            argv = self.client("smoke", lb.name, *self.endpoint_args(lb), self.stack.a.lb_health_path)
             result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
             checks += [Check(**json.loads(line)) for line in result.stdout.splitlines()]
             if result.returncode != 0:
@@ -352,6 +361,7 @@ class NodesReport:
     nodes: list[NodeReport] = field(default_factory=list)
     smoke: list[Check] = field(default_factory=list)
     data: list[Check] = field(default_factory=list)
+    drills: list[Any] = field(default_factory=list)  # nodedrills.NodeDrill
     facts: dict[str, object] = field(default_factory=dict)
     wall_seconds: float = 0.0
     failure: str = ""
@@ -359,7 +369,7 @@ class NodesReport:
     @property
     def passed(self) -> bool:
         return (not self.failure and bool(self.nodes) and all(n.ok for n in self.nodes)
-                and all(c.ok for c in self.smoke + self.data))
+                and all(c.ok for c in self.smoke + self.data) and all(d.ok for d in self.drills))
 
     def json(self) -> str:
         return json.dumps(dataclasses.asdict(self) | {"passed": self.passed}, indent=2) + "\n"
@@ -380,14 +390,18 @@ class NodesReport:
             if checks:
                 lines += ["", f"{title}: {sum(c.ok for c in checks)}/{len(checks)}"]
                 lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks]
+        if self.drills:
+            lines += ["", "drills (a node loses its power):"]
+            lines += [f"  {'ok  ' if d.ok else 'FAIL'} {d.name}: {d.summary}" for d in self.drills]
         if self.failure:
             lines += ["", f"FAILED: {self.failure}"]
         lines += ["", "PASSED" if self.passed else "NOT PASSED"]
         return "\n".join(lines) + "\n"
 
 
-def rehearse_nodes(repo: Path, stack: Stack, keep: bool) -> NodesReport:
-    """Boot, check, smoke-test, check the data tier, power everything off."""
+def rehearse_nodes(repo: Path, stack: Stack, keep: bool,
+                   drills: list[Callable[[BootedStack], Any]] | None = None) -> NodesReport:
+    """Boot, check, smoke-test, check the data tier, run the drills, power everything off."""
     report = NodesReport(stack.a.project, stack.a.vpc_subnet)
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="halgen-nodes-", dir="/var/tmp"))
@@ -401,6 +415,11 @@ def rehearse_nodes(repo: Path, stack: Stack, keep: bool) -> NodesReport:
         report.smoke = booted.smoke()
         log("replication, Sentinel quorum, a backup and a restore of each store")
         report.data = booted.data_checks()
+        for drill in drills or []:
+            if not all(c.ok for c in report.smoke + report.data) or not all(n.ok for n in report.nodes):
+                report.failure = "the stack did not boot healthy, so no drill ran"
+                break
+            report.drills.append(drill(booted))
     except (HostError, TimeoutError, OSError, subprocess.SubprocessError) as err:
         report.failure = str(err)
         report.nodes = report.nodes or list(booted.reports.values())

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench system-deps
+.PHONY: demo test check bench system-deps boot-vms
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(PY) bench/render_bench.py $(BENCH_ARGS)
 	$(PY) bench/lint_bench.py $(BENCH_ARGS)
 
+# One node of every role booted from its user-data in a QEMU virtual machine (emulated:
+# minutes per node; CI boots lb1 only). Root, with make system-deps.
+boot-vms: $(STAMP)
+	HALGEN_VM_NODES=lb1,app1,db1,redis1 $(PY) -m pytest -q -s tests/test_node_boot.py -k virtual_machine
+
 # Real-server tests need these (Debian/Ubuntu, as root); without them they skip locally.
 # PostgreSQL tests also need root: they run the server as the postgres user.
 system-deps:
@@ -41,4 +46,4 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		nginx haproxy starman starlet libplack-perl libdbd-pg-perl libredis-perl libio-socket-ssl-perl postgresql redis-server redis-sentinel \
 		redis-tools pgbackrest restic cloud-init shellcheck openssl curl git ca-certificates util-linux \
-		systemd wrk certbot pebble iproute2 openssh-server ssh-audit systemd-container debootstrap
+		systemd wrk certbot pebble iproute2 openssh-server ssh-audit systemd-container debootstrap qemu-system-x86 e2fsprogs

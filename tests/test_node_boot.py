@@ -21,9 +21,9 @@ from halgen.compiler import cloudinit, pipeline
 from halgen.compiler.model import LINODE, derive
 from halgen.host.processes import wait_for_port_from
 from halgen.rehearse.nodedrills import NODE_DRILLS
-from halgen.rehearse.nodes import BootedStack, missing_programs
+from halgen.rehearse.nodes import BootedStack, missing_programs, rehearse_vms
 
-from conftest import IN_CI, bare_app_repo, halgen
+from conftest import IN_CI, bare_app_repo, halgen, require
 
 pytestmark = pytest.mark.realserver
 OBJECT_STORAGE_KEYS = {"OBJ_PG_ACCESS_KEY": "bootpgkey", "OBJ_PG_SECRET_KEY": "bootpgsecret",
@@ -244,3 +244,24 @@ def test_an_app_server_clones_a_private_repo_over_ssh_at_first_boot(tmp_path) ->
         assert f"url = root@{subnet_gateway}:{bare}" in origin.stdout, origin
     finally:
         booted.close()
+
+
+def test_a_load_balancer_boots_in_a_virtual_machine_with_a_kernel_of_its_own(tmp_path, record_property) -> None:
+    """Item 5: the same user-data in QEMU (emulated; the node's own kernel, so ufw's
+    rules are the VM's netfilter, not the host's): first boot ends done, and from the
+    bridge port 80 answers while SSH (admins' networks only) gets no answer.
+    One node here (several minutes each); 'make boot-vms' boots one of every role."""
+    _require_containers()
+    require("qemu-system-x86_64", "mkfs.ext4")
+    names = os.environ.get("HALGEN_VM_NODES", "lb1").split(",")
+    repo = _built_repo(tmp_path)
+    stack = derive(pipeline.load_repo_answers(repo), LINODE)
+    report = rehearse_vms(repo, stack, keep=False, names=names)
+    for node in report.nodes:
+        record_property(f"{node.name}_vm_seconds_to_done", node.seconds_to_done)
+    print(report.text())
+    assert report.passed, report.text()
+    assert [n.name for n in report.nodes] == names
+    if "lb1" in names:
+        assert {"lb1: port 80 from the bridge is open", "lb1: port 22 from the bridge is filtered"} <= {
+            c.name for c in report.data}

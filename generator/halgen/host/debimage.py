@@ -30,6 +30,8 @@ IMAGE_PACKAGES = (
     "systemd-sysv", "dbus", "udev", "cloud-init", "python3-cffi-backend", "openssh-server", "sudo",
     "ca-certificates", "ifupdown", "isc-dhcp-client", "iproute2", "locales", "procps", "curl",
 )
+# A virtual machine boots Debian's cloud kernel (and its initramfs) from the tree.
+KERNEL_PACKAGES = ("linux-image-cloud-amd64",)
 LOCALE = "en_US.UTF-8"
 # Steps after debootstrap, run in the tree; part of the cache key.
 FINISH_SCRIPT = f"""set -eu
@@ -75,14 +77,19 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "halgen"
 
 
-def recipe_key() -> str:
-    recipe = json.dumps({"suite": SUITE, "packages": IMAGE_PACKAGES, "finish": FINISH_SCRIPT}, sort_keys=True)
+def packages(kernel: bool) -> tuple[str, ...]:
+    return IMAGE_PACKAGES + (KERNEL_PACKAGES if kernel else ())
+
+
+def recipe_key(kernel: bool = False) -> str:
+    recipe = json.dumps({"suite": SUITE, "packages": packages(kernel), "finish": FINISH_SCRIPT}, sort_keys=True)
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
-def ensure_image(log: Callable[[str], None] = print) -> Image:
-    """The cached image for the current recipe, built first when there is none."""
-    image = Image(cache_dir() / "images" / f"{SUITE}-{recipe_key()}")
+def ensure_image(log: Callable[[str], None] = print, kernel: bool = False) -> Image:
+    """The cached image for the current recipe, built first when there is none; with
+    ``kernel``, the one virtual machines boot (a container needs none)."""
+    image = Image(cache_dir() / "images" / f"{SUITE}-{'vm-' * kernel}{recipe_key(kernel)}")
     if (image.path / "build.json").is_file():
         return image
     for program in ("debootstrap", "systemd-nspawn"):
@@ -94,13 +101,13 @@ def ensure_image(log: Callable[[str], None] = print) -> Image:
     building.mkdir()
     started = time.monotonic()
     log(f"image: debootstrap {SUITE} into {building} (once per recipe, about 2 minutes)")
-    _run(["debootstrap", "--include=" + ",".join(IMAGE_PACKAGES), SUITE, str(building / "root")],
+    _run(["debootstrap", "--include=" + ",".join(packages(kernel)), SUITE, str(building / "root")],
          building / "debootstrap.log", timeout=1800)
     _run(["chroot", str(building / "root"), "/bin/sh", "-c", FINISH_SCRIPT], building / "finish.log", timeout=600)
     manifest = subprocess.run(["chroot", str(building / "root"), "dpkg-query", "-W", "-f", "${Package} ${Version}\\n"],
                               capture_output=True, text=True, check=True).stdout
     (building / "manifest.txt").write_text(manifest)
-    facts = {"suite": SUITE, "recipe": recipe_key(), "seconds": round(time.monotonic() - started, 1),
+    facts = {"suite": SUITE, "recipe": recipe_key(kernel), "seconds": round(time.monotonic() - started, 1),
              "megabytes": _megabytes(building / "root"), "packages": len(manifest.splitlines())}
     (building / "build.json").write_text(json.dumps(facts, indent=2) + "\n")
     building.rename(image.path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,16 +137,3 @@ def boot(name: str, root: Path, network: PrivateNetwork, processes: Processes) -
 
     wait_until(systemd_up, 60, f"systemd in container {name}", interval=0.2)
     return container
-
-
-def settle(container: Container, timeout: float) -> str:
-    """Wait until the container's boot has finished (no job left): systemd's verdict
-    ('running', 'degraded', ...)."""
-    deadline = time.monotonic() + timeout
-    state = ""
-    while time.monotonic() < deadline:
-        state = container.run(["systemctl", "is-system-running"], timeout=30).stdout.strip()
-        if state not in ("initializing", "starting", ""):
-            return state
-        time.sleep(1)
-    return state or "unknown"

@@ -26,12 +26,15 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 @click.command(name="rehearse")
 @click.argument("repo", type=click.Path(path_type=Path, file_okay=False), required=False)
-@click.option("--nodes", "where", type=click.Choice(["loopback", "containers"]), default="loopback",
+@click.option("--nodes", "where", type=click.Choice(["loopback", "containers", "vm"]), default="loopback",
               show_default=True,
               help="loopback: the stack's programs from a fresh render on loopback addresses. containers: every "
                    "node booted from REPO's built user-data (halgen build) as a Debian 12 container "
                    "(systemd-nspawn, root only) on a private bridge with the VPC addresses, a package mirror "
-                   "and an Object Storage stand-in; checks each node and the stack.")
+                   "and an Object Storage stand-in; checks each node and the stack. vm: the same, one node at a "
+                   "time in a QEMU virtual machine (emulated, a kernel of its own; minutes per node).")
+@click.option("--only", "only", multiple=True, metavar="NODE",
+              help="With --nodes vm: boot this node (repeatable).  [default: the first node of each role]")
 @click.option("--drill", "drill_names", multiple=True, type=click.Choice([*DRILLS, *NODE_DRILLS, "all"]),
               help="Run this drill after the smoke test (repeatable; 'all' runs every one, in the order listed). "
                    "The *-power-off drills are for --nodes containers: the node's container loses power.")
@@ -52,9 +55,9 @@ EXIT_MISSED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
               help="Loopback /16 to /24 for the nodes (the test-suite uses 127.20.0.0/24).")
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (render and logs) for debugging.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def rehearse(repo: Path | None, where: str, drill_names: tuple[str, ...], bench: bool, bench_rounds: int,
-             bench_duration: float, bench_connections: int | None, check: bool, loopback_subnet: str, keep: bool,
-             as_json: bool) -> None:
+def rehearse(repo: Path | None, where: str, only: tuple[str, ...], drill_names: tuple[str, ...], bench: bool,
+             bench_rounds: int, bench_duration: float, bench_connections: int | None, check: bool,
+             loopback_subnet: str, keep: bool, as_json: bool) -> None:
     """Run REPO's stack on this machine on loopback addresses, in dependency order: the
     PostgreSQL primary and replicas, Redis, the Sentinels, the app servers (Starlet or
     Starman) with the demo app, HAProxy and nginx.
@@ -63,12 +66,14 @@ def rehearse(repo: Path | None, where: str, drill_names: tuple[str, ...], bench:
     temporary directory.
 
     REPO is a generated repo: its answers (.copier-answers.yml) are rendered again for
-    loopback with a temporary path prefix; nothing else differs. Progress goes to stderr,
+    loopback with a temporary path prefix; nothing else differs. With --nodes containers
+    (or vm), REPO's nodes boot instead from the user-data 'halgen build' wrote, byte for
+    byte, on a private network with the VPC addresses. Progress goes to stderr,
     the report to stdout. Exit 0 when every target is met, 1 when one is missed, 2 on a
     usage error, bad answers or a missing program, 130 when interrupted.
     """
-    if where == "containers":
-        _rehearse_nodes(repo, check, drill_names, bench, as_json, keep)
+    if where != "loopback":
+        _rehearse_nodes(repo, where, only, check, drill_names, bench, as_json, keep)
         return
     if set(drill_names) & set(NODE_DRILLS):
         raise HalgenError(f"{', '.join(sorted(set(drill_names) & set(NODE_DRILLS)))}: only with --nodes containers")
@@ -97,9 +102,9 @@ def rehearse(repo: Path | None, where: str, drill_names: tuple[str, ...], bench:
     sys.exit(0 if report.passed else EXIT_INTERRUPTED if report.interrupted else EXIT_MISSED)
 
 
-def _rehearse_nodes(repo: Path | None, check: bool, drill_names: tuple[str, ...], bench: bool, as_json: bool,
-                    keep: bool) -> None:
-    missing = nodes.missing_programs()
+def _rehearse_nodes(repo: Path | None, where: str, only: tuple[str, ...], check: bool, drill_names: tuple[str, ...],
+                    bench: bool, as_json: bool, keep: bool) -> None:
+    missing = nodes.missing_programs(vm=where == "vm")
     if check:
         click.echo("missing: " + "; ".join(missing) if missing
                    else "every program a containers rehearsal needs is here")
@@ -108,7 +113,11 @@ def _rehearse_nodes(repo: Path | None, check: bool, drill_names: tuple[str, ...]
         raise HalgenError("give the generated repo to boot (built with 'halgen build')")
     loopback_only = sorted(set(drill_names) & set(DRILLS)) + ["--bench"] * bench
     if loopback_only:
-        raise HalgenError(f"{', '.join(loopback_only)}: run on loopback only; leave out --nodes containers")
+        raise HalgenError(f"{', '.join(loopback_only)}: run on loopback only; leave out --nodes {where}")
+    if where == "vm" and drill_names:
+        raise HalgenError("--drill runs on --nodes containers (a whole stack), not on one virtual machine at a time")
+    if only and where != "vm":
+        raise HalgenError("--only picks nodes for --nodes vm")
     if missing:
         raise HalgenError("missing " + "; ".join(missing))
     if os.geteuid() != 0:
@@ -117,8 +126,15 @@ def _rehearse_nodes(repo: Path | None, check: bool, drill_names: tuple[str, ...]
     if missing_user_data := nodes.unbuilt(repo, stack):
         raise HalgenError(f"no built user-data for {', '.join(missing_user_data)}: run 'halgen build {repo}' "
                           "first (the containers boot exactly what you would paste into Linode's create form)")
-    drills = [drill for name, drill in NODE_DRILLS.items() if name in drill_names or "all" in drill_names]
-    report = nodes.rehearse_nodes(repo, stack, keep, drills)
+    if where == "vm":
+        unknown = sorted(set(only) - {n.name for n in stack.nodes})
+        if unknown:
+            raise HalgenError(f"--only {', '.join(unknown)}: no such node (nodes: "
+                              f"{', '.join(n.name for n in stack.nodes)})")
+        report = nodes.rehearse_vms(repo, stack, keep, list(only) or nodes.first_of_each_role(stack))
+    else:
+        drills = [drill for name, drill in NODE_DRILLS.items() if name in drill_names or "all" in drill_names]
+        report = nodes.rehearse_nodes(repo, stack, keep, drills)
     click.echo(report.json() if as_json else report.text(), nl=False)
     sys.exit(0 if report.passed else EXIT_MISSED)
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from halgen.host.nspawn import Container
 from halgen.rehearse.nodes import BootedStack, log
 
 Sample = tuple[float, float, int, str]  # wall-clock start, seconds, HTTP status (0: none), body
@@ -121,8 +122,8 @@ def pg_primary_power_off(booted: BootedStack) -> NodeDrill:
     (operator / "ssh").write_text(SSH_STAND_IN)
     (operator / "ssh").chmod(0o755)
     address = {node.name: node.address for node in stack.nodes}
-    (operator / "nodes").write_text("".join(f"{address[name]} {c.init_pid()}\n"
-                                            for name, c in booted.containers.items() if c.running()))
+    (operator / "nodes").write_text("".join(f"{address[name]} {c.init_pid()}\n" for name, c in booted.containers.items()
+                                            if isinstance(c, Container) and c.running()))
     load = _Load(booted, seconds=50, threads=2, method="POST", path="/items")
     time.sleep(5)
     log(f"drill pg-power-off: pulling {old.name}'s plug under writes, then scripts/pg-failover.sh {new.name}")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,18 +25,34 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from halgen.compiler import cloudinit, firewall, secrets
 from halgen.compiler.model import Node, Stack
 from halgen.formats import ufw
-from halgen.host import acme, aptmirror, debimage, nspawn, objectstore
+from halgen.host import acme, aptmirror, debimage, nspawn, objectstore, qemu
 from halgen.host.netns import PrivateNetwork
 from halgen.host.overlay import Overlay
 from halgen.host.processes import HostError, Processes, wait_for_port_from
-from halgen.rehearse.stack import Check
+from halgen.rehearse.stack import Check, Interrupted, signals_ignored
 
 MIRROR_PORT = 80
+CLOUD_INIT_STATUS = ["cloud-init", "status"]
+CLOUD_INIT_RESULT = ["cat", "/run/cloud-init/result.json"]
+FIRST_BOOT_TAIL = ["sh", "-c", "grep 'first-boot:' /var/log/cloud-init-output.log | tail -n 5"]
+SYSTEM_STATE = ["systemctl", "is-system-running"]
+FAILED_UNITS = ["systemctl", "list-units", "--failed", "--plain", "--no-legend"]
+UFW_ADDED, UFW_STATUS = ["ufw", "show", "added"], ["ufw", "status"]
+
+
+class Machine(Protocol):
+    """A booted node: a container, or a virtual machine answering from its report."""
+
+    def run(self, argv: list[str], timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]: ...
+
+    def running(self) -> bool: ...
+
+    def pull_plug(self) -> None: ...
 # cloud-init status values that mean first boot is over
 FINISHED = ("done", "error", "disabled")
 
@@ -63,6 +81,19 @@ class NodeReport:
                 and all(state == "enabled/active" for state in self.services.values()))
 
 
+def settle(machine: Machine, timeout: float) -> str:
+    """Wait until the machine's boot has finished (no job left): systemd's verdict
+    ('running', 'degraded', ...)."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = machine.run(SYSTEM_STATE, timeout=30).stdout.strip()
+        if state not in ("initializing", "starting", ""):
+            return state
+        time.sleep(1)
+    return state or "unknown"
+
+
 def user_data_path(repo: Path, node: Node) -> Path:
     return repo / "build" / "user-data" / f"{node.name}.yaml"
 
@@ -86,22 +117,29 @@ def role_units(stack: Stack, node: Node) -> tuple[str, ...]:
     return units + ((f"{project}-sentinel",) if node.sentinel else ()) + ("ssh", "fail2ban")
 
 
+_NETWORKS = itertools.count(1)  # one private network per booted stack, several may run at once
+
+
 class BootedStack:
     """Boots every node of ``repo`` (built with ``halgen build``) and stops them on close."""
 
-    def __init__(self, repo: Path, stack: Stack, work: Path, keep: bool = False, acme: bool = True) -> None:
+    def __init__(self, repo: Path, stack: Stack, work: Path, keep: bool = False, acme: bool = True,
+                 machines: str = "containers") -> None:
         """``acme``: with lb_tls, an ACME server stands in for the answers' (else the load
-        balancers' first boot finds none, as on a node whose DNS is not yet pointed)."""
+        balancers' first boot finds none, as on a node whose DNS is not yet pointed).
+        ``machines``: 'containers' (systemd-nspawn) or 'vm' (QEMU, a kernel of its own)."""
         self.repo, self.stack, self.work, self.keep, self.acme = repo, stack, work, keep, acme
+        self.machines = machines
         subnet = ipaddress.IPv4Network(stack.a.vpc_subnet)
-        self.network = PrivateNetwork(f"halgen-{stack.a.project}-{os.getpid()}",
+        self.network = PrivateNetwork(f"halgen-{stack.a.project}-{os.getpid()}-{next(_NETWORKS)}",
                                       ipaddress.IPv4Interface(f"{subnet[1]}/{subnet.prefixlen}"))
         self.processes = Processes(work / "logs")
         self.overlays: dict[str, Overlay] = {}
-        self.containers: dict[str, nspawn.Container] = {}
+        self.containers: dict[str, Machine] = {}
         self.reports: dict[str, NodeReport] = {}
         self.started: dict[str, float] = {}
         self.facts: dict[str, object] = {}
+        self._old_handlers: dict[int, Any] = {}
         self.client_ca = ""  # what a client trusts for the load balancers' HTTPS (TLS stacks)
         # made by prepare()
         self.image: debimage.Image | None = None
@@ -120,7 +158,7 @@ class BootedStack:
     def prepare(self) -> None:
         """The image, the package mirror, the private network and its helpers."""
         began = time.monotonic()
-        self.image = image = debimage.ensure_image(log)
+        self.image = image = debimage.ensure_image(log, kernel=self.machines == "vm")
         self.facts["image"] = image.facts()
         mirror = aptmirror.ensure_mirror(image, self.packages(), self.work, log)
         self.facts["mirror"] = mirror.fetched
@@ -165,13 +203,32 @@ class BootedStack:
         for node in chosen:
             self.reports[node.name] = NodeReport(node.name, node.role, node.address)
             overlay = Overlay(self.image.root, self.work / "nodes" / node.name, keep=self.keep)
-            self._seed(overlay.mount(), node)
+            name = f"{self.stack.a.project}-{node.name}"
+            if self.machines == "vm":
+                self.containers[node.name] = self._boot_vm(node, overlay, name)
+                continue
+            self._seed(overlay.mount(), node, nspawn.INTERFACE)
             self.overlays[node.name] = overlay
             self.started[node.name] = time.monotonic()
-            self.containers[node.name] = nspawn.boot(f"{self.stack.a.project}-{node.name}", overlay.root,
-                                                     self.network, self.processes)
+            self.containers[node.name] = nspawn.boot(name, overlay.root, self.network, self.processes)
 
-    def _seed(self, root: Path, node: Node) -> None:
+    def _boot_vm(self, node: Node, overlay: Overlay, name: str) -> Machine:
+        """The node's tree as a disk of its own (the image, its seed, the rehearsal's
+        report unit), booted in QEMU with the image's kernel."""
+        root = overlay.mount()
+        try:
+            self._seed(root, node, qemu.INTERFACE)
+            qemu.install_report(root, self.check_commands(node))
+            disk = self.work / "nodes" / f"{node.name}.img"
+            qemu.make_disk(root, disk)
+        finally:
+            overlay.unmount()
+        index = self.stack.nodes.index(node)
+        self.started[node.name] = time.monotonic()
+        return qemu.boot(name, self.image.root if self.image else root, disk, self.network, self.processes,
+                         tap=f"tap{index}", mac=f"52:54:00:4c:00:{index:02x}")
+
+    def _seed(self, root: Path, node: Node, interface: str) -> None:
         seed = root / "var/lib/cloud/seed/nocloud"
         seed.mkdir(parents=True)
         (seed / "user-data").write_bytes(self.user_data(node))
@@ -179,7 +236,7 @@ class BootedStack:
         prefix = ipaddress.IPv4Network(self.stack.a.vpc_subnet).prefixlen
         (seed / "network-config").write_text(
             "version: 2\nethernets:\n"
-            f"  {nspawn.INTERFACE}:\n    addresses: [{node.address}/{prefix}]\n"
+            f"  {interface}:\n    addresses: [{node.address}/{prefix}]\n"
             f"    nameservers: {{addresses: [{self.network.gateway.ip}]}}\n")
         (root / "etc/apt/sources.list").write_text(self.apt_source)
         (root / "etc/resolv.conf").write_text(f"nameserver {self.network.gateway.ip}\n")
@@ -214,7 +271,7 @@ class BootedStack:
         container = self.containers[name]
         if not container.running():
             return "powered off"
-        out = container.run(["cloud-init", "status"], timeout=30).stdout
+        out = container.run(CLOUD_INIT_STATUS, timeout=30).stdout
         for line in out.splitlines():
             if line.startswith("status:"):
                 return line.split(":", 1)[1].strip()
@@ -231,8 +288,8 @@ class BootedStack:
                 report.errors.append("the container stopped")
                 continue
             report.errors.extend(self._cloud_init_errors(container))
-            report.system = nspawn.settle(container, 120)
-            failed = container.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend"]).stdout
+            report.system = settle(container, 120)
+            failed = container.run(FAILED_UNITS).stdout
             report.failed_units = [line.split()[0] for line in failed.splitlines() if line.strip()]
             for unit in role_units(self.stack, node):
                 enabled = container.run(["systemctl", "is-enabled", unit]).stdout.strip()
@@ -241,19 +298,26 @@ class BootedStack:
             report.firewall_diff = self._firewall_diff(node, container)
         return self.reports
 
-    def _cloud_init_errors(self, container: nspawn.Container) -> list[str]:
-        result = container.run(["cat", "/run/cloud-init/result.json"])
+    def check_commands(self, node: Node) -> list[list[str]]:
+        """Every command check() runs on ``node`` (a virtual machine records them)."""
+        units = role_units(self.stack, node)
+        return [CLOUD_INIT_STATUS, CLOUD_INIT_RESULT, FIRST_BOOT_TAIL, SYSTEM_STATE, FAILED_UNITS,
+                *(argv for u in units for argv in (["systemctl", "is-enabled", u], ["systemctl", "is-active", u])),
+                UFW_ADDED, UFW_STATUS]
+
+    def _cloud_init_errors(self, container: Machine) -> list[str]:
+        result = container.run(CLOUD_INIT_RESULT)
         if result.returncode != 0:
             return ["cloud-init wrote no result"]
         errors = [str(e) for e in json.loads(result.stdout).get("v1", {}).get("errors", [])]
         if errors:  # the first-boot script's own account of what failed
-            tail = container.run(["sh", "-c", "grep 'first-boot:' /var/log/cloud-init-output.log | tail -n 5"])
+            tail = container.run(FIRST_BOOT_TAIL)
             errors.extend(tail.stdout.splitlines())
         return errors
 
-    def _firewall_diff(self, node: Node, container: nspawn.Container) -> list[str]:
-        shown = container.run(["ufw", "show", "added"]).stdout
-        status = container.run(["ufw", "status"]).stdout
+    def _firewall_diff(self, node: Node, container: Machine) -> list[str]:
+        shown = container.run(UFW_ADDED).stdout
+        status = container.run(UFW_STATUS).stdout
         problems = [] if status.startswith("Status: active") else ["ufw is not active"]
         live = {_pair(r.source, r.ports) for r in ufw.firewall(shown).rules}
         planned = {_pair(source, rule.ports) for rule in firewall.node_rules(self.stack, node)
@@ -283,6 +347,30 @@ class BootedStack:
             if result.returncode != 0:
                 checks.append(Check(f"{lb.name}: smoke client", False, result.stderr.strip()[-500:]))
         return checks
+
+    def reachability(self, names: list[str]) -> list[Check]:
+        """From the bridge (outside every allowed source but 'anywhere'): each port the
+        node's firewall opens to anywhere answers, and SSH, open only to the admins'
+        networks, gets no answer at all (ufw drops, it does not refuse)."""
+        bridge = ipaddress.IPv4Address(str(self.network.gateway.ip))
+        expected: list[tuple[str, int, str]] = []
+        for node in (n for n in self.stack.nodes if n.name in names):
+            for rule in firewall.node_rules(self.stack, node):
+                if any(bridge in ipaddress.ip_network(source) for source in rule.sources):
+                    expected += [(node.address, port, "open") for port in rule.ports]
+            if not any(bridge in ipaddress.ip_network(c) for c in self.stack.a.admin_cidrs):
+                expected.append((node.address, 22, "filtered"))
+        probe = ("import socket, sys\nfor spec in sys.argv[1:]:\n address, port = spec.split(':')\n"
+                 " s = socket.socket(); s.settimeout(3)\n"
+                 " try:\n  s.connect((address, int(port))); print('open')\n"
+                 " except socket.timeout:\n  print('filtered')\n"
+                 " except OSError:\n  print('refused')\n s.close()\n")
+        result = subprocess.run([*self.network.enter(), sys.executable, "-c", probe,
+                                 *(f"{a}:{p}" for a, p, _ in expected)], capture_output=True, text=True, timeout=600)
+        seen = result.stdout.split()
+        names_by_address = {n.address: n.name for n in self.stack.nodes}
+        return [Check(f"{names_by_address[a]}: port {p} from the bridge is {want}", got == want, got)
+                for (a, p, want), got in zip(expected, seen + ["?"] * len(expected), strict=False)]
 
     def data_checks(self) -> list[Check]:
         """Across the stack: replication streams to every replica, every Sentinel finds a
@@ -331,10 +419,22 @@ class BootedStack:
         self.network.delete()
 
     def __enter__(self) -> BootedStack:
+        """Ctrl-C, TERM or HUP end the rehearsal through close(), like any error."""
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._old_handlers[signum] = signal.signal(signum, _interrupt)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            with signals_ignored():
+                self.close()
+        finally:
+            for signum, handler in self._old_handlers.items():
+                signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
 
 
 def _pair(source: str, ports: tuple[int, ...]) -> tuple[str, str]:
@@ -347,8 +447,12 @@ NEEDED = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "
           "ip": "iproute2", "nginx": "nginx", "openssl": "openssl"}
 
 
-def missing_programs() -> list[str]:
-    missing = [f"{name} (apt-get install {package})" for name, package in NEEDED.items() if not shutil.which(name)]
+VM_NEEDED = {"qemu-system-x86_64": "qemu-system-x86", "mkfs.ext4": "e2fsprogs"}
+
+
+def missing_programs(vm: bool = False) -> list[str]:
+    needed = {**NEEDED, **(VM_NEEDED if vm else {})}
+    missing = [f"{name} (apt-get install {package})" for name, package in needed.items() if not shutil.which(name)]
     if objectstore.moto_server() is None:
         missing.append("moto_server (pip install 'moto[server]')")
     return missing
@@ -386,7 +490,7 @@ class NodesReport:
             problems += [f"ufw {d}" for d in n.firewall_diff]
             lines += [f"       {p}" for p in problems]
         for title, checks in (("smoke test through the load balancers", self.smoke),
-                              ("replication, Sentinel, backups", self.data)):
+                              ("replication, Sentinel, backups" if self.smoke else "from the bridge", self.data)):
             if checks:
                 lines += ["", f"{title}: {sum(c.ok for c in checks)}/{len(checks)}"]
                 lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks]
@@ -399,15 +503,28 @@ class NodesReport:
         return "\n".join(lines) + "\n"
 
 
+def first_of_each_role(stack: Stack) -> list[str]:
+    return [next(n.name for n in stack.nodes if n.role == role) for role in dict.fromkeys(n.role for n in stack.nodes)]
+
+
+def rehearse_vms(repo: Path, stack: Stack, keep: bool, names: list[str]) -> NodesReport:
+    """Boot ``names`` one at a time as virtual machines: check each, and its firewall from
+    the bridge through its own kernel's netfilter."""
+    def steps(booted: BootedStack, report: NodesReport) -> None:
+        for name in names:
+            booted.boot([name])
+            booted.wait_first_boot([name], timeout=2400)
+            report.nodes += [booted.check()[name]]
+            report.data += booted.reachability([name])
+            booted.containers[name].pull_plug()
+
+    return _rehearse(repo, stack, keep, "vm", steps)
+
+
 def rehearse_nodes(repo: Path, stack: Stack, keep: bool,
                    drills: list[Callable[[BootedStack], Any]] | None = None) -> NodesReport:
     """Boot, check, smoke-test, check the data tier, run the drills, power everything off."""
-    report = NodesReport(stack.a.project, stack.a.vpc_subnet)
-    began = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="halgen-nodes-", dir="/var/tmp"))
-    booted = BootedStack(repo.resolve(), stack, work, keep=keep)
-    try:
-        booted.prepare()
+    def steps(booted: BootedStack, report: NodesReport) -> None:
         booted.boot()
         booted.wait_first_boot()
         report.nodes = list(booted.check().values())
@@ -420,14 +537,29 @@ def rehearse_nodes(repo: Path, stack: Stack, keep: bool,
                 report.failure = "the stack did not boot healthy, so no drill ran"
                 break
             report.drills.append(drill(booted))
+
+    return _rehearse(repo, stack, keep, "containers", steps)
+
+
+def _rehearse(repo: Path, stack: Stack, keep: bool, machines: str,
+              steps: Callable[[BootedStack, NodesReport], None]) -> NodesReport:
+    report = NodesReport(stack.a.project, stack.a.vpc_subnet)
+    began = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix=f"halgen-{machines}-", dir="/var/tmp"))
+    booted = BootedStack(repo.resolve(), stack, work, keep=keep, machines=machines)
+    try:
+        with booted:
+            booted.prepare()
+            steps(booted, report)
     except (HostError, TimeoutError, OSError, subprocess.SubprocessError) as err:
         report.failure = str(err)
-        report.nodes = report.nodes or list(booted.reports.values())
+    except Interrupted as signal_name:
+        report.failure = f"interrupted by {signal_name}: stopped everything it started"
     finally:
+        report.nodes = report.nodes or list(booted.reports.values())
         report.facts = booted.facts
-        booted.close()
         if keep:
-            log(f"kept {work} (console logs in logs/, each node's written layer in nodes/<node>/upper)")
+            log(f"kept {work} (logs/: console and serial logs; nodes/<node>/upper: what each node wrote)")
         else:
             shutil.rmtree(work, ignore_errors=True)
     report.wall_seconds = round(time.monotonic() - began, 1)

@@ -117,7 +117,7 @@ class Rehearsal:
     def stop(self) -> None:
         """Stop every program started (clients first), then remove the directory. A second
         Ctrl-C cannot cut this short."""
-        with _signals_ignored():
+        with signals_ignored():
             if self.ls is not None and self.ls.procs:
                 self.progress("stopping everything that was started")
                 self.ls.stop_all()
@@ -374,7 +374,7 @@ def _checked_script(ls: LoopbackStack, node: Node, name: str, *args: str, env: d
 
 
 @contextmanager
-def _signals_ignored() -> Iterator[None]:
+def signals_ignored() -> Iterator[None]:
     saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield

@@ -63,13 +63,15 @@ def blueprint_repo(root: Path, tag: str = "v1.0.0") -> Path:
     return bp
 
 
-def bare_app_repo(where: Path, psgi: str) -> Path:
-    """A bare git repo at ``where``/app.git with one commit of app.psgi: an app_repo."""
+def bare_app_repo(where: Path, psgi: str, files: dict[str, str] | None = None) -> Path:
+    """A bare git repo at ``where``/app.git with one commit of app.psgi (and ``files``):
+    an app_repo."""
     work, bare = where / "work", where / "app.git"
     subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-    (work / "app.psgi").write_text(psgi)
+    for name, text in {"app.psgi": psgi, **(files or {})}.items():
+        (work / name).write_text(text)
     git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run([*git, "add", "app.psgi"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     return bare

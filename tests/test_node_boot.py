@@ -7,10 +7,12 @@ one or two nodes of other builds. Root only (containers, namespaces, mounts)."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,46 +204,84 @@ def test_a_tls_stack_boots_with_certificates_from_the_acme_stand_in_on_both_load
         booted.close()
 
 
-def test_an_app_server_clones_a_private_repo_over_ssh_at_first_boot(tmp_path) -> None:
+def _local_cpan(where: Path) -> Path:
+    """A CPAN mirror with one pure-Perl distribution Debian does not have."""
+    dist = "Halgen-Rehearsal-Dep-0.01"
+    source = where / "src" / dist
+    (source / "lib" / "Halgen" / "Rehearsal").mkdir(parents=True)
+    (source / "lib" / "Halgen" / "Rehearsal" / "Dep.pm").write_text(
+        "package Halgen::Rehearsal::Dep;\nour $VERSION = '0.01';\nsub answer { 'from CPAN' }\n1;\n")
+    (source / "Makefile.PL").write_text("use ExtUtils::MakeMaker;\nWriteMakefile(NAME => 'Halgen::Rehearsal::Dep', "
+                                        "VERSION_FROM => 'lib/Halgen/Rehearsal/Dep.pm');\n")
+    authors = where / "cpan" / "authors" / "id" / "H" / "HA" / "HALGEN"
+    authors.mkdir(parents=True)
+    subprocess.run(["tar", "-czf", str(authors / f"{dist}.tar.gz"), "-C", str(source.parent), dist], check=True)
+    (where / "cpan" / "modules").mkdir()
+    index = ("File:         02packages.details.txt\nColumns:      package name, version, path\n"
+             "Line-Count:   1\n\n"
+             f"Halgen::Rehearsal::Dep 0.01 H/HA/HALGEN/{dist}.tar.gz\n")
+    with gzip.open(where / "cpan" / "modules" / "02packages.details.txt.gz", "wt") as packages:
+        packages.write(index)
+    return where / "cpan"
+
+
+APP_WITH_DEPS = """use Text::Table ();
+use Halgen::Rehearsal::Dep;
+sub { [200, ['Content-Type' => 'text/plain'], ['private app, Text::Table ' . $Text::Table::VERSION . ', '
+      . Halgen::Rehearsal::Dep::answer()]] };
+"""
+
+
+def test_an_app_server_clones_a_private_repo_over_ssh_and_installs_its_cpanfile(tmp_path) -> None:
     """Item 7: an SSH app_repo on a git server on the bridge (real sshd, a bare repo), the
     deploy key 'halgen build' made (added to the server as a deploy key would be), and
-    the server's host key as the answers name it. Before, first boot had no git, no key
-    and no known host, and stopped under set -e."""
+    the server's host key as the answers name it; its cpanfile needs Text::Table (Debian:
+    libtext-table-perl) and a module only a CPAN mirror on the bridge has. Before, first boot
+    had no git, no key and no known host, and stopped under set -e."""
     _require_containers()
-    subnet_gateway = "10.0.0.1"  # the default VPC subnet's first address: the bridge
+    gateway = "10.0.0.1"  # the default VPC subnet's first address: the bridge
     server = tmp_path / "git-server"
     server.mkdir()
     host_key = server / "ssh_host_ed25519_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
     kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
-    bare = bare_app_repo(server, "sub { [200, ['Content-Type' => 'text/plain'], ['private app']] };\n")
-    answers = (f"app_repo: root@{subnet_gateway}:{bare}\n"
-               f"app_repo_host_keys: ['{subnet_gateway} {kind} {blob}']\napp_servers: 1\n")
+    cpanfile = "requires 'Text::Table', '1.130';\nrequires 'Halgen::Rehearsal::Dep';\n"
+    bare = bare_app_repo(server, APP_WITH_DEPS, {"cpanfile": cpanfile})
+    cpan = _local_cpan(tmp_path)
+    answers = (f"app_repo: root@{gateway}:{bare}\n"
+               f"app_repo_host_keys: ['{gateway} {kind} {blob}']\napp_servers: 1\n"
+               f"cpan_mirror: http://{gateway}:8081/\n")
     repo = _built_repo(tmp_path, answers)
     stack = derive(pipeline.load_repo_answers(repo), LINODE)
-    assert "git" in cloudinit.packages(stack, stack.apps[0])
+    assert {"git", "libmodule-cpanfile-perl", "cpanminus"} <= set(cloudinit.packages(stack, stack.apps[0]))
     (server / "authorized_keys").write_text((repo / "secrets" / "deploy-key.pub").read_text())
     config = server / "sshd_config"
-    config.write_text(f"ListenAddress {subnet_gateway}:22\nHostKey {host_key}\n"
+    config.write_text(f"ListenAddress {gateway}:22\nHostKey {host_key}\n"
                       f"AuthorizedKeysFile {server}/authorized_keys\n"
                       "PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
                       f"PidFile {server}/sshd.pid\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    booted = BootedStack(repo, stack, tmp_path / "work")
+    booted = BootedStack(repo, stack, tmp_path / "work", extra_packages=("libtext-table-perl",))
     try:
         booted.prepare()
-        booted.processes.spawn([*booted.network.enter(), shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e",
-                                "-f", str(config)], "git-sshd")
-        wait_for_port_from(booted.network.enter(), subnet_gateway, 22)
+        enter = booted.network.enter()
+        booted.processes.spawn([*enter, shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                               "git-sshd")
+        booted.processes.spawn([*enter, sys.executable, "-m", "http.server", "--bind", gateway, "--directory",
+                                str(cpan), "8081"], "cpan")
+        wait_for_port_from(enter, gateway, 22)
+        wait_for_port_from(enter, gateway, 8081)
         booted.boot(["app1"])
         booted.wait_first_boot(["app1"], timeout=600)
         report = booted.check()["app1"]
-        assert report.ok, report
+        assert report.ok, "\n".join(report.errors + [f"{u}: {st}" for u, st in report.services.items()])
         app = booted.containers["app1"]
         served = app.run(["curl", "-s", f"http://{stack.apps[0].address}:{stack.apps[0].instances[0].port}/"])
-        assert served.stdout == "private app", served
+        assert re.fullmatch(r"private app, Text::Table 1\.\d+, from CPAN", served.stdout), served
         origin = app.run(["cat", f"{stack.apps[0].paths.app_root}/releases/initial/.git/config"])
-        assert f"url = root@{subnet_gateway}:{bare}" in origin.stdout, origin
+        assert f"url = root@{gateway}:{bare}" in origin.stdout, origin
+        steps = app.run(["grep", "app-deps:", "/var/log/cloud-init-output.log"]).stdout
+        assert "Debian packages: libtext-table-perl" in steps and "from CPAN: Halgen::Rehearsal::Dep" in steps, steps
     finally:
         booted.close()
 

@@ -77,3 +77,13 @@ def test_crossplane_error_aborts_with_file_and_line(broken_blueprint: Path, tmp_
     assert 'unknown directive "proxy_http_verison"' in message
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tpl"]
+
+
+def test_every_node_program_is_executable() -> None:
+    """The blueprint's file modes become the node's (copier keeps them): a script the
+    first boot runs must be executable (the boot test caught one that was not)."""
+    for case in ("default-ha", "tls-sync"):
+        programs = [p for p in (GOLDEN / case / "expected" / "nodes").glob("*/usr/local/sbin/*")]
+        assert programs
+        not_executable = [str(p) for p in programs if not p.stat().st_mode & 0o100]
+        assert not not_executable, not_executable

@@ -101,6 +101,7 @@ class Answers:
     app_repo: str
     app_repo_host_keys: tuple[str, ...]
     app_ref: str
+    cpan_mirror: str
     app_user: str
     db_plan: str
     pg_version: int

@@ -106,7 +106,9 @@ def packages(stack: Stack, node: Node) -> list[str]:
         "lb": ["haproxy", "nginx"] + (["certbot"] if a.lb_tls else []),
         # libredis-perl only recommends IO::Socket::SSL, which it needs for Redis over TLS.
         "app": [a.app_server, "libplack-perl", "libdbd-pg-perl", "libredis-perl", "curl"]
-               + (["libio-socket-ssl-perl"] if a.vpc_tls else []) + (["git"] if a.app_repo else []),
+               + (["libio-socket-ssl-perl"] if a.vpc_tls else [])
+               # an app from git may bring a cpanfile: its requirements come from Debian, else CPAN
+               + (["git", "libmodule-cpanfile-perl", "cpanminus", "make"] if a.app_repo else []),
         "db": [f"postgresql-{a.pg_version}", "pgbackrest"],
         "redis": ["redis-server", "redis-tools", "restic"],
     }[node.role]

@@ -124,12 +124,13 @@ class BootedStack:
     """Boots every node of ``repo`` (built with ``halgen build``) and stops them on close."""
 
     def __init__(self, repo: Path, stack: Stack, work: Path, keep: bool = False, acme: bool = True,
-                 machines: str = "containers") -> None:
+                 machines: str = "containers", extra_packages: tuple[str, ...] = ()) -> None:
         """``acme``: with lb_tls, an ACME server stands in for the answers' (else the load
         balancers' first boot finds none, as on a node whose DNS is not yet pointed).
-        ``machines``: 'containers' (systemd-nspawn) or 'vm' (QEMU, a kernel of its own)."""
+        ``machines``: 'containers' (systemd-nspawn) or 'vm' (QEMU, a kernel of its own).
+        ``extra_packages``: also in the mirror (what an app's cpanfile brings from Debian)."""
         self.repo, self.stack, self.work, self.keep, self.acme = repo, stack, work, keep, acme
-        self.machines = machines
+        self.machines, self.extra_packages = machines, extra_packages
         subnet = ipaddress.IPv4Network(stack.a.vpc_subnet)
         self.network = PrivateNetwork(f"halgen-{stack.a.project}-{os.getpid()}-{next(_NETWORKS)}",
                                       ipaddress.IPv4Interface(f"{subnet[1]}/{subnet.prefixlen}"))
@@ -153,7 +154,8 @@ class BootedStack:
         return user_data_path(self.repo, node).read_bytes()
 
     def packages(self) -> list[str]:
-        return sorted({p for node in self.stack.nodes for p in cloudinit.packages(self.stack, node)})
+        return sorted({p for node in self.stack.nodes for p in cloudinit.packages(self.stack, node)}
+                      | set(self.extra_packages))
 
     def prepare(self) -> None:
         """The image, the package mirror, the private network and its helpers."""

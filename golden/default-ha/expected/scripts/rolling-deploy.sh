@@ -60,6 +60,7 @@ ship_release() {
     local address="$1" release="$2"
     if [[ -n "$APP_REPO" ]]; then
         on_node "$address" sudo -u perlapp git clone --quiet --depth 1 --branch "$REF" "$APP_REPO" "$release"
+        on_node "$address" sudo /usr/local/sbin/shop-app-deps "$release"
     elif (( DRY_RUN )); then
         printf 'would copy %s/app to %s:%s\n' "$HERE" "$address" "$release"
     else

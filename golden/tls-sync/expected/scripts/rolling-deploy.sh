@@ -62,6 +62,7 @@ ship_release() {
         # ssh joins the words for the node's shell: the quotes keep the SSH command one word there.
         on_node "$address" sudo -u perlapp git clone --quiet --depth 1 --branch "$REF" \
             --config "'core.sshCommand=ssh -i /etc/bank/deploy-key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/bank/git-known-hosts'" "$APP_REPO" "$release"
+        on_node "$address" sudo /usr/local/sbin/bank-app-deps "$release"
     elif (( DRY_RUN )); then
         printf 'would copy %s/app to %s:%s\n' "$HERE" "$address" "$release"
     else

@@ -1,11 +1,13 @@
 """The stack booted node by node from its own user-data: every node of a built repo is a
-Debian 12 container (systemd-nspawn) on a private bridge with the stack's VPC addresses,
-seeded with ``build/user-data/<node>.yaml`` byte for byte as NoCloud user-data.
+Debian 12 container (systemd-nspawn), or a QEMU virtual machine, on a private bridge
+with the stack's VPC addresses, seeded with ``build/user-data/<node>.yaml`` byte for
+byte as NoCloud user-data.
 
 What differs from Linode, and only here: each node's network-config (Linode assigns the
-VPC address itself), and the container's apt sources and trusted CAs, which point at the
-helpers on the bridge (a package mirror of what the user-data installs, and stand-ins
-for Object Storage) instead of the internet. None of it is in the user-data.
+VPC address itself), and the machine's apt sources, /etc/hosts and trusted CAs, which
+point at the helpers on the bridge (a package mirror of what the user-data installs,
+and stand-ins for Object Storage and, with TLS, for the ACME server) instead of the
+internet. None of it is in the user-data.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Machine(Protocol):
     def running(self) -> bool: ...
 
     def pull_plug(self) -> None: ...
+
+
 # cloud-init status values that mean first boot is over
 FINISHED = ("done", "error", "disabled")
 
@@ -419,6 +423,9 @@ class BootedStack:
         for overlay in self.overlays.values():
             overlay.unmount()
         self.network.delete()
+        if not self.keep:  # the virtual machines' disks (gigabytes each)
+            for disk in (self.work / "nodes").glob("*.img"):
+                disk.unlink()
 
     def __enter__(self) -> BootedStack:
         """Ctrl-C, TERM or HUP end the rehearsal through close(), like any error."""

@@ -2,8 +2,9 @@
 (systemd-nspawn) on a private bridge in a network namespace this test makes: first boot
 must end with the node serving its role, or with a failure cloud-init reports.
 
-The default stack boots once for the module (about 2 minutes); the defect tests boot
-one or two nodes of other builds. Root only (containers, namespaces, mounts)."""
+The default stack boots once for the module (about 2 minutes) and takes the drills
+last; the other tests boot one to five nodes of builds of their own, and one node in a
+QEMU virtual machine. Root only (containers, namespaces, mounts)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,11 @@ def _built_repo(where: Path, answers: str = "", keys: bool = True) -> Path:
 def _booted(repo: Path, work: Path, acme: bool = True) -> BootedStack:
     stack = derive(pipeline.load_repo_answers(repo), LINODE)
     booted = BootedStack(repo, stack, work, acme=acme)
-    booted.prepare()
+    try:
+        booted.prepare()
+    except BaseException:
+        booted.close()
+        raise
     return booted
 
 

@@ -284,10 +284,11 @@ class BootedStack:
         return "not started"
 
     # -- checks --------------------------------------------------------------------------------
-    def check(self) -> dict[str, NodeReport]:
-        """Each booted node's verdict: cloud-init, systemd, its role's units, its firewall."""
+    def check(self, names: list[str] | None = None) -> dict[str, NodeReport]:
+        """These booted nodes' (default: every one's) verdict: cloud-init, systemd, the
+        role's units, the firewall. Each node is checked once: its report is final."""
         for node in self.stack.nodes:
-            if node.name not in self.containers:
+            if node.name not in self.containers or (names is not None and node.name not in names):
                 continue
             report, container = self.reports[node.name], self.containers[node.name]
             if not container.running():
@@ -523,7 +524,7 @@ def rehearse_vms(repo: Path, stack: Stack, keep: bool, names: list[str]) -> Node
         for name in names:
             booted.boot([name])
             booted.wait_first_boot([name], timeout=2400)
-            report.nodes += [booted.check()[name]]
+            report.nodes += [booted.check([name])[name]]
             report.data += booted.reachability([name])
             booted.containers[name].pull_plug()
 

@@ -75,3 +75,15 @@ def bare_app_repo(where: Path, psgi: str, files: dict[str, str] | None = None) -
     subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     return bare
+
+
+def git_sshd_config(directory: Path, listen: str, host_key: Path, authorized: str) -> Path:
+    """An sshd config for a test git server on ``listen`` (ADDRESS:PORT) that lets in
+    only the ``authorized`` keys (root, key only), with its files in ``directory``."""
+    (directory / "authorized_keys").write_text(authorized)
+    config = directory / "sshd_config"
+    config.write_text(f"ListenAddress {listen}\nHostKey {host_key}\nAuthorizedKeysFile {directory}/authorized_keys\n"
+                      "PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
+                      f"PidFile {directory}/sshd.pid\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    return config

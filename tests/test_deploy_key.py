@@ -17,7 +17,7 @@ from halgen.compiler import cloudinit, deploykey, pipeline
 from halgen.compiler.loader import from_mapping
 from halgen.compiler.write import build, render
 
-from conftest import IN_CI, bare_app_repo, require
+from conftest import IN_CI, bare_app_repo, git_sshd_config, require
 
 pytestmark = pytest.mark.realserver
 
@@ -64,12 +64,7 @@ def _node_etc(tmp: Path, files: dict, clone: str, known_hosts: str | None = None
 
 
 def _serve_and_clone(tmp: Path, host_key: Path, authorized: str, clone: str) -> subprocess.CompletedProcess:
-    config = tmp / "sshd_config"
-    config.write_text(f"ListenAddress 127.0.0.1:22\nHostKey {host_key}\nAuthorizedKeysFile {tmp}/authorized_keys\n"
-                      f"PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
-                      f"PidFile {tmp}/sshd.pid\n")
-    (tmp / "authorized_keys").write_text(authorized)
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    config = git_sshd_config(tmp, "127.0.0.1:22", host_key, authorized)
     script = (f"set -e\nip link set lo up\n$(command -v sshd) -f {config} -E {tmp}/sshd.log\n"
               f"for i in $(seq 50); do [ -s {tmp}/sshd.pid ] && break; sleep 0.1; done\n"
               f"cd {tmp}\n{clone}\n")

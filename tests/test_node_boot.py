@@ -26,7 +26,7 @@ from halgen.host.processes import wait_for_port_from
 from halgen.rehearse.nodedrills import NODE_DRILLS
 from halgen.rehearse.nodes import BootedStack, missing_programs, rehearse_vms
 
-from conftest import IN_CI, bare_app_repo, halgen, require
+from conftest import IN_CI, bare_app_repo, git_sshd_config, halgen, require
 
 pytestmark = pytest.mark.realserver
 OBJECT_STORAGE_KEYS = {"OBJ_PG_ACCESS_KEY": "bootpgkey", "OBJ_PG_SECRET_KEY": "bootpgsecret",
@@ -132,9 +132,7 @@ def test_a_primary_without_object_storage_keys_serves_and_cloud_init_reports_the
     _require_containers()
     booted = _booted(_built_repo(tmp_path, keys=False), tmp_path / "work")
     try:
-        booted.boot(["db1"])
-        booted.wait_first_boot(["db1"], timeout=600)
-        report = booted.check()["db1"]
+        report = booted.first_boot("db1")
         assert report.cloud_init == "error"
         assert report.services["postgresql@15-main"] == "enabled/active"
         assert any("pgBackRest" in line for line in report.errors), report.errors
@@ -172,9 +170,7 @@ def test_a_tls_load_balancer_without_its_acme_server_serves_and_reports_the_fail
     _require_containers()
     booted = _booted(_built_repo(tmp_path, "lb_tls: true\n"), tmp_path / "work", acme=False)
     try:
-        booted.boot(["lb1"])
-        booted.wait_first_boot(["lb1"], timeout=600)
-        report = booted.check()["lb1"]
+        report = booted.first_boot("lb1")
         assert report.cloud_init == "error"
         assert report.services["nginx"] == "enabled/active"
         lb = booted.containers["lb1"]
@@ -259,13 +255,7 @@ def test_an_app_server_clones_a_private_repo_over_ssh_and_installs_its_cpanfile(
     repo = _built_repo(tmp_path, answers)
     stack = derive(pipeline.load_repo_answers(repo), LINODE)
     assert {"git", "libmodule-cpanfile-perl", "cpanminus"} <= set(cloudinit.packages(stack, stack.apps[0]))
-    (server / "authorized_keys").write_text((repo / "secrets" / "deploy-key.pub").read_text())
-    config = server / "sshd_config"
-    config.write_text(f"ListenAddress {gateway}:22\nHostKey {host_key}\n"
-                      f"AuthorizedKeysFile {server}/authorized_keys\n"
-                      "PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
-                      f"PidFile {server}/sshd.pid\n")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    config = git_sshd_config(server, f"{gateway}:22", host_key, (repo / "secrets" / "deploy-key.pub").read_text())
     booted = BootedStack(repo, stack, tmp_path / "work", extra_packages=("libtext-table-perl",))
     try:
         booted.prepare()
@@ -276,9 +266,7 @@ def test_an_app_server_clones_a_private_repo_over_ssh_and_installs_its_cpanfile(
                                 str(cpan), "8081"], "cpan")
         wait_for_port_from(enter, gateway, 22)
         wait_for_port_from(enter, gateway, 8081)
-        booted.boot(["app1"])
-        booted.wait_first_boot(["app1"], timeout=600)
-        report = booted.check()["app1"]
+        report = booted.first_boot("app1")
         assert report.ok, "\n".join(report.errors + [f"{u}: {st}" for u, st in report.services.items()])
         app = booted.containers["app1"]
         served = app.run(["curl", "-s", f"http://{stack.apps[0].address}:{stack.apps[0].instances[0].port}/"])

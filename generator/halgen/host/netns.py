@@ -29,25 +29,30 @@ class PrivateNetwork:
 
     def create(self) -> None:
         self.delete()
-        steps = [["ip", "netns", "add", self.name],
-                 [*self._ip(), "link", "set", "lo", "up"],
-                 [*self._ip(), "link", "add", BRIDGE, "type", "bridge"],
-                 [*self._ip(), "addr", "add", str(self.gateway), "dev", BRIDGE],
-                 [*self._ip(), "link", "set", BRIDGE, "up"]]
-        for argv in steps:
-            result = subprocess.run(argv, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise HostError(f"private network: {' '.join(argv)} failed: {result.stderr.strip()}")
+        self._steps(["ip", "netns", "add", self.name],
+                    [*self._ip(), "link", "set", "lo", "up"],
+                    [*self._ip(), "link", "add", BRIDGE, "type", "bridge"],
+                    [*self._ip(), "addr", "add", str(self.gateway), "dev", BRIDGE],
+                    [*self._ip(), "link", "set", BRIDGE, "up"])
         routes = subprocess.run([*self._ip(), "-4", "route", "show", "default"], capture_output=True, text=True)
         if routes.stdout.strip():  # a fresh namespace has none; never let traffic out
             raise HostError(f"private network {self.name} has a default route: {routes.stdout.strip()}")
 
     def add_address(self, address: str) -> None:
         """Another address on the bridge, for one more helper."""
-        cidr = f"{address}/{self.gateway.network.prefixlen}"
-        result = subprocess.run([*self._ip(), "addr", "add", cidr, "dev", BRIDGE], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise HostError(f"private network: could not add {cidr}: {result.stderr.strip()}")
+        self._steps([*self._ip(), "addr", "add", f"{address}/{self.gateway.network.prefixlen}", "dev", BRIDGE])
+
+    def add_tap(self, tap: str) -> None:
+        """A tap device on the bridge, for a virtual machine's network card."""
+        self._steps([*self._ip(), "tuntap", "add", tap, "mode", "tap"],
+                    [*self._ip(), "link", "set", tap, "master", BRIDGE],
+                    [*self._ip(), "link", "set", tap, "up"])
+
+    def _steps(self, *commands: list[str]) -> None:
+        for argv in commands:
+            result = subprocess.run(argv, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise HostError(f"private network: {' '.join(argv)} failed: {result.stderr.strip()}")
 
     def delete(self) -> None:
         if self.path.exists():

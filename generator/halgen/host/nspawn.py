@@ -1,5 +1,5 @@
 """Boot a root tree as a container with systemd as PID 1 (systemd-nspawn) on a private
-network's bridge, run commands in it, and power it off or pull its plug.
+network's bridge, run commands in it, and pull its plug.
 
 No systemd is needed on this machine: ``--register=no --keep-unit`` keeps nspawn away
 from machined and from creating a scope. Commands reach the container through
@@ -83,20 +83,6 @@ class Container:
 
     def running(self) -> bool:
         return self.proc.poll() is None
-
-    def power_off(self, timeout: float = 90) -> None:
-        """A clean shutdown, as from the Linode Cloud Manager's 'Power Off'."""
-        if not self.running():
-            return
-        try:
-            os.kill(self.init_pid(), signal.SIGRTMIN + 4)  # systemd: start poweroff.target
-        except (HostError, ProcessLookupError):
-            pass
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.pull_plug()
-        remove_cgroups(self.cgroups)
 
     def pull_plug(self) -> None:
         """Every process in the container dies at once, as in a host failure."""

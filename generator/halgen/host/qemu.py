@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from halgen.host.netns import BRIDGE, PrivateNetwork
+from halgen.host.netns import PrivateNetwork
 from halgen.host.processes import HostError, Processes
 
 INTERFACE = "eth0"  # with net.ifnames=0 on the kernel command line
@@ -116,7 +116,6 @@ class VirtualMachine:
             self.proc.kill()
             self.proc.wait(10)
 
-    power_off = pull_plug
 
 
 def boot(name: str, tree: Path, disk: Path, network: PrivateNetwork, processes: Processes, tap: str,
@@ -131,12 +130,7 @@ def boot(name: str, tree: Path, disk: Path, network: PrivateNetwork, processes: 
     boot_files.mkdir(exist_ok=True)
     for path in (kernel, initrd):  # the tree may be an overlay that is unmounted while the machine runs
         (boot_files / path.name).write_bytes(path.read_bytes())
-    ip = ["ip", "-n", network.name]
-    for argv in ([*ip, "tuntap", "add", tap, "mode", "tap"], [*ip, "link", "set", tap, "master", BRIDGE],
-                 [*ip, "link", "set", tap, "up"]):
-        result = subprocess.run(argv, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise HostError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+    network.add_tap(tap)
     report = processes.log_dir / f"{name}.report"
     report.unlink(missing_ok=True)
     argv = [*network.enter(), "qemu-system-x86_64", "-name", name, "-accel", "tcg,tb-size=256",

@@ -273,6 +273,12 @@ class BootedStack:
         for name in pending:
             self.reports[name].errors.append(f"cloud-init still '{self.reports[name].cloud_init}' after {timeout} s")
 
+    def first_boot(self, name: str, timeout: float = 600) -> NodeReport:
+        """Boot one node, wait for its first boot to end, and give its verdict."""
+        self.boot([name])
+        self.wait_first_boot([name], timeout=timeout)
+        return self.check([name])[name]
+
     def _cloud_init_status(self, name: str) -> str:
         container = self.containers[name]
         if not container.running():
@@ -522,9 +528,7 @@ def rehearse_vms(repo: Path, stack: Stack, keep: bool, names: list[str]) -> Node
     the bridge through its own kernel's netfilter."""
     def steps(booted: BootedStack, report: NodesReport) -> None:
         for name in names:
-            booted.boot([name])
-            booted.wait_first_boot([name], timeout=2400)
-            report.nodes += [booted.check([name])[name]]
+            report.nodes.append(booted.first_boot(name, timeout=2400))
             report.data += booted.reachability([name])
             booted.containers[name].pull_plug()
 

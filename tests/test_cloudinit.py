@@ -40,7 +40,7 @@ def _check_document(path: Path, text: str, built: bool = True) -> None:
     doc = YAML(typ="safe").load(text)
     assert isinstance(doc, dict) and doc["disable_root"] is True and doc["ssh_pwauth"] is False
     if built:
-        assert doc["write_files"][0]["encoding"] == "gz+b64"
+        assert doc["write_files"][0]["encoding"] == "b64"
     else:
         assert "write_files" not in doc, f"{path}: the tracked part carries no files"
 
@@ -96,9 +96,11 @@ def test_built_user_data_adds_the_secrets_and_stays_within_the_limit(case: str, 
             files, node.name, node.role, stack.paths.app_root, bool(answers.app_repo))
         b64 = (doc.parent / f"{doc.name}.b64").read_text()
         assert "\n" not in b64 and __import__("base64").b64decode(b64).decode() == text
-        if node.role == "db":
-            content, owner, group, mode = carried["/var/lib/postgresql/.pgpass"]
-            assert (owner, group, mode) == ("postgres", "postgres", 0o600)
+        if node.role == "db":  # the replication password, readable by its reader only
+            secret_file, reader = ((f"/etc/{stack.project}/patroni-secrets.env", "root") if node.patroni
+                                   else ("/var/lib/postgresql/.pgpass", "postgres"))
+            content, owner, group, mode = carried[secret_file]
+            assert (owner, group, mode) == (reader, reader, 0o600)
             assert any(v.encode() in content for v in values)
     assert b"# local edit" in cloudinit.unpack((repo / "build/user-data/db1.yaml").read_text())[
         next(p for p in cloudinit.unpack((repo / "build/user-data/db1.yaml").read_text()) if p.endswith("postgresql.conf"))][0]
@@ -188,8 +190,8 @@ def test_apply_user_data_with_cloud_init_into_a_throwaway_root(tmp_path: Path) -
     finally:
         if made_user:
             subprocess.run(["userdel", stack.a.app_user], capture_output=True)
-    pgpass = (tmp_path / "root-db2" / "var/lib/postgresql/.pgpass").stat()
-    assert oct(pgpass.st_mode & 0o777) == "0o600"
+    secrets_file = (tmp_path / "root-db2" / "etc/shop/patroni-secrets.env").stat()
+    assert oct(secrets_file.st_mode & 0o777) == "0o600" and secrets_file.st_uid == 0
     assert (tmp_path / "root-app1" / "usr/local/sbin/shop-first-boot").stat().st_mode & 0o111
 
 

@@ -154,7 +154,7 @@ def test_json_output(golden_copies: dict[str, Path], tmp_path: Path) -> None:
     doc = json.loads(out.stdout)
     finding = next(f for f in doc["findings"] if f["rule"] == "HAL306")
     assert finding["severity"] == "error" and finding["name"] == "pg-weak-auth"
-    assert finding["file"].endswith("pg_hba.conf") and finding["line"] == 12
+    assert finding["file"].endswith("pg_hba.conf") and finding["line"] == 14
     assert doc["summary"]["error"] >= 1
 
 

@@ -151,6 +151,8 @@ ROLE_SECRETS = {
               "REDIS_BACKUP_PASSWORD", "OBJ_REDIS_ACCESS_KEY", "OBJ_REDIS_SECRET_KEY"},  # restic
     "sentinel": {"SENTINEL_PASSWORD",  # sentinel-pass to the other Sentinels
                  "REDIS_SENTINEL_PASSWORD"},  # auth-user/auth-pass to Redis
+    "patroni": {"PG_REWIND_PASSWORD",  # pg_rewind of a failed primary
+                "PATRONI_API_PASSWORD"},  # its REST API's switchover and restart
 }
 
 
@@ -165,7 +167,8 @@ def test_each_node_holds_only_the_secrets_its_roles_read(case: str, tmp_path: Pa
     inventory = json.loads((repo / "inventory.json").read_text())["nodes"]
     seen: set[str] = set()
     for node in inventory:
-        roles = {node["role"]} | ({"sentinel"} if "redis-sentinel" in node["services"] else set())
+        roles = ({node["role"]} | ({"sentinel"} if "redis-sentinel" in node["services"] else set())
+                 | ({"patroni"} if "patroni" in node["services"] else set()))
         allowed = set().union(*(ROLE_SECRETS[role] for role in roles))
         document = (repo / "build" / "user-data" / f"{node['name']}.yaml").read_text()
         haystack = document.encode() + b"".join(content for content, *_ in cloudinit.unpack(document).values())

@@ -141,6 +141,8 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
             "nginx": {80, 443} if stack.a.lb_tls else {80},
             "haproxy": set(),  # on the loopback address only: nginx on the same node is its one client
             "postgresql": {5432},
+            "patroni": {5432, 8008},  # PostgreSQL and Patroni's REST API
+            "etcd": {2379, 2380},
             "redis-server": {6379},
             "redis-sentinel": {26379},
             **{i.unit: {i.port} for i in node.instances},  # the app server units
@@ -148,6 +150,29 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
         expected = {22}.union(*(service_ports[s] for s in node.services))
         opened = {p for r in firewall.node_rules(stack, node) for p in r.ports}
         assert opened == expected, node.name
+
+
+def test_patroni_and_etcd_ports_admit_only_their_peers() -> None:
+    stack = _stack(pg_replicas=2, etcd_count=5)
+    members = [n.name for n in stack.etcd_members]
+    assert members == ["db1", "db2", "db3", "redis1", "redis2"]
+    for node in stack.nodes:
+        rules = _rules(stack, node)
+        if node.role == "db":
+            assert _addresses(rules["patroni-peers"].sources) == _hosts(stack.dbs)
+        else:
+            assert "patroni-peers" not in rules
+        if node.etcd:
+            assert _addresses(rules["etcd-peers"].sources) == _hosts(stack.etcd_members)
+            assert _addresses(rules["etcd-clients"].sources) == _hosts(stack.dbs, stack.etcd_members)
+        else:
+            assert "etcd-peers" not in rules and "etcd-clients" not in rules
+
+
+def test_manual_failover_opens_no_patroni_or_etcd_port() -> None:
+    stack = _stack(pg_failover="manual")
+    assert not stack.etcd_members
+    assert all(not {8008, 2379, 2380} & set(r.ports) for n in stack.nodes for r in firewall.node_rules(stack, n))
 
 
 def test_private_sources_are_exact_blocks_in_numeric_order() -> None:

@@ -107,6 +107,14 @@ class Answers:
     pg_version: int
     pg_replicas: int
     pg_replication: str
+    pg_failover: str
+    pg_sync_strict: bool
+    patroni_ttl: int
+    patroni_loop_wait: int
+    patroni_retry_timeout: int
+    patroni_watchdog: str
+    etcd_count: int
+    etcd_nodes: tuple[str, ...]
     pg_max_connections: int
     pg_settings: FrozenMap[str, str | int]
     pg_database: str

@@ -17,6 +17,7 @@ from halgen.compiler.model import (
     RESERVED_HEAD,
     RESERVED_TAIL,
     covers_internet,
+    etcd_hosts,
     listeners,
     node_names,
     plan_addresses,
@@ -175,6 +176,31 @@ def sentinels_have_distinct_nodes(a: Answers) -> Iterator[Violation]:
         yield (("sentinel_count",),
                f"needs {a.sentinel_count} distinct nodes but the stack has only {len(hosts)} Redis, app and "
                "database nodes; a majority quorum on fewer nodes cannot survive one node's loss", a.sentinel_count)
+
+
+@rule
+def patroni_is_coherent(a: Answers) -> Iterator[Violation]:
+    if a.pg_failover != "patroni":
+        return
+    # Patroni's own rule: a primary that cannot reach etcd retries twice before it demotes
+    # itself, and must have done so before its lock expires and a replica takes over.
+    if a.patroni_loop_wait + 2 * a.patroni_retry_timeout > a.patroni_ttl:
+        yield (("patroni_ttl",), f"must be at least patroni_loop_wait + 2 x patroni_retry_timeout "
+               f"({a.patroni_loop_wait + 2 * a.patroni_retry_timeout}), or a primary cut off from etcd may still "
+               "accept writes after a replica is promoted", a.patroni_ttl)
+    if a.etcd_nodes:
+        names = {name for names in node_names(a).values() for name in names}
+        for i, name in enumerate(a.etcd_nodes):
+            if name not in names:
+                yield ("etcd_nodes", i), "is not a node of this stack", name
+        if len(a.etcd_nodes) != a.etcd_count:
+            yield (("etcd_nodes",), f"names {len(a.etcd_nodes)} nodes but etcd_count is {a.etcd_count}; an etcd "
+                   "cluster needs an odd number of at least 3 members on distinct nodes", list(a.etcd_nodes))
+    elif len(etcd_hosts(a)) < a.etcd_count:
+        yield (("etcd_count",), f"needs {a.etcd_count} distinct nodes but the stack has only "
+               f"{len(etcd_hosts(a))}", a.etcd_count)
+    if a.pg_sync_strict and a.pg_replication != "sync":
+        yield ("pg_sync_strict",), "applies only with pg_replication sync", a.pg_sync_strict
 
 
 @rule

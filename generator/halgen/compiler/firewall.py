@@ -70,6 +70,13 @@ def node_rules(stack: Stack, node: Node) -> list[FirewallRule]:
         rules.append(FirewallRule("redis-peers", (stack.redis_port,), _hosts(peers)))
     if node.sentinel:
         rules.append(FirewallRule("sentinel-peers", (stack.sentinel_port,), sentinel_clients))
+    if node.patroni:
+        # Members ask each other's REST API (failsafe, who is healthiest) before promoting.
+        rules.append(FirewallRule("patroni-peers", (stack.patroni_port,), _hosts(stack.dbs)))
+    if node.etcd:
+        members = list(stack.etcd_members)
+        rules.append(FirewallRule("etcd-clients", (stack.etcd_client_port,), _hosts(list(stack.dbs) + members)))
+        rules.append(FirewallRule("etcd-peers", (stack.etcd_peer_port,), _hosts(members)))
     return rules
 
 

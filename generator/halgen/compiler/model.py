@@ -23,6 +23,12 @@ APP_SERVER_TITLES = {"starlet": "Starlet", "starman": "Starman"}
 ROLE_OFFSETS = {"lb": 10, "db": 20, "redis": 30, "app": 40}
 SSH_PORT, HTTP_PORT, HTTPS_PORT = 22, 80, 443
 PG_PORT, REDIS_PORT, SENTINEL_PORT = 5432, 6379, 26379
+# Patroni's REST API (its peers, patronictl and the health checks ask it who leads),
+# and etcd's client and peer ports: the stock ports of each.
+PATRONI_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = 8008, 2379, 2380
+# Settings Patroni sets on PostgreSQL's command line (besides the fixed replication ones).
+PATRONI_CMDLINE_SETTINGS = ("max_worker_processes", "max_locks_per_transaction", "max_prepared_transactions",
+                            "track_commit_timestamp", "wal_keep_size")
 # With TLS on two load balancers, an ACME challenge may reach the one that did not ask for
 # it; that one relays it to the other, which serves its challenge files on this VPC port.
 ACME_RELAY_PORT = 8402
@@ -88,6 +94,11 @@ class Paths:
     pg_key_file: str
     redis_cert_file: str
     redis_key_file: str
+    etcd_env_file: str
+    etcd_data: str
+    etcd_cert_file: str
+    etcd_key_file: str
+    patroni_conf: str
     sbin: str
     cron_dir: str
     log_dir: str
@@ -131,6 +142,13 @@ class Paths:
             pg_key_file=f"{root}/etc/postgresql/{cluster}/server.key",
             redis_cert_file=f"{root}/etc/redis/tls/server.crt",
             redis_key_file=f"{root}/etc/redis/tls/server.key",
+            # Debian's etcd unit reads its settings from /etc/default/etcd; the data
+            # directory is the stack's own (the package's first start made 'default').
+            etcd_env_file=f"{root}/etc/default/etcd",
+            etcd_data=f"{root}/var/lib/etcd/{project}",
+            etcd_cert_file=f"{root}/etc/etcd/tls/server.crt",
+            etcd_key_file=f"{root}/etc/etcd/tls/server.key",
+            patroni_conf=f"{root}/etc/patroni/config.yml",
             sbin=f"{root}/usr/local/sbin",
             cron_dir=f"{root}/etc/cron.d",
             log_dir=f"{root}/var/log/{project}",
@@ -216,6 +234,8 @@ class Node:
     paths: Paths
     client_address: str
     sentinel: bool = False
+    etcd: bool = False  # a member of the etcd cluster Patroni keeps its leader lock in
+    patroni: bool = False  # a DB node whose PostgreSQL Patroni manages
     instances: tuple[AppInstance, ...] = ()
 
     @property
@@ -229,8 +249,8 @@ class Node:
     @property
     def services(self) -> tuple[str, ...]:
         base = {"lb": ("haproxy", "nginx"), "app": tuple(i.unit for i in self.instances),  # <project>-app-<port>
-                "db": ("postgresql",), "redis": ("redis-server",)}[self.role]
-        return base + (("redis-sentinel",) if self.sentinel else ())
+                "db": ("patroni",) if self.patroni else ("postgresql",), "redis": ("redis-server",)}[self.role]
+        return base + (("redis-sentinel",) if self.sentinel else ()) + (("etcd",) if self.etcd else ())
 
     @property
     def is_primary(self) -> bool:
@@ -383,6 +403,58 @@ class Stack:
     acme_relay_port = ACME_RELAY_PORT
     sentinel_port = SENTINEL_PORT
     replication_user = "replicator"
+    rewind_user = "rewinder"  # pg_rewind's role: Patroni rewinds a failed primary to follow the new one
+    patroni_port = PATRONI_PORT
+    etcd_client_port = ETCD_CLIENT_PORT
+    etcd_peer_port = ETCD_PEER_PORT
+
+    @property
+    def patroni(self) -> bool:
+        """Patroni manages PostgreSQL and fails it over (pg_failover: patroni)."""
+        return self.a.pg_failover == "patroni"
+
+    @property
+    def patroni_dcs_parameters(self) -> dict[str, str]:
+        """The settings Patroni passes on PostgreSQL's command line from its cluster-wide
+        configuration in etcd (they must agree on every member, so they live there):
+        unset there, Patroni would start PostgreSQL with its own defaults instead of the
+        postgresql.conf values. The same values as postgresql.conf."""
+        senders = str(len(self.dbs) + 5)
+        fixed = {"max_connections": str(self.a.pg_max_connections), "max_wal_senders": senders,
+                 "max_replication_slots": senders, "wal_level": "replica", "wal_log_hints": "on",
+                 "hot_standby": "on"}
+        sized = {name: self.pg[name] for name in PATRONI_CMDLINE_SETTINGS if name in self.pg}
+        return {**fixed, **sized}
+
+    @property
+    def patroni_dbs(self) -> tuple[Node, ...]:
+        return self.dbs if self.patroni else ()
+
+    @property
+    def manual_dbs(self) -> tuple[Node, ...]:
+        """DB nodes a person fails over (pg_failover: manual): they carry the replica bootstrap script."""
+        return () if self.patroni else self.dbs
+
+    @property
+    def etcd_members(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.etcd)
+
+    etcd_credentials = "/run/credentials/etcd.service"  # where systemd hands etcd its key pair (LoadCredential)
+
+    @property
+    def etcd_client_hosts(self) -> str:
+        return ",".join(f"{n.address}:{self.etcd_client_port}" for n in self.etcd_members)
+
+    def etcd_url(self, node: Node, port: int) -> str:
+        return f"{'https' if self.a.vpc_tls else 'http'}://{node.address}:{port}"
+
+    @property
+    def etcd_initial_cluster(self) -> str:
+        return ",".join(f"{n.name}={self.etcd_url(n, self.etcd_peer_port)}" for n in self.etcd_members)
+
+    @property
+    def patroni_scheme(self) -> str:
+        return "https" if self.a.vpc_tls else "http"
 
     @property
     def redis_master_name(self) -> str:
@@ -424,7 +496,7 @@ class Stack:
         """Nodes that serve TLS inside the VPC and so get a certificate from the stack CA."""
         if not self.a.vpc_tls:
             return ()
-        return tuple(n for n in self.nodes if n.role in ("db", "redis") or n.sentinel)
+        return tuple(n for n in self.nodes if n.role in ("db", "redis") or n.sentinel or n.etcd)
 
     @property
     def tls_dbs(self) -> tuple[Node, ...]:
@@ -435,6 +507,23 @@ class Stack:
     def tls_redis_nodes(self) -> tuple[Node, ...]:
         """Nodes whose Redis or Sentinel has a certificate (vpc_tls)."""
         return tuple(n for n in self.tls_servers if n.role == "redis" or n.sentinel)
+
+    @property
+    def tls_etcd_nodes(self) -> tuple[Node, ...]:
+        """etcd members that get a certificate for etcd alone: those without a PostgreSQL or
+        Redis one to share (see etcd_tls_files)."""
+        return tuple(n for n in self.tls_servers if n.etcd and n.role != "db" and n not in self.tls_redis_nodes)
+
+    def etcd_tls_files(self, node: Node) -> tuple[str, str]:
+        """The certificate and key an etcd member presents (vpc_tls): the node's PostgreSQL or
+        Redis pair when it has one (same node, same names), else its own. etcd.service
+        reads them as systemd credentials, so their owner needs no change."""
+        p = node.paths
+        if node.role == "db":
+            return p.pg_cert_file, p.pg_key_file
+        if node in self.tls_redis_nodes:
+            return p.redis_cert_file, p.redis_key_file
+        return p.etcd_cert_file, p.etcd_key_file
 
     @property
     def redis_and_sentinel_nodes(self) -> tuple[Node, ...]:
@@ -456,7 +545,7 @@ class Stack:
     @property
     def tls_clients(self) -> tuple[Node, ...]:
         """Nodes that connect to a TLS server inside the VPC and so trust the stack CA."""
-        return tuple(n for n in self.nodes if n.role != "lb") if self.a.vpc_tls else ()
+        return tuple(n for n in self.nodes if n.role != "lb" or n.etcd) if self.a.vpc_tls else ()
 
     # --- backups ---------------------------------------------------------------
     pgbackrest_stanza = "main"
@@ -527,10 +616,12 @@ def listeners(a: Answers) -> dict[str, list[tuple[int, str]]]:
         "lb": [(HTTP_PORT, "nginx")] + ([(HTTPS_PORT, "nginx (TLS)")] if a.lb_tls else [])
         + ([(ACME_RELAY_PORT, "nginx (ACME challenge relay)")] if a.lb_tls and a.lb_count > 1 else []),
         "app": [(a.app_port + i, f"app server instance {i + 1}") for i in range(a.app_instances)],
-        "db": [(PG_PORT, "PostgreSQL")],
+        "db": [(PG_PORT, "PostgreSQL")] + ([(PATRONI_PORT, "Patroni REST API")] if a.pg_failover == "patroni" else []),
         "redis": [(REDIS_PORT, "Redis")],
     }
+    members = set(etcd_hosts(a))
     return {name: [(SSH_PORT, "sshd"), *role_ports[role]] + ([(SENTINEL_PORT, "Sentinel")] if name in sentinels else [])
+            + ([(ETCD_CLIENT_PORT, "etcd (clients)"), (ETCD_PEER_PORT, "etcd (peers)")] if name in members else [])
             for role, names in node_names(a).items() for name in names}
 
 
@@ -582,6 +673,17 @@ def sentinel_hosts(a: Answers) -> list[str]:
     return candidates[: a.sentinel_count]
 
 
+def etcd_hosts(a: Answers) -> list[str]:
+    """etcd members, on distinct existing nodes: etcd_nodes when given, else the DB nodes
+    (they need the lock most), then Redis, app and load balancer nodes. None without Patroni."""
+    if a.pg_failover != "patroni":
+        return []
+    if a.etcd_nodes:
+        return list(a.etcd_nodes)
+    names = node_names(a)
+    return (names["db"] + names["redis"] + names["app"] + names["lb"])[: a.etcd_count]
+
+
 def _on_loopback(a: Answers, loopback_subnet: str) -> Answers:
     """The same plan on a loopback subnet: every address keeps its offset."""
     old = ipaddress.IPv4Network(a.vpc_subnet, strict=False)
@@ -608,6 +710,7 @@ def derive(a: Answers, target: Target = LINODE, version: str | None = None) -> S
     multiplier = catalogue["region_multipliers"].get(a.region, 1.0)
     addresses, _ = plan_addresses(a)
     sentinels = set(sentinel_hosts(a))
+    members = set(etcd_hosts(a))
     project = a.project
     by_role: dict[str, tuple[Node, ...]] = {}
     plans: dict[str, Plan] = {}
@@ -630,7 +733,8 @@ def derive(a: Answers, target: Target = LINODE, version: str | None = None) -> S
                 plan=plan, monthly=round(plan.monthly * multiplier, 2),
                 paths=Paths.for_root(target.node_root(name), project, a.pg_version),
                 client_address=target.client_address(address),
-                sentinel=name in sentinels, instances=instances,
+                sentinel=name in sentinels, etcd=name in members,
+                patroni=role == "db" and a.pg_failover == "patroni", instances=instances,
             ))
         by_role[role] = tuple(nodes)
     db_plan = plans["db"]

@@ -23,6 +23,8 @@ SECRETS_FILE = Path("secrets") / "secrets.env"
 GENERATED = {
     "PG_REPLICATION_PASSWORD": "PostgreSQL role used by replicas to stream WAL",
     "PG_APP_PASSWORD": "PostgreSQL role of the application",
+    "PG_REWIND_PASSWORD": "PostgreSQL role Patroni runs pg_rewind with, to turn a failed primary into a replica",
+    "PATRONI_API_PASSWORD": "Patroni's REST API: switchover, failover and restarts (patronictl) need it",
     "PG_BACKUP_CIPHER_PASS": "encrypts the PostgreSQL backups (pgBackRest): without it none can be restored",
     "REDIS_APP_PASSWORD": "the app's Redis and Sentinel user",
     "REDIS_REPLICATION_PASSWORD": "Redis user replicas sync with (masteruser/masterauth)",

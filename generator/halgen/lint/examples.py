@@ -18,6 +18,7 @@ from typing import Literal
 Kind = Literal["edit", "append", "write", "remove", "track"]
 
 DEFAULT_CASE = "default-ha"
+MANUAL_CASE = "manual-failover"  # the previous blueprint's PostgreSQL tier: slots, bootstrap script, failover by hand
 HANDWRITTEN = "hand-written"  # an Example's source when no mutation shows the rule
 DOC_EXAMPLES = 2  # at most this many examples per rule in its doc
 _MAX_LINES = 6  # longer appended or written texts are cut to their first _SHOWN lines
@@ -120,7 +121,8 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL205", "too-wide", "edit", HBA, "10.0.0.20/31", "10.0.0.16/28"),
     Change("HAL205", "stranger", "append", HBA,
            new="host    app             app             10.0.0.99/32            scram-sha-256\n"),
-    Change("HAL206", "wrong-slot", "edit", "nodes/db1/etc/shop/pg-setup.sql", "slot('db2')", "slot('db9')"),
+    Change("HAL206", "wrong-slot", "edit", "nodes/db1/etc/shop/pg-setup.sql", "slot('db2')", "slot('db9')",
+           case=MANUAL_CASE),
     Change("HAL206", "too-few-senders", "edit", PG, "max_wal_senders = 7", "max_wal_senders = 0"),
     Change("HAL207", "minority-quorum", "edit", SENTINEL, "sentinel monitor shop 10.0.0.30 6379 2",
            "sentinel monitor shop 10.0.0.30 6379 1"),
@@ -313,8 +315,9 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL331", "dsn-no-rootcert", "edit", APP_ENV, "read-write;connect_timeout=3;sslmode=verify-full;"
            "sslrootcert=/etc/shop/tls/ca.crt", "read-write;connect_timeout=3;sslmode=verify-full"),
     Change("HAL331", "basebackup-prefer", "edit", "nodes/db2/usr/local/sbin/shop-pg-bootstrap-replica",
-           "sslmode=verify-full", "sslmode=prefer"),
-    Change("HAL331", "failover-prefer", "edit", "scripts/pg-failover.sh", "sslmode=verify-full", "sslmode=prefer"),
+           "sslmode=verify-full", "sslmode=prefer", case=MANUAL_CASE),
+    Change("HAL331", "failover-prefer", "edit", "scripts/pg-failover.sh", "sslmode=verify-full", "sslmode=prefer",
+           case=MANUAL_CASE),
     Change("HAL331", "primary-conninfo-prefer", "write", "nodes/db2/var/lib/postgresql/15/main/postgresql.auto.conf",
            new="primary_conninfo = 'host=10.0.0.20 port=5432 user=replicator sslmode=prefer'\n"),
 )

@@ -7,8 +7,12 @@ import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from halgen.formats import haproxy, nginx
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from halgen.formats import envfile, haproxy, nginx
 from halgen.lint import effective
 from halgen.lint.repo import ANSWERS_FILE, Repo, node_of
 
@@ -208,6 +212,40 @@ def node_listeners(repo: Repo, node: str) -> list[Listener]:
         if endpoint:
             bind = effective.redis(repo, rel).last("bind")
             found.append(Listener(node, bind.file or rel, bind.line, *endpoint, what))  # type: ignore[union-attr]
+    return found + patroni_listeners(repo, node) + etcd_listeners(repo, node)
+
+
+def patroni_listeners(repo: Repo, node: str) -> list[Listener]:
+    """Patroni's REST API (restapi.listen of /etc/patroni/config.yml)."""
+    found = []
+    for rel in repo.node_files(node, r"etc/patroni/config\.yml"):
+        try:
+            config = YAML(typ="safe").load(repo.text(rel)) or {}
+        except YAMLError:
+            continue  # halgen lint reports files that do not parse elsewhere
+        listen = str((config.get("restapi") or {}).get("listen", "")) if isinstance(config, dict) else ""
+        address, _, port = listen.rpartition(":")
+        if address and port.isdigit():
+            found.append(Listener(node, rel, repo.line_of(rel, r"^\s+listen:"), address, int(port), "Patroni REST API"))
+    return found
+
+
+def etcd_listeners(repo: Repo, node: str) -> list[Listener]:
+    """etcd's client and peer URLs (ETCD_LISTEN_*_URLS of /etc/default/etcd)."""
+    found = []
+    for rel in repo.node_files(node, r"etc/default/etcd"):
+        settings = envfile.parse(repo.text(rel))[0]
+        for key, default, what in (("ETCD_LISTEN_CLIENT_URLS", 2379, "etcd (clients)"),
+                                   ("ETCD_LISTEN_PEER_URLS", 2380, "etcd (peers)")):
+            setting = settings.get(key)
+            for url in setting.value.split(",") if setting else ():
+                try:
+                    parts = urlsplit(url.strip())
+                    port = parts.port or default
+                except ValueError:
+                    continue
+                if parts.hostname:
+                    found.append(Listener(node, rel, setting.line, parts.hostname, port, what))  # type: ignore[union-attr]
     return found
 
 

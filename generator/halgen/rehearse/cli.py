@@ -16,7 +16,7 @@ from halgen.compiler.model import LINODE, derive
 from halgen.errors import HalgenError
 from halgen.rehearse import bench as benchmark
 from halgen.rehearse import nodes, programs
-from halgen.rehearse.drills import DRILLS
+from halgen.rehearse.drillset import DRILLS
 from halgen.rehearse.nodedrills import NODE_DRILLS
 from halgen.rehearse.report import Report
 from halgen.rehearse.stack import DEFAULT_SUBNET, Interrupted, Rehearsal, stray_processes

@@ -171,7 +171,7 @@ def master_address(ls: LoopbackStack) -> str:
 FAKE_SSH = """#!/usr/bin/env bash
 # Stands in for ssh on a one-machine rehearsal: runs the command here, as ssh would
 # run it through the remote shell; 'sudo -n -u postgres' becomes runuser as root
-# and nothing as any other user (PostgreSQL then runs as that user).
+# and nothing as any other user (PostgreSQL then runs as that user); 'sudo -n' goes.
 while [[ "$1" == -o ]]; do shift 2; done
 shift  # user@address
 cmd="$*"
@@ -180,15 +180,16 @@ if [[ "$(id -u)" == 0 ]]; then
 else
     cmd="${cmd//sudo -n -u postgres /}"
 fi
+cmd="${cmd//sudo -n /}"  # root's commands run as whoever runs the rehearsal
 exec bash -c "$cmd"
 """
 
 
-def run_pg_failover(ls: LoopbackStack, new_primary: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_pg_failover(ls: LoopbackStack, *args: str) -> subprocess.CompletedProcess[str]:
     """The generated scripts/pg-failover.sh, with a local stand-in for ssh."""
     fake = ls.base / "fake-ssh"
     if not fake.exists():
         fake.write_text(FAKE_SSH)
         fake.chmod(0o755)
-    return run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), new_primary, *args],
+    return run(["bash", str(ls.repo / "scripts" / "pg-failover.sh"), *args],
                env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PG_SSH": str(fake)})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from halgen.compiler.model import Node
 from halgen.host.processes import run, wait_until
+from halgen.rehearse import patroni
 from halgen.rehearse.datatier import as_postgres, master_address, psql, run_pg_failover, start_pg, start_redis
 from halgen.rehearse.http import Load, Sample, request
 from halgen.rehearse.layout import RehearsalError
@@ -229,16 +230,26 @@ def replica_restart(r: Rehearsal) -> DrillResult:
     name = "replica-restart"
     if len(r.stack.dbs) < 2:
         return _skip(name, REPLICA_TARGET, "no replica")
-    ls, replica = r.loopback, r.stack.dbs[1]
-    stopped = run(as_postgres(f"{replica.paths.pg_bin}/pg_ctl", "stop", "-D", replica.paths.pg_data, "-m", "fast",
-                              "-w"), timeout=60)
-    if stopped.returncode != 0:
-        raise RehearsalError(f"pg_ctl stop on {replica.name}: {stopped.stderr.strip()}")
-    r.pg[replica.name].wait(30)
+    ls = r.loopback
+    if r.stack.patroni:
+        leader = patroni.wait_for_leader(ls, 30)
+        replica = next(n for n in r.stack.dbs if n != leader)
+        ls.processes.stop(r.pg[replica.name])  # Patroni stops PostgreSQL cleanly, as systemctl stop does
+    else:
+        replica = r.stack.dbs[1]
+        stopped = run(as_postgres(f"{replica.paths.pg_bin}/pg_ctl", "stop", "-D", replica.paths.pg_data, "-m",
+                                  "fast", "-w"), timeout=60)
+        if stopped.returncode != 0:
+            raise RehearsalError(f"pg_ctl stop on {replica.name}: {stopped.stderr.strip()}")
+        r.pg[replica.name].wait(30)
     with _writes(r, "written while a replica was down") as writer:
         time.sleep(2.0)
         writer.halt()  # with synchronous replication to this replica alone, writes wait for it
-        r.pg[replica.name] = start_pg(ls, replica.name)
+        if r.stack.patroni:
+            r.pg[replica.name] = patroni.start_patroni(ls, replica)
+            patroni.wait_until_healthy(ls, 60)
+        else:
+            r.pg[replica.name] = start_pg(ls, replica.name)
         started = time.monotonic()
     acked = _acked(writer.stop())
     try:
@@ -265,6 +276,8 @@ def pg_failover(r: Rehearsal) -> DrillResult:
                                 " (asynchronous replication: the last commits may be lost; counted)")
     if len(r.stack.dbs) < 2:
         return _skip(name, target, "no replica to promote")
+    if r.stack.patroni:
+        return _skip(name, target, "Patroni fails over by itself: see pg-primary-kill")
     ls = r.loopback
     old, new = r.stack.dbs[0], r.stack.dbs[1]
     with _writes(r, "written around a failover") as writer:
@@ -293,7 +306,8 @@ def pg_failover(r: Rehearsal) -> DrillResult:
 
 
 Drill = Callable[[Rehearsal], DrillResult]
-DRILLS: dict[str, Drill] = {
+# The drills of any stack; with Patroni, halgen.rehearse.drillset adds its own after them.
+BASE_DRILLS: dict[str, Drill] = {
     "app-kill": app_kill,
     "app-hang": app_hang,
     "redis-kill": redis_kill,

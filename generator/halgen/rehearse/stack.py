@@ -10,8 +10,10 @@ is provided the way the node would get it, and nothing else changes:
 - nginx's listen lines: bound to the node's loopback address (see nginx.py);
 - HAProxy: its chroot and run directories, as Debian's package and systemd make them
   (see haproxy.py);
-- PostgreSQL: initdb on the primary (the Debian package's job); the setup and
-  bootstrap scripts then run as generated;
+- PostgreSQL under Patroni: etcd and Patroni as their units run them (see patroni.py);
+  the setup script runs on the primary Patroni made, as the first boot runs it;
+- PostgreSQL without Patroni: initdb on the primary (the Debian package's job); the
+  setup and bootstrap scripts then run as generated;
 - systemd units: their ExecStart, WorkingDirectory and environment run directly,
   as the user running the rehearsal (PostgreSQL as the postgres user when that is root).
 """
@@ -36,10 +38,11 @@ from halgen.compiler.answers import Answers
 from halgen.compiler.model import AppInstance, Node, Stack
 from halgen.host.acme import AcmeServer, start_pebble
 from halgen.host.processes import can_bind, wait_for_port, wait_until
-from halgen.rehearse import datatier, haproxy, nginx
+from halgen.rehearse import datatier, haproxy, nginx, patroni
 from halgen.rehearse.datatier import start_pg, start_redis
 from halgen.rehearse.http import Endpoint, Response, request
 from halgen.rehearse.layout import LoopbackStack, RehearsalError, lay_out, make_base
+from halgen.rehearse.softdog import Softdog
 from halgen.rehearse.units import service_command
 
 DEFAULT_SUBNET = "127.21.0.0/24"  # the tests use 127.20.0.0/24: both can run at once
@@ -79,7 +82,8 @@ class Rehearsal:
     keep: bool = False
     base: Path | None = None
     ls: LoopbackStack | None = None
-    pg: dict[str, subprocess.Popen] = field(default_factory=dict)
+    pg: dict[str, subprocess.Popen] = field(default_factory=dict)  # PostgreSQL, or Patroni and etcd
+    watchdogs: dict[str, Softdog] = field(default_factory=dict)  # DB node -> its softdog stand-in (Patroni)
     redis: dict[str, subprocess.Popen] = field(default_factory=dict)
     app_servers: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
     acme_root_ca: str = ""  # the root the ACME server's certificates chain to (lb_tls)
@@ -121,6 +125,9 @@ class Rehearsal:
             if self.ls is not None and self.ls.procs:
                 self.progress("stopping everything that was started")
                 self.ls.stop_all()
+                patroni.stop_leftovers(self.ls)
+            for watchdog in self.watchdogs.values():  # after Patroni closed them
+                watchdog.close()
             if self.base is not None:
                 if self.keep:
                     self.progress(f"kept {self.base} (--keep): logs in {self.base / 'logs'}")
@@ -157,6 +164,9 @@ class Rehearsal:
         """Another rehearsal (or anything else) on the same addresses would mix with this one."""
         stack = self.stack
         sockets = [(n.address, stack.pg_port) for n in stack.dbs]
+        sockets += [(n.address, stack.patroni_port) for n in stack.patroni_dbs]
+        sockets += [(n.address, port) for n in stack.etcd_members for port in (stack.etcd_client_port,
+                                                                                stack.etcd_peer_port)]
         sockets += [(n.address, stack.redis_port) for n in stack.redis]
         sockets += [(n.address, stack.sentinel_port) for n in stack.sentinels]
         sockets += [(i.address, i.port) for i in stack.instances]
@@ -171,6 +181,22 @@ class Rehearsal:
     # --- start ------------------------------------------------------------------
     def start(self) -> None:
         """PostgreSQL primary -> replicas -> Redis -> Sentinels -> app servers -> HAProxy -> nginx."""
+        if self.stack.patroni:
+            self.start_patroni_tier()
+        else:
+            self.start_manual_pg_tier()
+        self.start_redis_and_up()
+
+    def start_patroni_tier(self) -> None:
+        ls, stack = self.loopback, self.stack
+        members = ", ".join(n.name for n in stack.etcd_members)
+        self.progress(f"etcd on {members}; Patroni on {stack.dbs[0].name} creates the cluster, "
+                      f"{stack.project}-pg-setup-primary, then Patroni on "
+                      f"{', '.join(n.name for n in stack.dbs[1:]) or 'no other node'}")
+        self.watchdogs = patroni.watchdogs(ls, self.pg)
+        patroni.start_cluster(ls, self.pg)
+
+    def start_manual_pg_tier(self) -> None:
         ls, stack = self.loopback, self.stack
         primary = stack.dbs[0]
         self.progress(f"PostgreSQL primary {primary.name}: initdb, start, run {stack.project}-pg-setup-primary")
@@ -187,6 +213,9 @@ class Rehearsal:
             if boot.returncode != 0:
                 raise RehearsalError(f"bootstrap of {replica.name} failed: {boot.stderr.strip()[-800:]}")
             self.pg[replica.name] = start_pg(ls, replica.name)
+
+    def start_redis_and_up(self) -> None:
+        ls, stack = self.loopback, self.stack
         for node in stack.redis:
             self.progress(f"{node.role_title} {node.name}")
             self.redis[node.name] = start_redis(ls, node)

@@ -117,7 +117,8 @@ def cloud_firewall_matches_ufw(repo: Repo) -> Iterator[Problem]:
 @rule("HAL204", "firewall-admits-clients", "error", "consistency")
 def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
     """Each internal port admits every node that must connect to it: load balancers to
-    the app servers, app and DB nodes to PostgreSQL, app/Redis/Sentinel nodes to Redis and Sentinel.
+    the app servers, app and DB nodes to PostgreSQL, app/Redis/Sentinel nodes to Redis and Sentinel,
+    DB nodes to Patroni's REST API and to etcd, etcd members to each other.
 
     A missing source breaks a path only when it is used: a replica that cannot
     reach a new primary after a failover, an app server added later. Re-render
@@ -131,8 +132,10 @@ def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
     dbs = [n.address for n in stack.dbs]
     redis = [n.address for n in stack.redis]
     sentinels = [n.address for n in stack.sentinels]
+    members = [n.address for n in stack.etcd_members]
     clients = {"Starman": lbs, "Starlet": lbs, "PostgreSQL": apps + dbs, "Redis": apps + redis + sentinels,
-               "Sentinel": apps + sentinels}
+               "Sentinel": apps + sentinels, "Patroni REST API": dbs, "etcd (clients)": dbs + members,
+               "etcd (peers)": members}
     for rel in repo.first_boots():
         node = node_of(rel)
         ufw = effective.firewall(repo, rel).allows
@@ -146,7 +149,7 @@ def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL205", "pg-hba-peers", "error", "consistency")
 def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
-    """pg_hba.conf admits exactly the DB nodes for replication and the app servers for the app database.
+    """pg_hba.conf admits exactly the DB nodes for replication (and pg_rewind) and the app servers for the app database.
 
     A replica missing here cannot stream (or cannot follow a new primary after a
     failover); an address that is no node of the stack, or a block wider than
@@ -155,8 +158,10 @@ def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
     stack = repo.stack
     if stack is None:
         return
-    expected = {"replication": {n.client_address for n in stack.dbs},
-                stack.a.pg_database: {n.client_address for n in stack.apps}}
+    dbs, apps = {n.client_address for n in stack.dbs}, {n.client_address for n in stack.apps}
+    expected = {"replication": dbs, stack.a.pg_database: apps}
+    if stack.patroni:
+        expected["postgres"] = dbs  # Patroni's pg_rewind of a failed primary
     for rel in effective.hba_files(repo):
         entries = effective.hba_entries(repo, rel)[0]
         seen: dict[str, set[str]] = {db: set() for db in expected}
@@ -165,7 +170,7 @@ def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
                 continue
             wanted = expected.get(entry.database)
             hits = {a for a in wanted or () if facts.covers(entry.address, a)}
-            who = "DB node" if entry.database == "replication" else "app server"
+            who = "app server" if entry.database == stack.a.pg_database else "DB node"
             size = facts.block_size(entry.address)
             if not hits:
                 yield Problem(rel, entry.line, f"{entry.database} access for {entry.address}, which is no {who}")
@@ -175,7 +180,7 @@ def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
             seen.setdefault(entry.database, set()).update(hits)
         for database, addresses in expected.items():
             for address in sorted(addresses - seen.get(database, set())):
-                who = "DB node" if database == "replication" else "app server"
+                who = "app server" if database == stack.a.pg_database else "DB node"
                 yield Problem(rel, 1, f"no '{database}' line for {who} {address}")
 
 
@@ -192,7 +197,8 @@ def replication_slots(repo: Repo) -> Iterator[Problem]:
     if stack is None:
         return
     all_dbs = {n.name for n in stack.dbs}
-    for rel in repo.glob(r"nodes/[^/]+/etc/[^/]+/pg-setup\.sql"):
+    # Under Patroni the slots are Patroni's (one per member, made and dropped as members come and go).
+    for rel in [] if stack.patroni else repo.glob(r"nodes/[^/]+/etc/[^/]+/pg-setup\.sql"):
         text = repo.text(rel)
         slots = set(re.findall(r"pg_create_physical_replication_slot\('([^']+)'\)", text))
         # The setup runs on whichever node is primary: a slot for every other DB node.

@@ -46,4 +46,5 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		nginx haproxy starman starlet libplack-perl libdbd-pg-perl libredis-perl libio-socket-ssl-perl postgresql redis-server redis-sentinel \
 		redis-tools pgbackrest restic cloud-init shellcheck openssl curl git ca-certificates util-linux \
-		systemd wrk certbot pebble iproute2 openssh-server ssh-audit systemd-container debootstrap qemu-system-x86 e2fsprogs
+		systemd wrk certbot pebble iproute2 openssh-server ssh-audit systemd-container debootstrap qemu-system-x86 e2fsprogs \
+		patroni etcd-server etcd-client xz-utils

@@ -58,7 +58,7 @@ def test_demo_app_survives_redis_and_postgres_failovers(record_property) -> None
     version = require_postgres()
     require("starman", "redis-server", "redis-sentinel", "redis-cli")
     # Starman here (the default, Starlet, runs in the rehearsal and the load-balancer tests).
-    ls = loopback_stack({"app_server": "starman", "pg_version": version, "pg_replicas": 1, "redis_mode": "sentinel", "redis_replicas": 1,
+    ls = loopback_stack({"app_server": "starman", "pg_failover": "manual", "pg_version": version, "pg_replicas": 1, "redis_mode": "sentinel", "redis_replicas": 1,
                          "sentinel_count": 3, "app_servers": 1, "lb_count": 1, "lb_keepalive": 2})
     try:
         start_pg_tier(ls)

@@ -59,7 +59,7 @@ def _wait_recovered(ls: LoopbackStack) -> None:
 def stack():
     version = require_postgres()
     require("pgbackrest", "restic", "redis-server", "redis-cli", "redis-check-rdb", "nginx", "openssl")
-    ls = loopback_stack({"pg_version": version, "pg_replicas": 0, "redis_mode": "single", "redis_replicas": 0,
+    ls = loopback_stack({"pg_failover": "manual", "pg_version": version, "pg_replicas": 0, "redis_mode": "single", "redis_replicas": 0,
                          "app_servers": 1, "lb_count": 1, "lb_keepalive": 2, "redis_backup_keep": 2})
     try:
         yield ls

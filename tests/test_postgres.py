@@ -71,7 +71,7 @@ def _replica_conninfo(ls: LoopbackStack, node: str) -> str:
 @pytest.fixture(params=["async", "sync"])
 def cluster(request: pytest.FixtureRequest):
     version = require_postgres()
-    ls = loopback_stack({"pg_version": version, "pg_replicas": 2, "pg_replication": request.param,
+    ls = loopback_stack({"pg_failover": "manual", "pg_version": version, "pg_replicas": 2, "pg_replication": request.param,
                          "app_servers": 1, "lb_count": 1, "lb_keepalive": 2,
                          "redis_mode": "single", "redis_replicas": 0})
     try:
@@ -144,7 +144,7 @@ def test_replicas_stream_and_failover_keeps_the_dsn(cluster, record_property) ->
 def tls_pair():
     """A primary and one replica, as generated: TLS with the stack CA's certificates."""
     version = require_postgres()
-    ls = loopback_stack({"pg_version": version, "pg_replicas": 1, "app_servers": 1, "lb_count": 1,
+    ls = loopback_stack({"pg_failover": "manual", "pg_version": version, "pg_replicas": 1, "app_servers": 1, "lb_count": 1,
                          "lb_keepalive": 2, "redis_mode": "single", "redis_replicas": 0})
     try:
         start_pg_tier(ls)
@@ -222,7 +222,7 @@ def test_without_vpc_tls_postgres_speaks_plaintext_and_ships_no_certificate() ->
     """vpc_tls: false (for measuring what TLS costs) renders today's plaintext configs:
     host lines, sslmode=disable, and no certificate or CA in any node's files."""
     version = require_postgres()
-    ls = loopback_stack({"pg_version": version, "pg_replicas": 1, "app_servers": 1, "lb_count": 1,
+    ls = loopback_stack({"pg_failover": "manual", "pg_version": version, "pg_replicas": 1, "app_servers": 1, "lb_count": 1,
                          "redis_mode": "single", "redis_replicas": 0, "vpc_tls": False})
     try:
         assert not list((ls.repo / "build" / "nodes").rglob("*.crt")), "certificates for a stack without TLS"

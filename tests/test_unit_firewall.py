@@ -155,7 +155,7 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
 def test_patroni_and_etcd_ports_admit_only_their_peers() -> None:
     stack = _stack(pg_replicas=2, etcd_count=5)
     members = [n.name for n in stack.etcd_members]
-    assert members == ["db1", "db2", "db3", "redis1", "redis2"]
+    assert members == ["db1", "db2", "db3", "app1", "app2"]
     for node in stack.nodes:
         rules = _rules(stack, node)
         if node.role == "db":

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from halgen.compiler import secrets
-from halgen.compiler.migrate import migration_entry
+from halgen.compiler.migrate import KEEPS, keep_entry, migration_entry
 
 from conftest import blueprint_repo, halgen
 
@@ -147,8 +147,10 @@ def test_migration_renames_a_stored_answer_across_tags(tmp_path: Path) -> None:
     buffer = io.StringIO()
     yaml = YAML()
     yaml.default_flow_style = False
-    yaml.dump({"_migrations": [migration_entry("v2.0.0", "upstream_keepalive", "lb_keepalive")]}, buffer)
-    copier_yml.write_text(current.replace("_migrations: []\n", buffer.getvalue()))
+    yaml.dump({"_migrations": [migration_entry("v2.0.0", "upstream_keepalive", "lb_keepalive"),
+                               *(keep_entry(*kept) for kept in KEEPS)]}, buffer)
+    start, end = current.index("_migrations:"), current.index("\nproject:") + 1
+    copier_yml.write_text(current[:start] + buffer.getvalue() + current[end:])
     _release(bp, "v2.0.0")
 
     result = _copier("update", "--trust", "--defaults", "--quiet", cwd=dst)
@@ -181,3 +183,26 @@ def test_status_of_a_rendered_repo_explains(tmp_path: Path) -> None:
     assert halgen("render", "--out", str(tmp_path / "r")).returncode == 0
     result = halgen("status", str(tmp_path / "r"))
     assert result.returncode == 2 and "not copier-managed" in result.stderr
+
+
+def test_an_update_keeps_a_stack_made_before_patroni_on_manual_failover(tmp_path: Path) -> None:
+    """A stack whose answers predate pg_failover runs PostgreSQL without Patroni: an update must
+    not turn its repo (and its pg-failover.sh) into Patroni's under the running nodes."""
+    bp = blueprint_repo(tmp_path)  # tagged v1.0.0
+    old, new = tmp_path / "old", tmp_path / "new"
+    _generate(bp, old)
+    _generate(bp, new)
+    answers = old / ".copier-answers.yml"
+    answers.write_text(re.sub(r"(?m)^pg_failover: .*\n", "", answers.read_text()))  # as the previous blueprint wrote it
+    _git(old, "commit", "-qam", "made before Patroni")
+    template = bp / NGINX_TEMPLATE
+    template.write_text(template.read_text().replace("    server_tokens off;\n", "    server_tokens off;\n    # v2\n"))
+    _release(bp, "v2.0.0")
+    for dst in (old, new):
+        result = _copier("update", "--trust", "--defaults", "--quiet", cwd=dst)
+        assert result.returncode == 0, result.stderr
+    assert "pg_failover: manual" in answers.read_text()
+    assert "pg-bootstrap-replica" in (old / "scripts/pg-failover.sh").read_text()
+    assert not (old / "nodes/db1/etc/patroni").exists()
+    assert "pg_failover: patroni" in (new / ".copier-answers.yml").read_text(), "a stack made with Patroni keeps it"
+    assert (new / "nodes/db1/etc/patroni/config.yml").is_file()

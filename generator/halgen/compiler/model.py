@@ -675,13 +675,14 @@ def sentinel_hosts(a: Answers) -> list[str]:
 
 def etcd_hosts(a: Answers) -> list[str]:
     """etcd members, on distinct existing nodes: etcd_nodes when given, else the DB nodes
-    (they need the lock most), then Redis, app and load balancer nodes. None without Patroni."""
+    (they need the lock most), then app servers (the most numerous, with room to spare),
+    then Redis nodes (their memory is sized for Redis) and load balancers. None without Patroni."""
     if a.pg_failover != "patroni":
         return []
     if a.etcd_nodes:
         return list(a.etcd_nodes)
     names = node_names(a)
-    return (names["db"] + names["redis"] + names["app"] + names["lb"])[: a.etcd_count]
+    return (names["db"] + names["app"] + names["redis"] + names["lb"])[: a.etcd_count]
 
 
 def _on_loopback(a: Answers, loopback_subnet: str) -> Answers:

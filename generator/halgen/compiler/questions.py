@@ -73,13 +73,13 @@ def questions() -> dict[str, dict[str, Any]]:
 
 
 def render_copier_yml() -> str:
-    from halgen.compiler.migrate import RENAMES, migration_entry
+    from halgen.compiler.migrate import KEEPS, RENAMES, keep_entry, migration_entry
 
     yaml = YAML()
     yaml.default_flow_style = False
     yaml.width = 4096
     out = io.StringIO()
-    migrations = [migration_entry(*rename) for rename in RENAMES]
+    migrations = [migration_entry(*rename) for rename in RENAMES] + [keep_entry(*kept) for kept in KEEPS]
     yaml.dump({"_migrations": migrations, **questions()}, out)
     return SETTINGS_HEADER + "\n" + out.getvalue()
 

@@ -78,7 +78,8 @@ def rehearse(repo: Path | None, where: str, only: tuple[str, ...], drill_names: 
     if set(drill_names) & set(NODE_DRILLS):
         raise HalgenError(f"{', '.join(sorted(set(drill_names) & set(NODE_DRILLS)))}: only with --nodes containers")
     answers = pipeline.load_repo_answers(repo) if repo is not None else pipeline.default_answers()
-    needed = programs.needed(answers.pg_version, bench=bench or check, tls=answers.lb_tls or check)
+    needed = programs.needed(answers.pg_version, bench=bench or check, tls=answers.lb_tls or check,
+                             patroni=answers.pg_failover == "patroni" or check)
     missing = programs.missing(needed)
     if check:
         if missing:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from halgen.compiler.model import Node
 from halgen.host.nspawn import Container
 from halgen.rehearse.nodes import BootedStack, log
 
@@ -111,12 +112,19 @@ exec nsenter -t "$pid" -m -u -i -n -p -- runuser -u "${target%@*}" -- bash -c "$
 """
 
 
+# With Patroni: from the plug pulled to writes working again (its TTL, 15 s by default, plus a loop).
+PATRONI_POWER_OFF_TARGET_S = 30
+
+
 def pg_primary_power_off(booted: BootedStack) -> NodeDrill:
-    """The PostgreSQL primary loses power under writes; the operator runs the generated
-    scripts/pg-failover.sh at once (through an ssh stand-in into the nodes): seconds
-    until writes work again, and acknowledged writes lost."""
+    """The PostgreSQL primary loses power under writes. With Patroni nobody acts: seconds
+    until writes work again, and acknowledged writes lost (none allowed in sync mode).
+    Without it, the operator runs the generated scripts/pg-failover.sh at once (through
+    an ssh stand-in into the nodes)."""
     stack = booted.stack
     old, new = stack.dbs[0], stack.dbs[1]
+    if stack.patroni:
+        return _pg_power_off_automatic(booted, old, new)
     operator = booted.work / "operator"
     operator.mkdir(exist_ok=True)
     (operator / "ssh").write_text(SSH_STAND_IN)
@@ -151,6 +159,32 @@ def pg_primary_power_off(booted: BootedStack) -> NodeDrill:
     return NodeDrill("pg-power-off", recovered is not None and lost == 0,
                      f"{old.name} off, pg-failover.sh {new.name} done in {failover_s} s: writes work again {text}, "
                      f"{lost} of {len(acknowledged)} acknowledged writes lost", figures)
+
+
+def _pg_power_off_automatic(booted: BootedStack, old: Node, new: Node) -> NodeDrill:
+    stack = booted.stack
+    load = _Load(booted, seconds=50, threads=2, method="POST", path="/items")
+    time.sleep(5)
+    log(f"drill pg-power-off: pulling {old.name}'s plug under writes; Patroni promotes a replica by itself")
+    killed = time.time()
+    booted.containers[old.name].pull_plug()
+    samples = load.samples()
+    recovered = _recovery(samples, killed)
+    acknowledged = [int(s[3]) for s in samples if s[2] == 201 and s[3].isdigit()]
+    ids = ",".join(map(str, acknowledged))
+    found = booted.containers[new.name].run(
+        ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", stack.a.pg_database, "-c",
+         f"SELECT count(*) FROM halgen_items WHERE id = ANY('{{{ids}}}'::bigint[])"])
+    lost = len(acknowledged) - int(found.stdout.strip() or 0) if found.returncode == 0 else -1
+    figures = {"writes": len(samples), "failed": sum(not _ok(s) for s in samples),
+               "writes_resume_s": -1 if recovered is None else recovered, "acknowledged": len(acknowledged),
+               "lost": lost}
+    text = "never" if recovered is None else f"after {recovered} s"
+    sync = stack.a.pg_replication == "sync"
+    ok = recovered is not None and recovered <= PATRONI_POWER_OFF_TARGET_S and lost >= 0 and (lost == 0 or not sync)
+    return NodeDrill("pg-power-off", ok, f"{old.name} off, nobody acting: writes work again {text} "
+                     f"(target {PATRONI_POWER_OFF_TARGET_S} s), {lost} of {len(acknowledged)} acknowledged writes "
+                     f"lost{' (sync: none allowed)' if sync else ' (async: counted)'}", figures)
 
 
 NODE_DRILLS: dict[str, Callable[[BootedStack], NodeDrill]] = {

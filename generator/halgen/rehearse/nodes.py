@@ -115,10 +115,11 @@ def role_units(stack: Stack, node: Node) -> tuple[str, ...]:
     elif node.role == "app":
         units = tuple(i.unit for i in node.instances)
     elif node.role == "db":
-        units = (f"postgresql@{stack.a.pg_version}-main",)
+        units = ("patroni",) if node.patroni else (f"postgresql@{stack.a.pg_version}-main",)
     else:
         units = (f"{project}-redis",)
-    return units + ((f"{project}-sentinel",) if node.sentinel else ()) + ("ssh", "fail2ban")
+    return (units + ((f"{project}-sentinel",) if node.sentinel else ()) + (("etcd",) if node.etcd else ())
+            + ("ssh", "fail2ban"))
 
 
 _NETWORKS = itertools.count(1)  # one private network per booted stack, several may run at once
@@ -405,6 +406,19 @@ class BootedStack:
               [*psql, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"], str(len(stack.dbs) - 1))
         for replica in stack.dbs[1:]:
             check(replica.name, "in recovery (a replica)", [*psql, "SELECT pg_is_in_recovery()"], "t")
+        if stack.patroni:
+            member = stack.etcd_members[0]
+            cert, key = stack.etcd_tls_files(member)
+            tls = ([f"--cacert={member.paths.stack_ca_file}", f"--cert={cert}", f"--key={key}"]
+                   if stack.a.vpc_tls else [])
+            check(member.name, f"etcd: all {len(stack.etcd_members)} members healthy",
+                  ["sh", "-c", f"ETCDCTL_API=3 etcdctl --endpoints={stack.etcd_url(member, stack.etcd_client_port)} "
+                   f"{' '.join(tls)} endpoint health --cluster 2>&1 | grep -c 'is healthy'"],
+                  str(len(stack.etcd_members)))
+            check(primary, "Patroni: this node leads, every member running",
+                  ["sh", "-c", f"patronictl -c {stack.dbs[0].paths.patroni_conf} list -f tsv | "
+                   "awk -F'\\t' 'NR > 1 && $5 == \"running\" {n++} $2 == \"" + primary + "\" {r = $4} "
+                   "END {print r, n}'"], f"Leader {len(stack.dbs)}")
         if stack.sentinels:
             password = secrets.read(self.repo)["SENTINEL_PASSWORD"]
             for node in stack.sentinels:

@@ -33,7 +33,7 @@ class Program:
         return shutil.which(self.name) is not None
 
 
-def needed(pg_version: int, bench: bool = False, tls: bool = False) -> list[Program]:
+def needed(pg_version: int, bench: bool = False, tls: bool = False, patroni: bool = False) -> list[Program]:
     pg_bin = f"/usr/lib/postgresql/{pg_version}/bin"
     pg_package = f"postgresql-{pg_version}"
     programs = [
@@ -57,6 +57,9 @@ def needed(pg_version: int, bench: bool = False, tls: bool = False) -> list[Prog
     if tls:  # certificates from a local ACME server, as certbot gets them from Let's Encrypt
         programs += [Program("openssl", "openssl"), Program("certbot", "certbot"), Program("pebble", "pebble"),
                      Program("pebble-challtestsrv", "pebble")]
+    if patroni:  # automatic PostgreSQL failover: Patroni with its lock in etcd
+        programs += [Program("/usr/bin/patroni", "patroni"), Program("/usr/bin/patronictl", "patroni"),
+                     Program("etcd", "etcd-server"), Program("etcdctl", "etcd-client")]
     if bench:
         programs.append(Program("wrk", "wrk"))
     return programs

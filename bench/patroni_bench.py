@@ -39,7 +39,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="halgen-patroni-bench-") as tmp:
         answers = Path(tmp) / "answers.yml"
         base = args.answers.read_text() if args.answers else ""
-        answers.write_text(base + "".join(f"\n{k}: {v}" for k, v in (s.split("=", 1) for s in args.set)) + "\n")
+        text = base + "".join(f"\n{k}: {v}" for k, v in (s.split("=", 1) for s in args.set))
+        answers.write_text(text + "\n" if text.strip() else "{}\n")
         repo = Path(tmp) / "repo"
         subprocess.run([sys.executable, "-m", "halgen.cli", "render", str(answers), "--out", str(repo)], check=True,
                        cwd=REPO)

@@ -13,6 +13,7 @@ What systemd does for them on a node is done here the way the node's files say:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pwd
 import signal
@@ -149,16 +150,27 @@ def streaming(ls: LoopbackStack, leader: Node) -> set[str]:
 
 
 def wait_until_healthy(ls: LoopbackStack, timeout: float) -> Node:
-    """One primary, and every other member streaming from it; returns the primary."""
+    """One primary, every other member streaming from it, and Patroni's own view in etcd
+    agreeing (every member 'running': what patronictl and pg-failover.sh go by); returns
+    the primary."""
     others = {n.name for n in ls.stack.dbs}
 
     def healthy() -> Node | None:
         found = leaders(ls)
-        if len(found) == 1 and others - {found[0].name} <= streaming(ls, found[0]):
+        if len(found) == 1 and others - {found[0].name} <= streaming(ls, found[0]) and _all_running(ls, found[0]):
             return found[0]
         return None
 
     return wait_until(healthy, timeout, "one primary with every other DB node streaming from it", interval=0.5)
+
+
+def _all_running(ls: LoopbackStack, node: Node) -> bool:
+    listing = patronictl(ls, node, "list", "-f", "json", timeout=30)
+    try:
+        members = json.loads(listing.stdout)
+    except json.JSONDecodeError:
+        return False
+    return len(members) == len(ls.stack.dbs) and all(m.get("State") in ("running", "streaming") for m in members)
 
 
 def patronictl(ls: LoopbackStack, node: Node, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from halgen.lint.rules import (  # noqa: F401
     consistency,
     exposure,
+    failover,
     meta,
     operations,
     parse,

@@ -11,6 +11,13 @@ SET synchronous_commit = local;
 SELECT 'CREATE ROLE replicator WITH LOGIN REPLICATION'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') \gexec
 ALTER ROLE replicator WITH LOGIN REPLICATION PASSWORD :'replication_password';
+-- pg_rewind's role: Patroni makes it with a new cluster; a cluster converted to Patroni gets it here.
+SELECT 'CREATE ROLE rewinder WITH LOGIN'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rewinder') \gexec
+ALTER ROLE rewinder WITH LOGIN NOSUPERUSER PASSWORD :'rewind_password';
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean), pg_catalog.pg_stat_file(text, boolean),
+  pg_catalog.pg_read_binary_file(text), pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)
+  TO rewinder;
 
 SELECT 'CREATE ROLE app WITH LOGIN'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') \gexec

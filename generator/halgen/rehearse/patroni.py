@@ -164,13 +164,25 @@ def wait_until_healthy(ls: LoopbackStack, timeout: float) -> Node:
     return wait_until(healthy, timeout, "one primary with every other DB node streaming from it", interval=0.5)
 
 
-def _all_running(ls: LoopbackStack, node: Node) -> bool:
+def members(ls: LoopbackStack, node: Node) -> list[dict[str, object]]:
+    """patronictl list, as data (empty when it does not answer)."""
     listing = patronictl(ls, node, "list", "-f", "json", timeout=30)
     try:
-        members = json.loads(listing.stdout)
+        found = json.loads(listing.stdout)
     except json.JSONDecodeError:
-        return False
-    return len(members) == len(ls.stack.dbs) and all(m.get("State") in ("running", "streaming") for m in members)
+        return []
+    return found if isinstance(found, list) else []
+
+
+def _all_running(ls: LoopbackStack, node: Node) -> bool:
+    found = members(ls, node)
+    return len(found) == len(ls.stack.dbs) and all(m.get("State") in ("running", "streaming") for m in found)
+
+
+def sync_standby(ls: LoopbackStack, node: Node) -> Node | None:
+    """The member synchronous_mode names (None without it)."""
+    names = {m.get("Member") for m in members(ls, node) if m.get("Role") == "Sync Standby"}
+    return next((n for n in ls.stack.dbs if n.name in names), None)
 
 
 def patronictl(ls: LoopbackStack, node: Node, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -159,7 +159,8 @@ def pg_switchover(r: Rehearsal) -> DrillResult:
         return skipped
     ls = r.loopback
     old = patroni.wait_for_leader(ls, 30)
-    candidate = next(n for n in r.stack.dbs if n != old and n not in _down(r))
+    # In sync mode only the synchronous standby may take over (it has every acknowledged commit).
+    candidate = patroni.sync_standby(ls, old) or next(n for n in r.stack.dbs if n != old and n not in _down(r))
     with _writes(r, "written around a switchover") as writer:
         time.sleep(1.5)
         started = time.monotonic()

@@ -1,4 +1,3 @@
-
 #!/usr/bin/env bash
 # Manual PostgreSQL failover for shop: promote NEW_PRIMARY, fence the old
 # primary so it can never accept writes again, and point the other replicas at

@@ -1,4 +1,3 @@
-
 #!/usr/bin/env bash
 # PostgreSQL failover for tiny. Patroni fails the primary over by itself when it
 # is lost (a replica at most 1 MB behind is promoted);
@@ -65,14 +64,18 @@ if [[ -n "$candidate" ]]; then
     [[ -n "${role:-}" ]] || die "$candidate is not a member (see: $0 status)"
     [[ "$role" != Leader ]] || die "$candidate is the primary already"
     [[ "$state" == running || "$state" == streaming ]] || die "$candidate is $state, not streaming; refused"
-    [[ "${lag:-0}" =~ ^[0-9]+$ ]] && (( lag <= MAX_LAG_MB )) || die "$candidate is ${lag} MB behind; refused"
+    if ! [[ "${lag:-0}" =~ ^[0-9]+$ ]] || (( ${lag:-0} > MAX_LAG_MB )); then
+        die "$candidate is ${lag} MB behind; refused"
+    fi
 fi
 started=$(date +%s)
 args=(--force)
 [[ -n "$leader" ]] && args+=(--leader "$leader")
 [[ -n "$candidate" ]] && args+=(--candidate "$candidate")
 log "$action${leader:+ from $leader}${candidate:+ to $candidate}"
-ctl "$node" "$action" "${args[@]}"
+out="$(ctl "$node" "$action" "${args[@]}" 2>&1)" || die "patronictl $action failed: $out"
+printf '%s\n' "$out" >&2
+! grep -qi "failed" <<<"$out" || die "Patroni refused the $action (see above)"
 for _ in $(seq 1 60); do
     new="$(ctl "$node" list -f tsv 2>/dev/null | awk -F'\t' '$4 == "Leader" && $5 == "running" {print $2}')" || true
     if [[ -n "$new" && "$new" != "$leader" ]]; then

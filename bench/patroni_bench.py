@@ -55,6 +55,9 @@ def main() -> int:
             except json.JSONDecodeError:
                 print(f"run {run + 1}: no report\n{out.stderr[-2000:]}", file=sys.stderr)
                 return 1
+            if report.get("failure"):
+                print(f"run {run + 1}: {report['failure']}", file=sys.stderr)
+                return 1
             for drill in report["drills"]:
                 passed[drill["name"]] = passed.get(drill["name"], 0) + bool(drill["passed"])
                 if not drill["passed"]:

@@ -132,6 +132,8 @@ def test_a_primary_without_object_storage_keys_serves_and_cloud_init_reports_the
     _require_containers()
     booted = _booted(_built_repo(tmp_path, keys=False), tmp_path / "work")
     try:
+        # Patroni needs etcd's quorum: a second member (db2, which waits for db1's primary).
+        booted.boot(["db2"])
         report = booted.first_boot("db1")
         assert report.cloud_init == "error"
         assert report.services["patroni"] == "enabled/active"  # Patroni runs PostgreSQL

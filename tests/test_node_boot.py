@@ -251,7 +251,9 @@ def test_an_app_server_clones_a_private_repo_over_ssh_and_installs_its_cpanfile(
     cpanfile = "requires 'Text::Table', '1.130';\nrequires 'Halgen::Rehearsal::Dep';\n"
     bare = bare_app_repo(server, APP_WITH_DEPS, {"cpanfile": cpanfile})
     cpan = _local_cpan(tmp_path)
-    answers = (f"app_repo: root@{gateway}:{bare}\n"
+    # etcd off app1 (booted alone here, one member could never reach etcd's quorum)
+    answers = ("etcd_nodes: [db1, db2, redis1]\n"
+               f"app_repo: root@{gateway}:{bare}\n"
                f"app_repo_host_keys: ['{gateway} {kind} {blob}']\napp_servers: 1\n"
                f"cpan_mirror: http://{gateway}:8081/\n")
     repo = _built_repo(tmp_path, answers)

@@ -154,8 +154,8 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
 
 def test_patroni_and_etcd_ports_admit_only_their_peers() -> None:
     stack = _stack(pg_replicas=2, etcd_count=5)
-    members = [n.name for n in stack.etcd_members]
-    assert members == ["db1", "db2", "db3", "app1", "app2"]
+    members = sorted(n.name for n in stack.etcd_members)
+    assert members == ["app1", "app2", "db1", "db2", "db3"]
     for node in stack.nodes:
         rules = _rules(stack, node)
         if node.role == "db":
@@ -211,9 +211,9 @@ def test_role_rules_are_the_union_of_the_roles_node_rules(answers: dict[str, Any
 
 
 def test_sentinel_on_some_app_nodes_opens_it_in_the_app_cloud_firewall() -> None:
-    stack = _stack()  # sentinels: redis1, redis2, app1
+    stack = _stack()  # sentinels: redis1, redis2, app1; etcd: db1, db2, app1
     labels = [r.label for r in firewall.role_rules(stack, "app")]
-    assert labels == ["ssh-admins", "app-from-lbs", "sentinel-peers"]
+    assert labels == ["ssh-admins", "app-from-lbs", "sentinel-peers", "etcd-clients", "etcd-peers"]
     assert [r.label for r in firewall.node_rules(stack, _node(stack, "app2"))] == ["ssh-admins", "app-from-lbs"]
 
 

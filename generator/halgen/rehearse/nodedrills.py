@@ -112,6 +112,15 @@ exec nsenter -t "$pid" -m -u -i -n -p -- runuser -u "${target%@*}" -- bash -c "$
 """
 
 
+def _missing_on(booted: BootedStack, node: Node, ids: list[int]) -> int:
+    """How many of the items ``ids`` the node's database lacks (-1: it did not answer)."""
+    array = ",".join(map(str, ids))
+    found = booted.containers[node.name].run(
+        ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", booted.stack.a.pg_database, "-c",
+         f"SELECT count(*) FROM halgen_items WHERE id = ANY('{{{array}}}'::bigint[])"])
+    return len(ids) - int(found.stdout.strip() or 0) if found.returncode == 0 else -1
+
+
 # With Patroni: from the plug pulled to writes working again (its TTL, 15 s by default, plus a loop).
 PATRONI_POWER_OFF_TARGET_S = 30
 
@@ -144,11 +153,7 @@ def pg_primary_power_off(booted: BootedStack) -> NodeDrill:
     samples = load.samples()
     recovered = _recovery(samples, killed)
     acknowledged = [int(s[3]) for s in samples if s[2] == 201 and s[0] + s[1] < killed and s[3].isdigit()]
-    ids = ",".join(map(str, acknowledged))
-    found = booted.containers[new.name].run(
-        ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", stack.a.pg_database, "-c",
-         f"SELECT count(*) FROM halgen_items WHERE id = ANY('{{{ids}}}'::bigint[])"])
-    lost = len(acknowledged) - int(found.stdout.strip() or 0) if found.returncode == 0 else -1
+    lost = _missing_on(booted, new, acknowledged)
     figures = {"writes": len(samples), "failed": sum(not _ok(s) for s in samples), "failover_script_s": failover_s,
                "writes_resume_s": -1 if recovered is None else recovered, "acknowledged_before": len(acknowledged),
                "lost": lost}
@@ -171,11 +176,7 @@ def _pg_power_off_automatic(booted: BootedStack, old: Node, new: Node) -> NodeDr
     samples = load.samples()
     recovered = _recovery(samples, killed)
     acknowledged = [int(s[3]) for s in samples if s[2] == 201 and s[3].isdigit()]
-    ids = ",".join(map(str, acknowledged))
-    found = booted.containers[new.name].run(
-        ["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", stack.a.pg_database, "-c",
-         f"SELECT count(*) FROM halgen_items WHERE id = ANY('{{{ids}}}'::bigint[])"])
-    lost = len(acknowledged) - int(found.stdout.strip() or 0) if found.returncode == 0 else -1
+    lost = _missing_on(booted, new, acknowledged)
     figures = {"writes": len(samples), "failed": sum(not _ok(s) for s in samples),
                "writes_resume_s": -1 if recovered is None else recovered, "acknowledged": len(acknowledged),
                "lost": lost}

@@ -210,26 +210,15 @@ def etcd_member_loss(r: Rehearsal) -> DrillResult:
     skipped = _needs_patroni(r, name, ETCD_MEMBER_TARGET)
     if skipped:
         return skipped
-    ls = r.loopback
-    leader = patroni.wait_for_leader(ls, 30)
+    leader = patroni.wait_for_leader(r.loopback, 30)
     victim = next(n for n in reversed(r.stack.etcd_members) if n != leader)
     hold = r.stack.a.patroni_ttl + 2 * r.stack.a.patroni_loop_wait
-    with _writes(r, "written while an etcd member was down") as writer:
-        time.sleep(1.0)
-        ls.processes.stop(r.pg[f"etcd-{victim.name}"])
-        leaders_seen = _watch_leaders(r, hold)
-    samples = writer.stop()
-    r.pg[f"etcd-{victim.name}"] = patroni.start_etcd(ls, victim)
-    patroni.wait_for_etcd(ls, victim)
-    failed = _failed(samples)
-    return DrillResult(name, ETCD_MEMBER_TARGET, passed=leaders_seen == {leader.name} and not failed and bool(samples),
-                       figures={
-                           "member stopped": victim.name,
-                           "held for s": hold,
-                           "primaries seen": ", ".join(sorted(leaders_seen)) or "none",
-                           "writes": len(samples),
-                           "failed writes": len(failed),
-                       })
+    outage = _etcd_outage(r, [victim], hold, "written while an etcd member was down")
+    return DrillResult(name, ETCD_MEMBER_TARGET, passed=outage.quiet(leader), figures={
+        "member stopped": victim.name,
+        "held for s": hold,
+        **outage.figures(),
+    })
 
 
 DCS_TARGET = "every etcd member down: the primary keeps accepting writes (failsafe_mode), 0 failed writes"
@@ -245,29 +234,46 @@ def dcs_loss(r: Rehearsal) -> DrillResult:
     leader = patroni.wait_for_leader(ls, 30)
     time.sleep(r.stack.a.patroni_loop_wait * 2)  # every member has confirmed the failsafe list
     hold = r.stack.a.patroni_ttl * 2
-    with _writes(r, "written while etcd was down") as writer:
-        time.sleep(1.0)
-        for member in r.stack.etcd_members:
-            ls.processes.stop(r.pg[f"etcd-{member.name}"])
-        leaders_seen = _watch_leaders(r, hold)
-    samples = writer.stop()
-    for member in r.stack.etcd_members:
-        r.pg[f"etcd-{member.name}"] = patroni.start_etcd(ls, member)
-    for member in r.stack.etcd_members:
-        patroni.wait_for_etcd(ls, member)
+    outage = _etcd_outage(r, list(r.stack.etcd_members), hold, "written while etcd was down")
     after = patroni.wait_for_leader(ls, 60)
     # Members that were restarted serve reads before they caught up: give every Patroni
     # two loops on a settled etcd before the next drill asks it to act.
     time.sleep(2 * r.stack.a.patroni_loop_wait)
-    failed = _failed(samples)
-    passed = leaders_seen == {leader.name} and not failed and bool(samples)
-    return DrillResult(name, DCS_TARGET, passed=passed, figures={
+    return DrillResult(name, DCS_TARGET, passed=outage.quiet(leader), figures={
         "etcd down for s": hold,
-        "primaries seen": ", ".join(sorted(leaders_seen)) or "none",
-        "writes": len(samples),
-        "failed writes": len(failed),
+        **outage.figures(),
         "primary after etcd is back": after.name,
     })
+
+
+@dataclass(frozen=True)
+class EtcdOutage:
+    leaders_seen: set[str]
+    samples: list[Sample]
+
+    def quiet(self, leader: Node) -> bool:
+        """Nothing the app sees: the same primary throughout and no failed write."""
+        return self.leaders_seen == {leader.name} and not _failed(self.samples) and bool(self.samples)
+
+    def figures(self) -> dict[str, Figure]:
+        return {"primaries seen": ", ".join(sorted(self.leaders_seen)) or "none", "writes": len(self.samples),
+                "failed writes": len(_failed(self.samples))}
+
+
+def _etcd_outage(r: Rehearsal, members: list[Node], hold: float, note: str) -> EtcdOutage:
+    """Stop ``members`` under writes for ``hold`` seconds, watching who is primary; start them again."""
+    ls = r.loopback
+    with _writes(r, note) as writer:
+        time.sleep(1.0)
+        for member in members:
+            ls.processes.stop(r.pg[f"etcd-{member.name}"])
+        leaders_seen = _watch_leaders(r, hold)
+    samples = writer.stop()
+    for member in members:
+        r.pg[f"etcd-{member.name}"] = patroni.start_etcd(ls, member)
+    for member in members:
+        patroni.wait_for_etcd(ls, member)
+    return EtcdOutage(leaders_seen, samples)
 
 
 def _watch_leaders(r: Rehearsal, seconds: float) -> set[str]:

@@ -77,12 +77,9 @@ def test_postgres_backup_restore_latest_and_point_in_time(stack, record_property
     record_property("database_mb", size_mb)
 
     started = time.monotonic()
-    full = node_script(ls, "db1", "cron-run", "pg-backup-full", "0", f"{ls.node('db1').paths.sbin}/"
-                       f"{ls.stack.project}-pg-backup", "full")
+    full = node_script(ls, "db1", "pg-backup", "full")
     full_s = time.monotonic() - started
-    log = Path(ls.node("db1").paths.log_dir) / "pg-backup-full.log"
-    assert full.returncode == 0, log.read_text()[-3000:]
-    assert "perlstack-pg-backup-full: ok in" in log.read_text()
+    assert full.returncode == 0, full.stderr[-3000:]
 
     _sql(ls, "INSERT INTO events (note, pad) SELECT 'after full ' || g, 'x' FROM generate_series(1, 1000) g")
     diff = node_script(ls, "db1", "pg-backup", "diff")
@@ -127,12 +124,34 @@ def test_postgres_backup_restore_latest_and_point_in_time(stack, record_property
           f"{stored} bytes in the bucket; {verified}")
 
 
-def test_a_failing_job_exits_non_zero_and_says_so(stack) -> None:
+def test_a_job_records_success_failure_and_install_for_its_alerts(stack) -> None:
+    """The job-metric script the timers' services call: a failure keeps the last success
+    and the limit (HalgenJobLate still measures from the last success), a success clears
+    the failure, and a first boot's 'installed' starts the clock only once."""
     ls = stack
-    result = node_script(ls, "db1", "cron-run", "pg-backup-full", "0", "false")
-    assert result.returncode == 1
-    log = (Path(ls.node("db1").paths.log_dir) / "pg-backup-full.log").read_text()
-    assert "perlstack-pg-backup-full: FAILED with exit code 1" in log
+    prom = Path(ls.node("db1").paths.textfile_dir) / "perlstack-job-pg-backup-full.prom"
+
+    def metrics() -> dict[str, float]:
+        return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in prom.read_text().splitlines()}
+
+    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "installed", "700000").returncode == 0
+    installed = metrics()
+    assert installed["halgen_job_failed"] == 0 and installed["halgen_job_late_after_seconds"] == 700000
+    assert abs(installed["halgen_job_last_success_timestamp_seconds"] - time.time()) < 5
+    time.sleep(1.1)
+    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "installed", "700000").returncode == 0
+    assert metrics() == installed, "a second install keeps the clock"
+    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "failed").returncode == 0
+    failed = metrics()
+    assert failed["halgen_job_failed"] == 1
+    assert failed["halgen_job_last_success_timestamp_seconds"] == installed["halgen_job_last_success_timestamp_seconds"]
+    assert failed["halgen_job_late_after_seconds"] == 700000
+    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "ok", "700000").returncode == 0
+    ok = metrics()
+    assert ok["halgen_job_failed"] == 0
+    assert ok["halgen_job_last_success_timestamp_seconds"] > installed["halgen_job_last_success_timestamp_seconds"]
+    bad = node_script(ls, "db1", "job-metric", "pg-backup-full", "maybe")
+    assert bad.returncode == 2 and "usage" in bad.stderr
 
 
 def test_redis_snapshot_round_trip_and_retention(stack, record_property) -> None:

@@ -40,7 +40,8 @@ def _check_document(path: Path, text: str, built: bool = True) -> None:
     doc = YAML(typ="safe").load(text)
     assert isinstance(doc, dict) and doc["disable_root"] is True and doc["ssh_pwauth"] is False
     if built:
-        assert doc["write_files"][0]["encoding"] == "b64"
+        payload = doc["write_files"][0]
+        assert "encoding" not in payload and payload["path"].endswith(".b85"), "base85 text, decoded by the runcmd"
     else:
         assert "write_files" not in doc, f"{path}: the tracked part carries no files"
 
@@ -206,10 +207,11 @@ def _apply_and_check(tmp_path: Path, repo: Path, nodes: tuple[str, ...]) -> None
         applied = subprocess.run(["/usr/bin/python3", "-c", APPLY, str(doc), str(root)], capture_output=True, text=True)
         assert applied.returncode == 0, applied.stderr
         parsed = YAML(typ="safe").load(doc.read_text())
-        tar_cmd = next(c for c in parsed["runcmd"] if c[0] == "tar")
-        tar_cmd[tar_cmd.index("--directory") + 1] = str(root)
-        tar_cmd[tar_cmd.index("--file") + 1] = str(root) + tar_cmd[tar_cmd.index("--file") + 1]
-        extracted = subprocess.run(tar_cmd, capture_output=True, text=True)
+        # the runcmd's own decoder, with its two paths moved under the throwaway root
+        unpack_cmd = next(c for c in parsed["runcmd"] if c[0] == "python3")
+        code = unpack_cmd[2].replace("open('/", f"open('{root}/").replace("-C /'", f"-C {root}'")
+        assert code.count(str(root)) == 2, unpack_cmd
+        extracted = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True)
         assert extracted.returncode == 0, extracted.stderr
         for path, (content, owner, group, mode) in cloudinit.unpack(doc.read_text()).items():
             landed = root / path.lstrip("/")

@@ -168,7 +168,7 @@ def test_a_replica_booted_before_its_primary_waits_for_it_then_streams(tmp_path)
 def test_a_tls_load_balancer_without_its_acme_server_serves_and_reports_the_failure(tmp_path) -> None:
     """Defect: a TLS load balancer's first boot stopped at 'nginx -t' before certbot, and
     with that fixed a certbot failure ended 'done' with nginx stopped. Now: nginx serves
-    (a throwaway certificate), a cron entry retries, and cloud-init reports the failure."""
+    (a throwaway certificate), a timer retries, and cloud-init reports the failure."""
     _require_containers()
     booted = _booted(_built_repo(tmp_path, "lb_tls: true\n"), tmp_path / "work", acme=False)
     try:
@@ -179,8 +179,8 @@ def test_a_tls_load_balancer_without_its_acme_server_serves_and_reports_the_fail
         served = lb.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--resolve",
                          "example.com:443:127.0.0.1", "https://example.com/nginx-health"])
         assert served.stdout in {"200", "502", "503"}, served  # nginx answers HTTPS; the app is not booted
-        retry = lb.run(["sh", "-c", "cat /etc/cron.d/*tls*"])
-        assert "tls" in retry.stdout
+        retry = lb.run(["systemctl", "is-active", "perlstack-tls-issue.timer"])
+        assert retry.stdout.strip() == "active", retry
     finally:
         booted.close()
 

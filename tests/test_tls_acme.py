@@ -79,7 +79,7 @@ def test_first_boot_without_a_certificate_serves_and_says_so() -> None:
     finally:
         boot.close()  # removes its directory
     assert result["boot"]["rc"] == 3, result["boot"]["output"]
-    assert "cron retries every 15 minutes" in result["boot"]["output"]
+    assert "its timer retries every 15 minutes" in result["boot"]["output"]
     assert result["health"][0] in (200, 301), "nginx serves while it waits for the certificate"
 
 

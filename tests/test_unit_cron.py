@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+import re
+import subprocess
+
 import pytest
 
 from halgen.formats import cron
+
+from conftest import require
 
 
 @pytest.mark.parametrize("text", ["17 3 * * 0", "*/15 * * * 1-5", "0 0 29 2 *", "0 0 31 4,5 *", "17 3 * * 7",
@@ -52,3 +58,44 @@ def test_cron_d_lines() -> None:
     assert [(j.line, j.when, j.user, j.command) for j in jobs] == [
         (4, "17 3 * * 0", "root", "/usr/local/sbin/backup full"), (5, "@daily", "postgres", "/usr/bin/vacuumdb --all")]
     assert [line for line, _ in errors] == [6, 7, 8]
+
+
+def _cron_firings(text: str, start: datetime.datetime, count: int) -> list[datetime.datetime]:
+    """The next ``count`` minutes cron runs ``text`` at, day by day by cron's own rules."""
+    s = cron.schedule(text)
+    found: list[datetime.datetime] = []
+    day = start
+    while len(found) < count:
+        in_days, in_weekdays = day.day in s.days, (day.isoweekday() % 7) in s.weekdays
+        either = s.days_restricted and s.weekdays_restricted
+        if day.month in s.months and ((in_days or in_weekdays) if either else (in_days and in_weekdays)):
+            found += [day.replace(hour=h, minute=m) for h in sorted(s.hours) for m in sorted(s.minutes)
+                      if day.replace(hour=h, minute=m) > start]
+        day += datetime.timedelta(days=1)
+    return found[:count]
+
+
+def _systemd_firings(calendar: tuple[str, ...], start: datetime.datetime, count: int) -> list[datetime.datetime]:
+    """What systemd computes for the timer's OnCalendar values (a timer fires on any)."""
+    out = subprocess.run(["systemd-analyze", "calendar", f"--iterations={count}",
+                          f"--base-time={start:%Y-%m-%d %H:%M:%S} UTC", *calendar],
+                         capture_output=True, text=True, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"}, check=True)
+    stamps = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) UTC", out.stdout)
+    times = sorted({datetime.datetime.strptime(s, "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.UTC) for s in stamps})
+    return times[:count]
+
+
+@pytest.mark.parametrize("text", ["17 3 * * 0", "17 3 * * 1-6", "23 * * * *", "*/15 * * * *", "0 0 13 * 5",
+                                  "5,35 1-23/2 * 1 0", "0 12 1 */3 *", "47 5 * * 7", "0 0 29 2 *", "30 4 1,15 * 3"])
+def test_timers_fire_when_cron_would(text: str) -> None:
+    """The timer's OnCalendar values fire at exactly cron's minutes (systemd's own calculation)."""
+    require("systemd-analyze")
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    assert _systemd_firings(cron.on_calendar(text), start, 12) == _cron_firings(text, start, 12)
+
+
+@pytest.mark.parametrize(("texts", "hours"), [(("17 3 * * 0",), 168), (("17 3 * * 1-6",), 48),
+                                              (("17 3 * * 0", "17 3 * * 1-6"), 24), (("23 * * * *",), 1),
+                                              (("0 0 29 2 *",), 4 * 365 * 24 + 24), (("0 12 1 */3 *",), 92 * 24)])
+def test_longest_gap_between_runs(texts: tuple[str, ...], hours: int) -> None:
+    assert cron.longest_gap_s(*texts) == hours * 3600

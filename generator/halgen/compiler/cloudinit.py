@@ -7,8 +7,11 @@ build`` makes the pasteable document from it (``pasteable``): the node's files
 travel as one tar, xz-compressed and base64'd in a single write_files entry
 (encoding b64) - compressing them together keeps a database node under Linode's
 16 KiB limit where per-file encoding would not, and xz (LZMA2 tuned for text) is ~6 %
-smaller than cloud-init's own gzip (gz+b64). The first-boot script (itself one of the
-node's files) then configures the node.
+smaller than cloud-init's own gzip (gz+b64). The archive travels as base85 text (5
+characters per 4 bytes, where cloud-init's own b64 takes 5.33: ~900 bytes more room on
+a database node) in a literal block, which holds any of its characters; Python, which
+every cloud-init node has, decodes it and hands the tar to tar. The first-boot script
+(itself one of the node's files) then configures the node.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ def pack(stack: Stack, files: list[NodeFile]) -> bytes:
 
 def packages(stack: Stack, node: Node) -> list[str]:
     a = stack.a
-    common = ["ufw", "fail2ban", "unattended-upgrades", "ca-certificates", "xz-utils"]  # xz: the node's files
+    common = ["ufw", "fail2ban", "unattended-upgrades", "ca-certificates"]
     role = {
         "lb": ["haproxy", "nginx"] + (["certbot"] if a.lb_tls else []),
         # libredis-perl only recommends IO::Socket::SSL, which it needs for Redis over TLS.
@@ -119,8 +122,15 @@ def packages(stack: Stack, node: Node) -> list[str]:
             + (["etcd-server", "etcd-client"] if node.etcd else []))
 
 
-def tar_path(stack: Stack) -> str:
-    return f"/var/lib/{stack.project}/node-files.tar.xz"
+def payload_path(stack: Stack) -> str:
+    return f"/var/lib/{stack.project}/node-files.b85"
+
+
+def unpack_command(stack: Stack) -> str:
+    """Python's one line that decodes the payload and extracts it with tar (owners by name,
+    modes kept); a failure at any step fails the command."""
+    return (f"import base64,lzma,subprocess as s;s.run('tar -xp --same-owner -C /'.split(),input=lzma.decompress("
+            f"base64.b85decode(open('{payload_path(stack)}','rb').read().strip())),check=True)")
 
 
 # LZMA2 at its strongest, literal context 3 bits, no position bits: best on text (measured).
@@ -175,8 +185,8 @@ def readable(stack: Stack, node: Node) -> str:
         user = a.app_user
         lines.append(f"- [useradd, --system, --home-dir, {stack.paths.app_root}, --shell, /usr/sbin/nologin, {user}]")
     lines += [
-        f"- [tar, --extract, --xz, --preserve-permissions, --same-owner, --file, {tar_path(stack)}, --directory, /]",
-        f"- [rm, -f, {tar_path(stack)}]",
+        f"- [python3, -c, {q(unpack_command(stack))}]",
+        f"- [rm, -f, {payload_path(stack)}]",
         f"- [{stack.paths.sbin}/{stack.project}-first-boot]",
     ]
     return "\n".join(lines) + "\n"
@@ -194,17 +204,17 @@ def pasteable(stack: Stack, node: Node, readable_text: str, files: list[NodeFile
     if _WRITE_FILES.search(readable_text):
         raise RenderError(f"{source}: has its own write_files; halgen adds that key (it carries the node's files): "
                           f"put extra files under nodes/{node.name}/ instead")
-    payload = base64.b64encode(compress(pack(stack, files))).decode()
+    payload = base64.b85encode(compress(pack(stack, files))).decode()
     head, body = readable_text.split("\n", 1)
     text = "\n".join([
         head,
         BUILT_NOTE,
         body.rstrip("\n"),
         "write_files:",
-        f"- path: {tar_path(stack)}",
-        "  encoding: b64",
+        f"- path: {payload_path(stack)}",
         "  permissions: '0600'",
-        f"  content: {payload}",
+        "  content: |-",
+        f"    {payload}",
     ]) + "\n"
     size = len(text.encode())
     # Linode's limit; a rehearsal's documents carry its long path prefixes and go to no Linode.
@@ -216,9 +226,9 @@ def pasteable(stack: Stack, node: Node, readable_text: str, files: list[NodeFile
 
 def unpack(text: str) -> dict[str, tuple[bytes, str, str, int]]:
     """Decode a built document's files: path -> (content, owner, group, mode)."""
-    marker = "  content: "
-    payload = next(line[len(marker):] for line in text.splitlines() if line.startswith(marker))
-    raw = lzma.decompress(base64.b64decode(payload))
+    lines = text.splitlines()
+    payload = lines[lines.index("  content: |-") + 1].strip()
+    raw = lzma.decompress(base64.b85decode(payload))
     out = {}
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         for member in tar.getmembers():

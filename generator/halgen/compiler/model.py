@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from halgen.compiler import resources
 from halgen.compiler.answers import Answers
+from halgen.formats import cron
 
 ROLES = ("lb", "app", "db", "redis")
 ROLE_TITLES = {"lb": "nginx + HAProxy load balancer", "app": "PSGI app server", "db": "PostgreSQL", "redis": "Redis"}
@@ -104,6 +105,7 @@ class Paths:
     log_dir: str
     lock_dir: str
     scratch_dir: str
+    textfile_dir: str
     haproxy_chroot: str
 
     @classmethod
@@ -154,6 +156,9 @@ class Paths:
             log_dir=f"{root}/var/log/{project}",
             lock_dir=f"{root}/run/lock",
             scratch_dir=f"{root}/var/tmp/{project}",
+            # node_exporter's textfile collector (the Debian package's directory): jobs and
+            # backups write their metrics here
+            textfile_dir=f"{root}/var/lib/prometheus/node-exporter",
             haproxy_chroot=f"{root}/var/lib/haproxy",
         )
 
@@ -220,6 +225,31 @@ class AppInstance:
     @property
     def listen(self) -> str:
         return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduled job of one node: a systemd timer starts its oneshot service
+    (<project>-<name>.service); systemd never starts a unit that is still running, so
+    runs cannot overlap."""
+
+    name: str  # pg-backup-full: the units' names after the project, and the metrics' label
+    description: str
+    command: str  # the service's ExecStart
+    schedule: str  # cron fields, as answered
+    delay_s: int  # RandomizedDelaySec: nodes and stacks do not hit the bucket at once
+    timeout_s: int  # TimeoutStartSec: a run that takes longer is killed and counts as failed
+
+    @property
+    def calendar(self) -> tuple[str, ...]:
+        """OnCalendar values (a timer fires on any of them)."""
+        return cron.on_calendar(self.schedule)
+
+    @property
+    def late_after_s(self) -> int:
+        """How old its last success may be before the job is late: the longest gap
+        between two scheduled runs, plus the random delay and the longest run."""
+        return cron.longest_gap_s(self.schedule) + self.delay_s + self.timeout_s
 
 
 @dataclass(frozen=True)
@@ -546,6 +576,36 @@ class Stack:
     def tls_clients(self) -> tuple[Node, ...]:
         """Nodes that connect to a TLS server inside the VPC and so trust the stack CA."""
         return tuple(n for n in self.nodes if n.role != "lb" or n.etcd) if self.a.vpc_tls else ()
+
+    # --- scheduled jobs ----------------------------------------------------------
+    def jobs(self, node: Node) -> tuple[Job, ...]:
+        """The node's scheduled jobs. Every DB and Redis node has the backup jobs (they act
+        on the current primary or master only), so none stops after a failover."""
+        a, run = self.a, f"{node.paths.sbin}/{self.project}"
+        hour = 3600
+        found: list[Job] = []
+        if node.role == "db":
+            found.append(Job("pg-backup-full", "full PostgreSQL backup to Object Storage", f"{run}-pg-backup full",
+                             a.backup_schedule, 900, 12 * hour))
+            if a.backup_diff_schedule:
+                found.append(Job("pg-backup-diff", "differential PostgreSQL backup to Object Storage",
+                                 f"{run}-pg-backup diff", a.backup_diff_schedule, 900, 6 * hour))
+            if node == self.verify_node:
+                found.append(Job("pg-verify", "restore test of the latest PostgreSQL backup", f"{run}-pg-verify",
+                                 a.backup_verify_schedule, 900, 6 * hour))
+        if node.role == "redis":
+            found.append(Job("redis-backup", "Redis snapshot to Object Storage", f"{run}-redis-backup",
+                             a.redis_backup_schedule, 300, hour))
+        if node in self.tls_lbs:
+            # Until the first certificate is issued (the names may point here only later);
+            # afterwards it does nothing and certbot's own timer renews.
+            found.append(Job("tls-issue", "first TLS certificate from the ACME server", f"{run}-tls issue",
+                             "*/15 * * * *", 0, 600))
+        return tuple(found)
+
+    @property
+    def job_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if self.jobs(n))
 
     # --- backups ---------------------------------------------------------------
     pgbackrest_stanza = "main"

@@ -6,6 +6,7 @@ such a line without a word, and the job silently never runs."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -121,3 +122,58 @@ def cron_d(text: str) -> tuple[list[Job], list[ParseError]]:
             continue
         jobs.append(Job(number, when, words[when_count], words[when_count + 1]))
     return jobs, errors
+
+
+_WEEKDAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def on_calendar(text: str) -> tuple[str, ...]:
+    """A cron schedule as systemd timer ``OnCalendar=`` values that fire at the same minutes.
+
+    Every field becomes an explicit list ('*' when it covers the whole range). With both
+    day fields restricted cron fires on either; a timer's fields must all match, so that
+    schedule becomes two values (a timer fires on any of its OnCalendar lines)."""
+    s = schedule(text)
+
+    def listed(values: frozenset[int], low: int, high: int, width: int) -> str:
+        if values == frozenset(range(low, high + 1)):
+            return "*"
+        return ",".join(f"{v:0{width}d}" for v in sorted(values))
+
+    months, days = listed(s.months, 1, 12, 2), listed(s.days, 1, 31, 2)
+    time = f"{listed(s.hours, 0, 23, 2)}:{listed(s.minutes, 0, 59, 2)}:00"
+    weekdays = "" if not s.weekdays_restricted else ",".join(_WEEKDAY_NAMES[d] for d in sorted(s.weekdays)) + " "
+    if s.days_restricted and s.weekdays_restricted:
+        return (f"*-{months}-{days} {time}", f"{weekdays}*-{months}-* {time}")
+    return (f"{weekdays}*-{months}-{days if s.days_restricted else '*'} {time}",)
+
+
+def longest_gap_s(*texts: str, start: int = 0) -> int:
+    """The longest time in seconds between two firings of one or more cron schedules
+    together (UTC, over eight years from ``start`` in Unix seconds, so a 29 February
+    schedule fires twice): how old a job's last success may be before the job is late."""
+    schedules = [schedule(t) for t in texts]
+    day_times = [sorted(h * 3600 + m * 60 for h in s.hours for m in s.minutes) for s in schedules]
+    day0 = datetime.datetime.fromtimestamp(start, datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    longest = 0
+    last: int | None = None
+    inner: dict[tuple[int, ...], tuple[int, int, int]] = {}  # firing schedules -> (first, last, longest gap) of a day
+    for offset in range(8 * 366 + 31):
+        day = day0 + datetime.timedelta(days=offset)
+        firing = tuple(i for i, s in enumerate(schedules) if day.month in s.months and _fires_on(s, day))
+        if not firing:
+            continue
+        if firing not in inner:
+            times = sorted({t for i in firing for t in day_times[i]})
+            gaps = (b - a for a, b in zip(times, times[1:], strict=False))
+            inner[firing] = (times[0], times[-1], max(gaps, default=0))
+        first_time, last_time, within = inner[firing]
+        base = int(day.timestamp())
+        longest = max(longest, within, base + first_time - last if last is not None else 0)
+        last = base + last_time
+    return longest
+
+
+def _fires_on(s: Schedule, day: datetime.datetime) -> bool:
+    in_days, in_weekdays = day.day in s.days, (day.isoweekday() % 7) in s.weekdays
+    return (in_days or in_weekdays) if s.days_restricted and s.weekdays_restricted else in_days and in_weekdays

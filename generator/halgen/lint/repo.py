@@ -215,6 +215,23 @@ class Repo:
     def units(self) -> list[str]:
         return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+\.service")
 
+    def timers(self) -> list[str]:
+        return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+\.timer")
+
+    def scheduled(self, node: str) -> list[tuple[str, str, str]]:
+        """The node's timers: (timer file, the service it starts, that service's ExecStart;
+        "" when the service is not in the repo)."""
+        found = []
+        for rel in self.node_files(node, r"etc/systemd/system/[^/]+\.timer"):
+            entries = self.unit(rel)[0]
+            name = next((e.value for e in entries if e.section == "Timer" and e.key == "Unit"),
+                        rel.rsplit("/", 1)[1].removesuffix(".timer") + ".service")
+            service = f"nodes/{node}/etc/systemd/system/{name}"
+            command = next((e.value for e in self.unit(service)[0] if e.key == "ExecStart"), "") \
+                if self.exists(service) else ""
+            found.append((rel, service, command))
+        return found
+
     def app_units(self) -> list[str]:
         return self.glob(r"nodes/[^/]+/etc/systemd/system/[^/]+-app-\d+\.service")
 

@@ -251,18 +251,55 @@ def backups_scheduled(repo: Repo) -> Iterator[Problem]:
         mode, command = settings.get("archive_mode"), settings.get("archive_command")
         if mode is None or mode.value not in {"on", "always"} or not (command and command.value.strip()):
             yield Problem(rel, mode.line if mode else 1, "WAL archiving is off: no point-in-time recovery")
-        crons = repo.node_files(node, r"etc/cron\.d/[^/]+")
-        if not any(re.search(r"^[^#]*pg-backup\S* full", repo.text(c), re.M) for c in crons):
-            yield Problem(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no full PostgreSQL backup")
+        if not any(re.search(r"pg-backup\S* full", command) for _, _, command in repo.scheduled(node)):
+            yield Problem(f"nodes/{node}/etc/systemd/system", 0, f"{node} schedules no full PostgreSQL backup "
+                          "(no timer starts a service that runs pg-backup full)")
         conf = repo.one(node, r"etc/pgbackrest/pgbackrest\.conf")
         if conf is None or not re.search(r"^repo\d+-retention-full\s*=\s*\d+", repo.text(conf), re.M):
             yield Problem(conf or f"nodes/{node}/etc/pgbackrest", 0,
                           "no repo1-retention-full: backups are never expired")
     for rel in repo.redis_confs():
         node = node_of(rel)
-        crons = repo.node_files(node, r"etc/cron\.d/[^/]+")
-        if not any(re.search(r"^[^#]*redis-backup", repo.text(c), re.M) for c in crons):
-            yield Problem(f"nodes/{node}/etc/cron.d", 0, f"{node} schedules no Redis backup")
+        if not any("redis-backup" in command for _, _, command in repo.scheduled(node)):
+            yield Problem(f"nodes/{node}/etc/systemd/system", 0, f"{node} schedules no Redis backup "
+                          "(no timer starts a service that runs redis-backup)")
+
+
+@rule("HAL413", "scheduled-jobs", "error", "operations")
+def scheduled_jobs(repo: Repo) -> Iterator[Problem]:
+    """Every timer catches up after downtime and starts a oneshot service with a time limit that records its result.
+
+    A job that fails or stops running says so nowhere unless it records it:
+    the service's `ExecStartPost=` (run only after a success) and `OnFailure=`
+    call the job-metric script, whose file node_exporter reads for the
+    HalgenJobFailed and HalgenJobLate alerts. `Persistent=true` runs a job
+    missed while the node was off; `TimeoutStartSec=` ends a hung run (which
+    would otherwise block every later one). Restore the generated units.
+    """
+    for node in repo.node_dirs:
+        for timer, service, command in repo.scheduled(node):
+            entries = repo.unit(timer)[0]
+            keys = {e.key: e.value for e in entries if e.section == "Timer"}
+            if "OnCalendar" not in keys:
+                yield Problem(timer, 0, "no OnCalendar=: the timer never starts its job")
+            if keys.get("Persistent") not in {"true", "yes", "1", "on"}:
+                yield Problem(timer, repo.line_of(timer, r"^\[Timer\]"), "no Persistent=true: a run missed "
+                              "while the node was off never happens")
+            if not command:
+                yield Problem(timer, 0, f"starts {service.rsplit('/', 1)[1]}, which is not in the repo")
+                continue
+            unit = {(e.section, e.key): e.value for e in repo.unit(service)[0]}
+            if unit.get(("Service", "Type")) != "oneshot":
+                yield Problem(service, 0, "not Type=oneshot: the timer counts the job done as soon as it starts")
+            if not unit.get(("Service", "TimeoutStartSec")):
+                yield Problem(service, 0, "no TimeoutStartSec=: a hung run is never ended (a oneshot has no "
+                              "time limit) and blocks every later run")
+            if "job-metric" not in unit.get(("Service", "ExecStartPost"), ""):
+                yield Problem(service, 0, "no ExecStartPost= job-metric: its successes are not recorded "
+                              "(HalgenJobLate fires)")
+            if "job-failed@" not in unit.get(("Unit", "OnFailure"), ""):
+                yield Problem(service, 0, "no OnFailure= job-failed@: its failures are not recorded "
+                              "(no HalgenJobFailed alert)")
 
 
 _CONFLICT = re.compile(r"^(<{7}|>{7})( |$)", re.M)

@@ -17,7 +17,7 @@ from halgen.lint.repo import Repo, node_of
 # pg_hba also takes host names and '.domain' suffixes (matched by reverse DNS).
 _HOSTNAME = re.compile(r"\.?[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*")
 # Sections systemd knows in a .service file.
-_UNIT_SECTIONS = {"Unit", "Service", "Install"}
+_UNIT_SECTIONS = {"service": {"Unit", "Service", "Install"}, "timer": {"Unit", "Timer", "Install"}}
 
 
 @rule("HAL101", "nginx-syntax", "error", "parse")
@@ -64,20 +64,21 @@ def cloud_init_yaml(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL103", "systemd-unit-syntax", "error", "parse")
 def systemd_unit_syntax(repo: Repo) -> Iterator[Problem]:
-    """Every systemd unit is made of known [Sections] and Key=Value lines, and a service has ExecStart.
+    """Every systemd service and timer is made of known [Sections] and Key=Value lines, and a service has ExecStart.
 
     systemd skips lines it cannot parse with a warning in the journal nobody
     reads; a unit without ExecStart= does not start at all. Fix the line named.
     """
-    for rel in repo.units():
+    for rel in repo.units() + repo.timers():
         entries, errors = repo.unit(rel)
+        kind = rel.rsplit(".", 1)[1]
         for line, message in errors:
             yield Problem(rel, line, message)
         for entry in entries:
-            if entry.section not in _UNIT_SECTIONS:
-                yield Problem(rel, entry.line, f"unknown section [{entry.section}] in a .service unit")
+            if entry.section not in _UNIT_SECTIONS[kind]:
+                yield Problem(rel, entry.line, f"unknown section [{entry.section}] in a .{kind} unit")
                 break
-        if not any(e.section == "Service" and e.key == "ExecStart" for e in entries):
+        if kind == "service" and not any(e.section == "Service" and e.key == "ExecStart" for e in entries):
             yield Problem(rel, 1, "no ExecStart= in [Service]")
 
 

@@ -112,13 +112,13 @@ def haproxy_c(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL502", "systemd-analyze-verify", "error", "tools", programs=("systemd-analyze",))
 def systemd_analyze_verify(repo: Repo) -> Iterator[Problem]:
-    """`systemd-analyze verify` accepts every unit.
+    """`systemd-analyze verify` accepts every unit: services and timers.
 
     systemd ignores an unknown key or a bad value with a log line and starts
     the service without it - a hardening option that silently does nothing,
     a Restart= that never restarts.
     """
-    units = repo.units()
+    units = repo.units() + repo.timers()
     # Units of one name load once per run, so same-named units of different nodes go in separate runs.
     batches: list[list[str]] = []
     for rel in units:
@@ -131,14 +131,29 @@ def systemd_analyze_verify(repo: Repo) -> Iterator[Problem]:
         out = _run(["systemd-analyze", "verify", "--man=no", *(str(repo.root / rel) for rel in batch)])
         by_name = {rel.rsplit("/", 1)[1]: rel for rel in batch}
         for line in (out.stderr + out.stdout).splitlines():
+            if _ships_with_node(repo, batch, line):
+                continue
             match = re.match(r"^(\S+?):(\d+): (.*)$", line)
             if match and match.group(1).startswith(str(repo.root)):
                 yield Problem(Path(match.group(1)).relative_to(repo.root).as_posix(), int(match.group(2)),
                           f"systemd: {match.group(3)}")
                 continue
-            named = re.match(r"^([^\s:]+\.service): (.*)$", line)
+            named = re.match(r"^([^\s:]+\.(?:service|timer)): (.*)$", line)
             if named and named.group(1) in by_name:
                 yield Problem(by_name[named.group(1)], 0, f"systemd: {named.group(2)}")
+
+
+def _ships_with_node(repo: Repo, batch: list[str], line: str) -> bool:
+    """A 'not executable' complaint about a program the unit's own node tree carries
+    (a script under nodes/<node>/usr/local/sbin, executable there)."""
+    match = re.search(r"Command (/\S+) is not executable", line)
+    if not match:
+        return False
+    for rel in batch:
+        program = repo.root / "nodes" / rel.split("/")[1] / match.group(1).lstrip("/")
+        if program.is_file() and os.access(program, os.X_OK):
+            return True
+    return False
 
 
 @rule("HAL503", "cloud-init-schema", "error", "tools", programs=("cloud-init",))

@@ -47,4 +47,6 @@ system-deps:
 		nginx haproxy starman starlet libplack-perl libdbd-pg-perl libredis-perl libio-socket-ssl-perl postgresql redis-server redis-sentinel \
 		redis-tools pgbackrest restic cloud-init shellcheck openssl curl git ca-certificates util-linux \
 		systemd wrk certbot pebble iproute2 openssh-server ssh-audit systemd-container debootstrap qemu-system-x86 e2fsprogs \
-		patroni etcd-server etcd-client xz-utils
+		patroni etcd-server etcd-client xz-utils \
+		prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter \
+		prometheus-nginx-exporter prometheus-blackbox-exporter mtail

@@ -80,6 +80,9 @@ def test_postgres_backup_restore_latest_and_point_in_time(stack, record_property
     full = node_script(ls, "db1", "pg-backup", "full")
     full_s = time.monotonic() - started
     assert full.returncode == 0, full.stderr[-3000:]
+    newest = _backup_metrics(ls, "db1", "pg")
+    assert abs(newest['halgen_backup_completed_timestamp_seconds{kind="pg",type="full"}'] - time.time()) < 120
+    assert newest['halgen_backup_size_bytes{kind="pg",type="full"}'] > 0
 
     _sql(ls, "INSERT INTO events (note, pad) SELECT 'after full ' || g, 'x' FROM generate_series(1, 1000) g")
     diff = node_script(ls, "db1", "pg-backup", "diff")
@@ -124,34 +127,10 @@ def test_postgres_backup_restore_latest_and_point_in_time(stack, record_property
           f"{stored} bytes in the bucket; {verified}")
 
 
-def test_a_job_records_success_failure_and_install_for_its_alerts(stack) -> None:
-    """The job-metric script the timers' services call: a failure keeps the last success
-    and the limit (HalgenJobLate still measures from the last success), a success clears
-    the failure, and a first boot's 'installed' starts the clock only once."""
-    ls = stack
-    prom = Path(ls.node("db1").paths.textfile_dir) / "perlstack-job-pg-backup-full.prom"
-
-    def metrics() -> dict[str, float]:
-        return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in prom.read_text().splitlines()}
-
-    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "installed", "700000").returncode == 0
-    installed = metrics()
-    assert installed["halgen_job_failed"] == 0 and installed["halgen_job_late_after_seconds"] == 700000
-    assert abs(installed["halgen_job_last_success_timestamp_seconds"] - time.time()) < 5
-    time.sleep(1.1)
-    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "installed", "700000").returncode == 0
-    assert metrics() == installed, "a second install keeps the clock"
-    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "failed").returncode == 0
-    failed = metrics()
-    assert failed["halgen_job_failed"] == 1
-    assert failed["halgen_job_last_success_timestamp_seconds"] == installed["halgen_job_last_success_timestamp_seconds"]
-    assert failed["halgen_job_late_after_seconds"] == 700000
-    assert node_script(ls, "db1", "job-metric", "pg-backup-full", "ok", "700000").returncode == 0
-    ok = metrics()
-    assert ok["halgen_job_failed"] == 0
-    assert ok["halgen_job_last_success_timestamp_seconds"] > installed["halgen_job_last_success_timestamp_seconds"]
-    bad = node_script(ls, "db1", "job-metric", "pg-backup-full", "maybe")
-    assert bad.returncode == 2 and "usage" in bad.stderr
+def _backup_metrics(ls, node: str, kind: str) -> dict[str, float]:
+    """What the backup job wrote for node_exporter's textfile collector (the alerts read it)."""
+    prom = Path(ls.node(node).paths.textfile_dir) / f"{ls.stack.project}-{kind}-backups.prom"
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in prom.read_text().splitlines()}
 
 
 def test_redis_snapshot_round_trip_and_retention(stack, record_property) -> None:
@@ -171,6 +150,8 @@ def test_redis_snapshot_round_trip_and_retention(stack, record_property) -> None
         backup = node_script(ls, "redis1", "redis-backup")
         assert backup.returncode == 0, backup.stderr + backup.stdout
     backup_s = (time.monotonic() - started) / 3
+    newest = _backup_metrics(ls, "redis1", "redis")
+    assert abs(newest['halgen_backup_completed_timestamp_seconds{kind="redis"}'] - time.time()) < 120
     listed = node_script(ls, "redis1", "redis-restore", "--list")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count(f"{ls.stack.project}-redis") == 2, f"redis_backup_keep: 2, kept by restic\n{listed.stdout}"

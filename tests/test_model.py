@@ -72,7 +72,8 @@ def test_no_sentinels_without_sentinel_mode() -> None:
 
 def test_prices_follow_catalogue_and_region() -> None:
     s = stack_from({})
-    assert s.monthly_total == 183.0
+    assert s.monthly_total == 195.0  # 183 + the monitoring node (g6-standard-1, $12)
+    assert s.mons[0].monthly == 12.0 and stack_from({"monitoring": False}).monthly_total == 183.0
     jakarta = stack_from({"region": "id-cgk", "backup_endpoint": "id-cgk-1.linodeobjects.com"})
     assert jakarta.apps[0].monthly == 28.8
     assert s.prices_as_of == "2024-07"

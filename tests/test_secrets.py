@@ -153,7 +153,10 @@ ROLE_SECRETS = {
                  "REDIS_SENTINEL_PASSWORD"},  # auth-user/auth-pass to Redis
     "patroni": {"PG_REWIND_PASSWORD",  # pg_rewind of a failed primary
                 "PATRONI_API_PASSWORD"},  # its REST API's switchover and restart
+    "mon": {"PG_MONITOR_PASSWORD", "REDIS_MONITOR_PASSWORD",  # the exporters' logins
+            "ALERT_WEBHOOK_TOKEN"},  # Alertmanager's Bearer token (the SMTP password and dead man's URL are optional)
 }
+ROLE_SECRETS["db"] |= {"PG_MONITOR_PASSWORD"}  # pg-setup-primary sets the monitor role's password
 
 
 @pytest.mark.parametrize("case", golden_cases())

@@ -116,7 +116,7 @@ def test_redis_admits_app_servers_redis_peers_and_sentinels(answers: dict[str, A
 
 
 @variants
-def test_sentinel_port_only_on_sentinel_nodes_from_apps_and_sentinels(answers: dict[str, Any]) -> None:
+def test_sentinel_port_only_on_sentinel_nodes_from_apps_sentinels_and_monitoring(answers: dict[str, Any]) -> None:
     stack = _stack(**answers)
     for node in stack.nodes:
         rule = _rules(stack, node).get("sentinel-peers")
@@ -124,7 +124,7 @@ def test_sentinel_port_only_on_sentinel_nodes_from_apps_and_sentinels(answers: d
             assert rule is None, node.name
             continue
         assert rule.ports == (26379,)
-        assert _addresses(rule.sources) == _hosts(stack.apps, stack.sentinels)
+        assert _addresses(rule.sources) == _hosts(stack.apps, stack.sentinels, stack.mons)
 
 
 @pytest.mark.parametrize("redis_mode", ["single", "replica"])
@@ -146,6 +146,9 @@ def test_a_node_opens_only_ssh_and_the_ports_of_its_own_services(answers: dict[s
             "redis-server": {6379},
             "redis-sentinel": {26379},
             **{i.unit: {i.port} for i in node.instances},  # the app server units
+            "prometheus-node-exporter": {9100}, "prometheus-nginx-exporter": {9113}, "mtail": {3903},
+            # the monitoring node's own (node_exporter too): on its loopback only
+            **{unit: set() for unit in node.exporters if node.role == "mon"},
         }
         expected = {22}.union(*(service_ports[s] for s in node.services))
         opened = {p for r in firewall.node_rules(stack, node) for p in r.ports}
@@ -213,8 +216,10 @@ def test_role_rules_are_the_union_of_the_roles_node_rules(answers: dict[str, Any
 def test_sentinel_on_some_app_nodes_opens_it_in_the_app_cloud_firewall() -> None:
     stack = _stack()  # sentinels: redis1, redis2, app1; etcd: db1, db2, app1
     labels = [r.label for r in firewall.role_rules(stack, "app")]
-    assert labels == ["ssh-admins", "app-from-lbs", "sentinel-peers", "etcd-clients", "etcd-peers"]
-    assert [r.label for r in firewall.node_rules(stack, _node(stack, "app2"))] == ["ssh-admins", "app-from-lbs"]
+    assert labels == ["ssh-admins", "app-from-lbs", "sentinel-peers", "etcd-clients", "etcd-peers", "monitoring",
+                      "app-probes"]
+    assert [r.label for r in firewall.node_rules(stack, _node(stack, "app2"))] == ["ssh-admins", "app-from-lbs",
+                                                                                 "monitoring", "app-probes"]
 
 
 @variants

@@ -136,6 +136,13 @@ class Answers:
     redis_backup_keep: int
     backup_retention_full: int
     backup_retention_days: int
+    monitoring: bool
+    mon_plan: str
+    mon_retention_days: int
+    alert_smtp_relay: str
+    alert_smtp_user: str
+    alert_email_from: str
+    alert_webhook_url: str
     admins: tuple[Admin, ...]
     admin_cidrs: tuple[str, ...]
     admin_cidrs_allow_internet: bool

@@ -46,6 +46,7 @@ OWNERSHIP = [
     ("/etc/*/deploy-key", "{app_user}", "{app_user}", 0o400),  # git runs as the app user
     ("/etc/*/*secrets.env", "root", "root", 0o600),
     ("/etc/*/tls/ca.crt", "root", "root", 0o644),  # the stack CA's certificate: public, read by every client
+    ("/etc/prometheus/alert-*", "prometheus", "prometheus", 0o400),  # Alertmanager's secrets (files it reads)
 ]
 
 # Distribution releases that ship a PostgreSQL major version themselves.
@@ -117,7 +118,14 @@ def packages(stack: Stack, node: Node) -> list[str]:
                + (["git", "libmodule-cpanfile-perl", "cpanminus", "make"] if a.app_repo else []),
         "db": [f"postgresql-{a.pg_version}", "pgbackrest"] + (["patroni", "curl"] if node.patroni else []),
         "redis": ["redis-server", "redis-tools", "restic"],
+        "mon": ["prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "prometheus-postgres-exporter",
+                "prometheus-redis-exporter", "curl"],
     }[node.role]
+    if stack.mons:
+        # Without the collectors it recommends: their smartctl, nvme-cli and ipmitool add units that fail on
+        # a virtual machine (a failed unit is an alert) and measure no disk or sensor a Linode has.
+        role += ["prometheus-node-exporter", "prometheus-node-exporter-collectors-"]
+        role += ["prometheus-nginx-exporter", "mtail"] if node.role == "lb" else []
     return (common + role + (["redis-sentinel"] if node.sentinel else [])
             + (["etcd-server", "etcd-client"] if node.etcd else []))
 

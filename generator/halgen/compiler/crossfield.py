@@ -355,3 +355,33 @@ def repo_host_keys_match_the_repo(a: Answers) -> Iterator[Violation]:
     for i, line in enumerate(a.app_repo_host_keys):
         if line.split(" ", 1)[0] != host:
             yield (("app_repo_host_keys", i), f"names {line.split(' ', 1)[0]}, not app_repo's host {host}", line)
+
+
+@rule
+def alert_receivers_are_coherent(a: Answers) -> Iterator[Violation]:
+    # A receiver setting that does nothing is a mistake the user would not see until an outage.
+    receivers = ("alert_smtp_relay", "alert_smtp_user", "alert_email_from", "alert_webhook_url")
+    if not a.monitoring:
+        for name in receivers:
+            if getattr(a, name):
+                yield (name,), "needs monitoring: true (no node sends alerts without it)", getattr(a, name)
+        return
+    for name in ("alert_smtp_user", "alert_email_from"):
+        if getattr(a, name) and not a.alert_smtp_relay:
+            yield (name,), "is for e-mail through alert_smtp_relay, which is empty", getattr(a, name)
+
+
+@rule
+def retention_covers_the_schedules(a: Answers) -> Iterator[Violation]:
+    # JobLate compares each timer with its value that long ago: Prometheus must still have it.
+    if not a.monitoring or not _subnet_ok(a) or list(schedules_can_run(a)):
+        return  # the rules that own those answers report them
+    from halgen.compiler.model import derive
+
+    stack = derive(a)
+    longest = max((job.late_after_s for node in stack.nodes for job in stack.jobs(node)), default=0)
+    days = -(-longest // 86400) + 1
+    if a.mon_retention_days < days:
+        yield (("mon_retention_days",), f"must be at least {days}: the longest gap between two runs of a "
+               f"scheduled job (with its delay and time limit) is {longest / 86400:.1f} days, and the JobLate "
+               "alert compares each timer with its value that long ago", a.mon_retention_days)

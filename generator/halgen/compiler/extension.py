@@ -16,7 +16,7 @@ from jinja2 import Environment, pass_context
 from jinja2.ext import Extension
 from jinja2.runtime import Context
 
-from halgen.compiler import cloudinit, crossfield, schema
+from halgen.compiler import alerts, cloudinit, crossfield, schema
 from halgen.compiler.answers import FrozenMap, freeze, thaw
 from halgen.compiler.firewall import FirewallRule, cloud_firewall, node_rules
 from halgen.compiler.model import LINODE, Node, Stack, Target
@@ -34,6 +34,9 @@ class HalgenExtension(Extension):
         environment.globals["cloud_firewall"] = _cloud_firewall
         environment.globals["cloud_init"] = _cloud_init
         environment.globals["halgen_endpoint_for"] = crossfield.endpoint_for
+        environment.globals["alert_groups"] = alerts.groups
+        environment.globals["alert_test_steps"] = alerts.test_steps
+        environment.globals["alert_runbooks"] = alerts.runbooks
 
 
 def _answers_in(context: Context) -> dict[str, Any]:

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from halgen.compiler.model import ACME_RELAY_PORT, Node, Stack, exact_blocks
+from halgen.compiler.model import (
+    ACME_RELAY_PORT,
+    MTAIL_PORT,
+    NGINX_EXPORTER_PORT,
+    NODE_EXPORTER_PORT,
+    Node,
+    Stack,
+    exact_blocks,
+)
 from halgen.errors import HalgenError
 
 ANYWHERE = ("0.0.0.0/0",)
@@ -52,7 +60,9 @@ def _address_key(cidr: str) -> tuple[int, ...]:
 
 def node_rules(stack: Stack, node: Node) -> list[FirewallRule]:
     rules = [FirewallRule("ssh-admins", (22,), tuple(stack.a.admin_cidrs))]
-    sentinel_clients = _hosts(list(stack.apps) + list(stack.sentinels))
+    # the monitoring node's Redis exporter too: Sentinels may sit on app nodes, and one role's
+    # Cloud Firewall must have one 'monitoring' rule for all of them
+    sentinel_clients = _hosts(list(stack.apps) + list(stack.sentinels) + list(stack.mons))
     if node.role == "lb":
         # 443 only with TLS: an open port with nothing behind it is a hole waiting for a listener.
         web = (80, 443) if stack.a.lb_tls else (80,)
@@ -77,7 +87,25 @@ def node_rules(stack: Stack, node: Node) -> list[FirewallRule]:
         members = list(stack.etcd_members)
         rules.append(FirewallRule("etcd-clients", (stack.etcd_client_port,), _hosts(list(stack.dbs) + members)))
         rules.append(FirewallRule("etcd-peers", (stack.etcd_peer_port,), _hosts(members)))
+    if stack.mons and node.role != "mon":
+        rules.append(FirewallRule("monitoring", monitored_ports(stack, node), _hosts(stack.mons)))
+        if node.instances:  # the health probes, as HAProxy's (a rule of their own: Linode allows 15 ports in one)
+            rules.append(FirewallRule("app-probes", tuple(i.port for i in node.instances), _hosts(stack.mons)))
     return rules
+
+
+def monitored_ports(stack: Stack, node: Node) -> tuple[int, ...]:
+    """The metrics the monitoring node reads on ``node``: node_exporter; on a load balancer
+    the nginx exporter and mtail; PostgreSQL and Patroni's API, Redis (their exporters run
+    on the monitoring node; Sentinel's port admits it in sentinel-peers)."""
+    ports = [NODE_EXPORTER_PORT]
+    if node.role == "lb":
+        ports += [NGINX_EXPORTER_PORT, MTAIL_PORT]
+    if node.role == "db":
+        ports += [stack.pg_port] + ([stack.patroni_port] if node.patroni else [])
+    if node.role == "redis":
+        ports.append(stack.redis_port)
+    return tuple(sorted(ports))  # as ufw lists them
 
 
 def role_rules(stack: Stack, role: str) -> list[FirewallRule]:

@@ -15,18 +15,29 @@ from halgen.compiler import resources
 from halgen.compiler.answers import Answers
 from halgen.formats import cron
 
-ROLES = ("lb", "app", "db", "redis")
-ROLE_TITLES = {"lb": "nginx + HAProxy load balancer", "app": "PSGI app server", "db": "PostgreSQL", "redis": "Redis"}
+ROLES = ("lb", "app", "db", "redis", "mon")
+ROLE_TITLES = {"lb": "nginx + HAProxy load balancer", "app": "PSGI app server", "db": "PostgreSQL", "redis": "Redis",
+               "mon": "Prometheus + Alertmanager monitoring"}
 # The PSGI servers an app server can run (answer app_server), by the name people know them.
 APP_SERVER_TITLES = {"starlet": "Starlet", "starman": "Starman"}
 # Where each role's addresses start in the subnet (offset from the network address).
 # Fixed blocks keep every other node's address stable when one tier scales.
-ROLE_OFFSETS = {"lb": 10, "db": 20, "redis": 30, "app": 40}
+ROLE_OFFSETS = {"lb": 10, "db": 20, "redis": 30, "app": 40, "mon": 5}
 SSH_PORT, HTTP_PORT, HTTPS_PORT = 22, 80, 443
 PG_PORT, REDIS_PORT, SENTINEL_PORT = 5432, 6379, 26379
 # Patroni's REST API (its peers, patronictl and the health checks ask it who leads),
 # and etcd's client and peer ports: the stock ports of each.
 PATRONI_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = 8008, 2379, 2380
+# Monitoring (issue 18): the stock ports of each program. node_exporter and, on load
+# balancers, the nginx exporter and mtail listen on the VPC address for the monitoring
+# node; Prometheus, Alertmanager and the exporters on the monitoring node listen on its
+# loopback only (an operator reaches them through an SSH tunnel to that node).
+NODE_EXPORTER_PORT, NGINX_EXPORTER_PORT, MTAIL_PORT = 9100, 9113, 3903
+PROMETHEUS_PORT, ALERTMANAGER_PORT, BLACKBOX_PORT = 9090, 9093, 9115
+POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT = 9187, 9121  # the first DB node's; each next one +1
+# nginx's stub_status (connections, requests) for the nginx exporter, on the node's loopback.
+NGINX_STATUS_PORT = 8405
+ALERT_SINK_PORT = 9099  # a rehearsal's webhook receiver, standing in for alert_webhook_url
 # Settings Patroni sets on PostgreSQL's command line (besides the fixed replication ones).
 PATRONI_CMDLINE_SETTINGS = ("max_worker_processes", "max_locks_per_transaction", "max_prepared_transactions",
                             "track_commit_timestamp", "wal_keep_size")
@@ -188,6 +199,11 @@ class Target:
         return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 2)
 
     @property
+    def alert_sink_address(self) -> str:
+        """Where a rehearsal's alert receiver listens: below the ACME server's address."""
+        return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 4)
+
+    @property
     def acme_address(self) -> str:
         """Where a rehearsal's ACME server (pebble) listens: below the object storage address."""
         return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 3)
@@ -267,6 +283,7 @@ class Node:
     etcd: bool = False  # a member of the etcd cluster Patroni keeps its leader lock in
     patroni: bool = False  # a DB node whose PostgreSQL Patroni manages
     instances: tuple[AppInstance, ...] = ()
+    exporters: tuple[str, ...] = ()  # its monitoring units (node_exporter, ...; Prometheus on the monitoring node)
 
     @property
     def role_title(self) -> str:
@@ -279,8 +296,10 @@ class Node:
     @property
     def services(self) -> tuple[str, ...]:
         base = {"lb": ("haproxy", "nginx"), "app": tuple(i.unit for i in self.instances),  # <project>-app-<port>
-                "db": ("patroni",) if self.patroni else ("postgresql",), "redis": ("redis-server",)}[self.role]
-        return base + (("redis-sentinel",) if self.sentinel else ()) + (("etcd",) if self.etcd else ())
+                "db": ("patroni",) if self.patroni else ("postgresql",), "redis": ("redis-server",),
+                "mon": ()}[self.role]
+        return (base + (("redis-sentinel",) if self.sentinel else ()) + (("etcd",) if self.etcd else ())
+                + self.exporters)
 
     @property
     def is_primary(self) -> bool:
@@ -306,7 +325,8 @@ class Stack:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        return ROLES
+        """The roles that have nodes (no monitoring node without monitoring)."""
+        return tuple(role for role in ROLES if self.by_role[role])
 
     @property
     def lbs(self) -> tuple[Node, ...]:
@@ -323,6 +343,10 @@ class Stack:
     @property
     def redis(self) -> tuple[Node, ...]:
         return self.by_role["redis"]
+
+    @property
+    def mons(self) -> tuple[Node, ...]:
+        return self.by_role["mon"]
 
     @property
     def sentinels(self) -> tuple[Node, ...]:
@@ -560,6 +584,75 @@ class Stack:
         """Nodes that run Redis or a Sentinel (a Sentinel may sit on an app or DB node)."""
         return tuple(n for n in self.nodes if n.role == "redis" or n.sentinel)
 
+    # --- monitoring (Prometheus on the monitoring node) ------------------------------
+    node_exporter_port = NODE_EXPORTER_PORT
+    nginx_exporter_port = NGINX_EXPORTER_PORT
+    mtail_port = MTAIL_PORT
+    prometheus_port = PROMETHEUS_PORT
+    alertmanager_port = ALERTMANAGER_PORT
+    blackbox_port = BLACKBOX_PORT
+    redis_exporter_port = REDIS_EXPORTER_PORT
+    nginx_status_port = NGINX_STATUS_PORT
+    # How often Prometheus scrapes and evaluates the rules: short enough that an alert with
+    # 'for: 30s' fires within ~45 s of a failure (one lost scrape forgiven); Prometheus' own
+    # default of 1 minute would make that 2-3 minutes.
+    scrape_interval_s = 15
+    monitor_user = "monitor"  # PostgreSQL role and Redis/Sentinel ACL user of the exporters (read-only)
+
+    @property
+    def monitored(self) -> tuple[Node, ...]:
+        """Nodes that run node_exporter (every node, with monitoring)."""
+        return self.nodes if self.mons else ()
+
+    @property
+    def monitored_lbs(self) -> tuple[Node, ...]:
+        return self.lbs if self.mons else ()
+
+    def exporter_address(self, node: Node) -> str:
+        """Where a node's exporters listen: its VPC address; the monitoring node's loopback."""
+        return self.target.local_address(node.address) if node.role == "mon" else node.address
+
+    def mon_local(self, port: int) -> str:
+        """host:port of a program on the monitoring node that only the node itself reaches."""
+        return f"{self.target.local_address(self.mons[0].address)}:{port}"
+
+    def postgres_exporter_port(self, db: Node) -> int:
+        """One PostgreSQL exporter per DB node runs on the monitoring node: the first on the stock port."""
+        return POSTGRES_EXPORTER_PORT + db.index - 1
+
+    @property
+    def certificate_probes(self) -> tuple[tuple[Node, int], ...]:
+        """Where the monitoring node reads the expiry of the stack CA's certificates (vpc_tls):
+        a port of each node that a plain TLS handshake reaches with that node's certificate
+        (Patroni's API, Redis, Sentinel). PostgreSQL's TLS starts inside its own protocol,
+        and etcd wants a client certificate, so a node with only those is not probed."""
+        probes = []
+        for node in self.tls_servers:
+            port = (self.patroni_port if node.patroni else self.redis_port if node.role == "redis"
+                    else self.sentinel_port if node.sentinel else 0)
+            if port:
+                probes.append((node, port))
+        return tuple(probes)
+
+    @property
+    def alert_email_from(self) -> str:
+        return self.a.alert_email_from or f"alertmanager@{self.canonical_domain}"
+
+    @property
+    def alert_webhook_url(self) -> str:
+        """Where Alertmanager posts: the answer; in a rehearsal, the rehearsal's own sink."""
+        if self.target.is_rehearsal:
+            return f"http://{self.target.alert_sink_address}:{ALERT_SINK_PORT}/alerts"
+        return self.a.alert_webhook_url
+
+    def backup_late_after_s(self, kind: str) -> int:
+        """How old the newest backup in the bucket may be before HalgenBackupTooOld fires: the
+        longest gap between the kind's scheduled backups (PostgreSQL: full and differential
+        together) plus their random delay and longest run."""
+        jobs = [j for j in self.jobs(self.dbs[0] if kind == "pg" else self.redis[0]) if "backup" in j.name]
+        gap = cron.longest_gap_s(*(j.schedule for j in jobs))
+        return gap + max(j.delay_s + j.timeout_s for j in jobs)
+
     # --- the app's code -------------------------------------------------------
     @property
     def deploy_key_apps(self) -> tuple[Node, ...]:
@@ -596,6 +689,9 @@ class Stack:
         if node.role == "redis":
             found.append(Job("redis-backup", "Redis snapshot to Object Storage", f"{run}-redis-backup",
                              a.redis_backup_schedule, 300, hour))
+        if node.role == "mon":
+            found.append(Job("deadman", "ping of the external dead man's switch while alerting works",
+                             f"{run}-deadman", "* * * * *", 0, 60))
         if node in self.tls_lbs:
             # Until the first certificate is issued (the names may point here only later);
             # afterwards it does nothing and certbot's own timer renews.
@@ -678,11 +774,30 @@ def listeners(a: Answers) -> dict[str, list[tuple[int, str]]]:
         "app": [(a.app_port + i, f"app server instance {i + 1}") for i in range(a.app_instances)],
         "db": [(PG_PORT, "PostgreSQL")] + ([(PATRONI_PORT, "Patroni REST API")] if a.pg_failover == "patroni" else []),
         "redis": [(REDIS_PORT, "Redis")],
+        "mon": [],  # Prometheus, Alertmanager and its exporters: on its loopback only
     }
+    if a.monitoring:
+        role_ports["lb"] += [(NGINX_EXPORTER_PORT, "nginx exporter"), (MTAIL_PORT, "mtail (nginx log metrics)")]
+    exporter = [(NODE_EXPORTER_PORT, "node_exporter")] if a.monitoring else []
     members = set(etcd_hosts(a))
     return {name: [(SSH_PORT, "sshd"), *role_ports[role]] + ([(SENTINEL_PORT, "Sentinel")] if name in sentinels else [])
             + ([(ETCD_CLIENT_PORT, "etcd (clients)"), (ETCD_PEER_PORT, "etcd (peers)")] if name in members else [])
+            + (exporter if role != "mon" else [])
             for role, names in node_names(a).items() for name in names}
+
+
+def monitoring_units(a: Answers, role: str) -> tuple[str, ...]:
+    """The monitoring units of a node of ``role`` (Debian's, but the PostgreSQL exporter's:
+    one instance of the stack's own unit per DB node, on the monitoring node)."""
+    if not a.monitoring:
+        return ()
+    units: tuple[str, ...] = ("prometheus-node-exporter",)
+    if role == "lb":
+        units += ("prometheus-nginx-exporter", "mtail")
+    if role == "mon":
+        units += ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "prometheus-redis-exporter")
+        units += tuple(f"{a.project}-postgres-exporter@{db}" for db in node_names(a)["db"])
+    return units
 
 
 def node_names(a: Answers) -> dict[str, list[str]]:
@@ -692,6 +807,7 @@ def node_names(a: Answers) -> dict[str, list[str]]:
         "app": a.app_servers,
         "db": 1 + a.pg_replicas,
         "redis": 1 + (a.redis_replicas if a.redis_mode != "single" else 0),
+        "mon": 1 if a.monitoring else 0,
     }
     return {role: [f"{role}{i}" for i in range(1, counts[role] + 1)] for role in ROLES}
 
@@ -796,6 +912,7 @@ def derive(a: Answers, target: Target = LINODE, version: str | None = None) -> S
                 client_address=target.client_address(address),
                 sentinel=name in sentinels, etcd=name in members,
                 patroni=role == "db" and a.pg_failover == "patroni", instances=instances,
+                exporters=monitoring_units(a, role),
             ))
         by_role[role] = tuple(nodes)
     db_plan = plans["db"]

@@ -33,6 +33,9 @@ GENERATED = {
     "REDIS_ADMIN_PASSWORD": "Redis user for operators (no node holds it, only its hash)",
     "SENTINEL_PASSWORD": "the Sentinels' own password: between Sentinels and for operators",
     "REDIS_BACKUP_PASSWORD": "encrypts the Redis backups (restic repository): without it none can be restored",
+    "PG_MONITOR_PASSWORD": "PostgreSQL role the monitoring node's exporters log in with (pg_monitor: statistics only)",
+    "REDIS_MONITOR_PASSWORD": "Redis and Sentinel user the monitoring node's exporter logs in with (INFO and the like)",
+    "ALERT_WEBHOOK_TOKEN": "Bearer token Alertmanager sends with each webhook post (alert_webhook_url)",
 }
 # Secrets only the user can supply: Object Storage access keys made in Cloud Manager,
 # one pair per tier, each limited to the backup bucket.
@@ -42,7 +45,13 @@ PROVIDED = {
     "OBJ_REDIS_ACCESS_KEY": "Object Storage access key for the Redis backups (read/write on the backup bucket only)",
     "OBJ_REDIS_SECRET_KEY": "its secret key",
 }
-NAMES = {**GENERATED, **PROVIDED}
+# Secrets only the user can supply and that may stay empty (the feature is then off).
+OPTIONAL = {
+    "ALERT_SMTP_PASSWORD": "password of alert_smtp_user at alert_smtp_relay (empty: no login)",
+    "ALERT_DEADMAN_URL": "https URL of an external dead man's switch (healthchecks.io and the like) the monitoring "
+                         "node pings every minute while alerting works: silence means alerting is down (empty: none)",
+}
+NAMES = {**GENERATED, **PROVIDED, **OPTIONAL}
 # Names of earlier versions -> the names that now hold their values (see ensure()).
 RENAMED = {
     # It encrypts the pgBackRest backups already in the bucket.
@@ -55,6 +64,12 @@ RENAMED = {
 }
 # Values the user typed in, now or under an earlier name: access keys, not halgen's tokens.
 _USER_SUPPLIED = set(PROVIDED) | {old for old, new in RENAMED.items() if new[0] in PROVIDED}
+# What an optional secret may hold: no quotes, spaces or backslashes (files quote it in '').
+_OPTIONAL_VALUE = {
+    "ALERT_SMTP_PASSWORD": re.compile(r"[!#-&(-\[\]-~]{0,200}"),
+    "ALERT_DEADMAN_URL": re.compile(r"(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%!$&()*+,;=:@/-]*)?"
+                                    r"(\?[A-Za-z0-9._~%!$&()*+,;=:@/?-]*)?)?"),
+}
 TOKEN_BYTES = 24  # 192 bits; URL-safe base64, so safe unquoted in shell, conf files and DSNs
 _GENERATED_VALUE = re.compile(r"[A-Za-z0-9_-]{22,}")
 _PROVIDED_VALUE = re.compile(r"[A-Za-z0-9/+=_-]{0,128}")
@@ -77,7 +92,7 @@ _PROVIDED_LENGTHS = {"OBJ_PG_ACCESS_KEY": 20, "OBJ_PG_SECRET_KEY": 40, "OBJ_REDI
 def stand_ins() -> dict[str, str]:
     """Values of every secret's length that look as random as the real ones but are fixed,
     so that a render can measure each node's user-data (gzip'd) before any secret exists."""
-    length = {name: len(new_secret()) for name in GENERATED} | _PROVIDED_LENGTHS
+    length = {name: len(new_secret()) for name in GENERATED} | _PROVIDED_LENGTHS | {name: 0 for name in OPTIONAL}
     return {name: base64.urlsafe_b64encode(hashlib.sha512(name.encode()).digest()).decode()[:length[name]]
             for name in NAMES}
 
@@ -93,9 +108,13 @@ def read(repo: Path) -> dict[str, str]:
         name, value, number = setting.name, setting.value, setting.line
         if not _NAME.fullmatch(name):
             raise SecretsError(f"{path}:{number}: {name}: names are upper-case letters, digits and _")
-        if name in _USER_SUPPLIED and not _PROVIDED_VALUE.fullmatch(value):
+        if name in _OPTIONAL_VALUE:
+            if not _OPTIONAL_VALUE[name].fullmatch(value):
+                expected = "an https:// URL" if name.endswith("_URL") else "no spaces, quotes or backslashes"
+                raise SecretsError(f"{path}:{number}: {name}: {expected} (or empty)")
+        elif name in _USER_SUPPLIED and not _PROVIDED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: letters, digits and / + = _ - only")
-        if name not in _USER_SUPPLIED and not _GENERATED_VALUE.fullmatch(value):
+        elif name not in _USER_SUPPLIED and not _GENERATED_VALUE.fullmatch(value):
             raise SecretsError(f"{path}:{number}: {name}: expected 22+ URL-safe characters (letters, digits, _ and -)")
     return {name: setting.value for name, setting in settings.items()}
 
@@ -134,7 +153,9 @@ def write(repo: Path, values: dict[str, str]) -> None:
              "# somewhere safe: PG_BACKUP_CIPHER_PASS and REDIS_BACKUP_PASSWORD are needed to restore any backup.",
              "# Rotate one: replace its value, run 'halgen build', deploy the files, then see README.md.",
              "# Fill in the ones marked (you provide) before the first backup."]
-    lines += [f"# {name}: {NAMES[name]}{' (you provide)' if name in PROVIDED else ''}" for name in NAMES]
+    provider = {**{name: " (you provide)" for name in PROVIDED},
+                **{name: " (optional, you provide)" for name in OPTIONAL}}
+    lines += [f"# {name}: {NAMES[name]}{provider.get(name, '')}" for name in NAMES]
     lines += [f"{name}={values[name]}" for name in sorted(values)]
     write_private(path, "\n".join(lines) + "\n")
 

@@ -18,6 +18,8 @@ from typing import Literal
 Kind = Literal["edit", "append", "write", "remove", "track"]
 
 DEFAULT_CASE = "default-ha"
+PROMETHEUS = "nodes/mon1/etc/prometheus/prometheus.yml"
+RULES = "nodes/mon1/etc/prometheus/rules/shop.yml"
 MANUAL_CASE = "manual-failover"  # the previous blueprint's PostgreSQL tier: slots, bootstrap script, failover by hand
 HANDWRITTEN = "hand-written"  # an Example's source when no mutation shows the rule
 DOC_EXAMPLES = 2  # at most this many examples per rule in its doc
@@ -129,8 +131,8 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL412", "other-etcd", "edit", "nodes/db2/etc/patroni/config.yml", ",10.0.0.21:2379", ""),
     Change("HAL413", "not-persistent", "edit", "nodes/db1/etc/systemd/system/shop-pg-backup-full.timer",
            "Persistent=true\n", ""),
-    Change("HAL413", "failure-unrecorded", "edit", "nodes/redis1/etc/systemd/system/shop-redis-backup.service",
-           "OnFailure=shop-job-failed@redis-backup.service\n", ""),
+    Change("HAL413", "no-time-limit", "edit", "nodes/redis1/etc/systemd/system/shop-redis-backup.service",
+           "TimeoutStartSec=3600\n", ""),
     Change("HAL206", "wrong-slot", "edit", "nodes/db1/etc/shop/pg-setup.sql", "slot('db2')", "slot('db9')",
            case=MANUAL_CASE),
     Change("HAL206", "too-few-senders", "edit", PG, "max_wal_senders = 7", "max_wal_senders = 0"),
@@ -201,6 +203,11 @@ CHANGES: tuple[Change, ...] = (
     Change("HAL408", "no-pg-backup-timer", "remove", "nodes/db2/etc/systemd/system/shop-pg-backup-full.timer"),
     Change("HAL408", "no-retention", "edit", "nodes/db1/etc/pgbackrest/pgbackrest.conf", "repo1-retention-full=4", ""),
     Change("HAL408", "no-archiving", "edit", PG, "archive_mode = on", "archive_mode = off"),
+    Change("HAL414", "db-unwatched", "edit", PROMETHEUS, "  - targets: ['10.0.0.21:9100']\n    labels: {node: db2, role: db}\n",
+           ""),
+    Change("HAL414", "alert-untested", "append", RULES,
+           new="  - alert: NodeRebooted\n    expr: 'changes(node_boot_time_seconds[10m]) > 0'\n"
+               "    labels: {severity: warning}\n"),
     Change("HAL409", "conflict-marker", "append", "README.md",
            new="<<<<<<< before updating\nold\n=======\nnew\n>>>>>>> after updating\n"),
     Change("HAL409", "rej-file", "write", "nodes/lb1/etc/nginx/nginx.conf.rej", new="@@ -1 +1 @@\n"),
@@ -336,6 +343,14 @@ CHANGES: tuple[Change, ...] = (
 TOOL_CHANGES: tuple[Change, ...] = (
     Change("HAL501", "bad-value", "edit", LB, "proxy_buffers 8 16k;", "proxy_buffers 8 16q;"),
     Change("HAL508", "unknown-algorithm", "edit", BALANCER, "balance leastconn", "balance fastest"),
+    Change("HAL509", "bad-expression", "edit", RULES, "expr: 'pg_up == 0'", "expr: 'pg_up == == 0'"),
+    Change("HAL509", "test-fails", "edit", RULES, "expr: 'up{job=\"node\"} == 0'\n    for: 30s",
+           "expr: 'up{job=\"node\"} == 0'\n    for: 5m"),
+    Change("HAL510", "bad-duration", "edit", "nodes/mon1/etc/prometheus/alertmanager.yml", "group_wait: 10s",
+           "group_wait: 10 seconds"),
+    Change("HAL511", "no-label", "edit", "nodes/lb1/etc/mtail/shop-nginx.mtail",
+           "counter halgen_http_requests_total by status", "counter halgen_http_requests_total by"),
+    Change("HAL512", "bad-timeout", "edit", "nodes/mon1/etc/prometheus/blackbox.yml", "timeout: 5s", "timeout: 5 seconds"),
     Change("HAL502", "bad-restart", "edit", UNIT, "Restart=on-failure", "Restart=sometimes"),
     Change("HAL503", "wrong-type", "edit", CLOUD, "package_update: true", "package_update: maybe"),
     Change("HAL504", "unquoted", "edit", DB_BOOT, "ufw --force enable", "rm -rf $TMPDIR/x\nufw --force enable"),

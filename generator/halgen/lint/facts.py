@@ -212,7 +212,7 @@ def node_listeners(repo: Repo, node: str) -> list[Listener]:
         if endpoint:
             bind = effective.redis(repo, rel).last("bind")
             found.append(Listener(node, bind.file or rel, bind.line, *endpoint, what))  # type: ignore[union-attr]
-    return found + patroni_listeners(repo, node) + etcd_listeners(repo, node)
+    return found + patroni_listeners(repo, node) + etcd_listeners(repo, node) + exporter_listeners(repo, node)
 
 
 def patroni_listeners(repo: Repo, node: str) -> list[Listener]:
@@ -246,6 +246,29 @@ def etcd_listeners(repo: Repo, node: str) -> list[Listener]:
                     continue
                 if parts.hostname:
                     found.append(Listener(node, rel, setting.line, parts.hostname, port, what))  # type: ignore[union-attr]
+    return found
+
+
+_LISTEN_ARG = re.compile(r"(?:^|\s)--?web\.listen-address[= ](\S+):(\d+)")
+# Debian's units of the exporters that run on every node (or every load balancer): their
+# /etc/default file, and what listens
+_EXPORTERS = (("prometheus-node-exporter", "node_exporter"), ("prometheus-nginx-exporter", "nginx exporter"))
+
+
+def exporter_listeners(repo: Repo, node: str) -> list[Listener]:
+    """The exporters' ports: --web.listen-address in their /etc/default ARGS, mtail's HOST and PORT."""
+    found = []
+    for name, what in _EXPORTERS:
+        for rel in repo.node_files(node, rf"etc/default/{name}"):
+            setting = envfile.parse(repo.text(rel))[0].get("ARGS")
+            match = _LISTEN_ARG.search(setting.value.strip("\"'")) if setting else None
+            if setting and match:
+                found.append(Listener(node, rel, setting.line, match.group(1), int(match.group(2)), what))
+    for rel in repo.node_files(node, r"etc/default/mtail"):
+        settings = envfile.parse(repo.text(rel))[0]
+        host, port = settings.get("HOST"), settings.get("PORT")
+        if host and port and port.value.isdigit():
+            found.append(Listener(node, rel, port.line, host.value.strip("\"'"), int(port.value), "mtail"))
     return found
 
 

@@ -116,10 +116,13 @@ def role_units(stack: Stack, node: Node) -> tuple[str, ...]:
         units = tuple(i.unit for i in node.instances)
     elif node.role == "db":
         units = ("patroni",) if node.patroni else (f"postgresql@{stack.a.pg_version}-main",)
-    else:
+    elif node.role == "redis":
         units = (f"{project}-redis",)
+    else:
+        units = ()  # the monitoring node: its units are its exporters'
+    jobs = tuple(f"{project}-{job.name}.timer" for job in stack.jobs(node))
     return (units + ((f"{project}-sentinel",) if node.sentinel else ()) + (("etcd",) if node.etcd else ())
-            + ("ssh", "fail2ban"))
+            + node.exporters + jobs + ("ssh", "fail2ban"))
 
 
 _NETWORKS = itertools.count(1)  # one private network per booted stack, several may run at once

@@ -5,6 +5,7 @@ from halgen.lint.rules import (  # noqa: F401
     exposure,
     failover,
     meta,
+    monitoring,
     operations,
     parse,
     sandbox,

@@ -149,7 +149,7 @@ def firewall_admits_clients(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL205", "pg-hba-peers", "error", "consistency")
 def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
-    """pg_hba.conf admits exactly the DB nodes for replication (and pg_rewind) and the app servers for the app database.
+    """pg_hba.conf admits exactly the DB nodes for replication and pg_rewind, the app servers and the monitoring node.
 
     A replica missing here cannot stream (or cannot follow a new primary after a
     failover); an address that is no node of the stack, or a block wider than
@@ -159,29 +159,35 @@ def pg_hba_peers(repo: Repo) -> Iterator[Problem]:
     if stack is None:
         return
     dbs, apps = {n.client_address for n in stack.dbs}, {n.client_address for n in stack.apps}
-    expected = {"replication": dbs, stack.a.pg_database: apps}
+    # (database, role) -> the addresses it must admit, and what they are
+    expected: dict[tuple[str, str], tuple[set[str], str]] = {
+        ("replication", stack.replication_user): (dbs, "DB node"),
+        (stack.a.pg_database, stack.a.pg_app_user): (apps, "app server"),
+    }
     if stack.patroni:
-        expected["postgres"] = dbs  # Patroni's pg_rewind of a failed primary
+        expected["postgres", stack.rewind_user] = (dbs, "DB node")  # Patroni's pg_rewind of a failed primary
+    if stack.mons:
+        expected["postgres", stack.monitor_user] = ({n.client_address for n in stack.mons}, "monitoring node")
     for rel in effective.hba_files(repo):
         entries = effective.hba_entries(repo, rel)[0]
-        seen: dict[str, set[str]] = {db: set() for db in expected}
+        seen: dict[tuple[str, str], set[str]] = {key: set() for key in expected}
         for entry in entries:
             if entry.type == "local" or entry.method == "reject":
                 continue
-            wanted = expected.get(entry.database)
-            hits = {a for a in wanted or () if facts.covers(entry.address, a)}
-            who = "app server" if entry.database == stack.a.pg_database else "DB node"
+            key = (entry.database, entry.user)
+            wanted, who = expected.get(key, (set(), "node that uses it"))
+            hits = {a for a in wanted if facts.covers(entry.address, a)}
             size = facts.block_size(entry.address)
             if not hits:
-                yield Problem(rel, entry.line, f"{entry.database} access for {entry.address}, which is no {who}")
+                yield Problem(rel, entry.line, f"{entry.database} access for {entry.user} from {entry.address}, "
+                              f"which is no {who}")
             elif size is not None and size > len(hits):
                 yield Problem(rel, entry.line, f"{entry.database} access for {entry.address} admits {size} "
                                            f"addresses, of which only {len(hits)} are {who}s")
-            seen.setdefault(entry.database, set()).update(hits)
-        for database, addresses in expected.items():
-            for address in sorted(addresses - seen.get(database, set())):
-                who = "app server" if database == stack.a.pg_database else "DB node"
-                yield Problem(rel, 1, f"no '{database}' line for {who} {address}")
+            seen.setdefault(key, set()).update(hits)
+        for (database, user), (addresses, who) in expected.items():
+            for address in sorted(addresses - seen.get((database, user), set())):
+                yield Problem(rel, 1, f"no '{database}' line for {user} from {who} {address}")
 
 
 @rule("HAL206", "replication-slots", "error", "consistency")

@@ -267,14 +267,15 @@ def backups_scheduled(repo: Repo) -> Iterator[Problem]:
 
 @rule("HAL413", "scheduled-jobs", "error", "operations")
 def scheduled_jobs(repo: Repo) -> Iterator[Problem]:
-    """Every timer catches up after downtime and starts a oneshot service with a time limit that records its result.
+    """Every timer catches up after downtime and starts a oneshot service with a time limit.
 
-    A job that fails or stops running says so nowhere unless it records it:
-    the service's `ExecStartPost=` (run only after a success) and `OnFailure=`
-    call the job-metric script, whose file node_exporter reads for the
-    HalgenJobFailed and HalgenJobLate alerts. `Persistent=true` runs a job
-    missed while the node was off; `TimeoutStartSec=` ends a hung run (which
-    would otherwise block every later one). Restore the generated units.
+    A oneshot service stays failed after a failed run until one succeeds, and
+    node_exporter exports that state and each timer's last run (the alerts
+    UnitFailed and JobLate); a service of another type counts as done as soon
+    as it starts, so a failure shows nowhere. `Persistent=true` runs a job
+    missed while the node was off; `TimeoutStartSec=` ends a hung run (a
+    oneshot has no limit otherwise, and it blocks every later run). Restore
+    the generated units.
     """
     for node in repo.node_dirs:
         for timer, service, command in repo.scheduled(node):
@@ -290,16 +291,11 @@ def scheduled_jobs(repo: Repo) -> Iterator[Problem]:
                 continue
             unit = {(e.section, e.key): e.value for e in repo.unit(service)[0]}
             if unit.get(("Service", "Type")) != "oneshot":
-                yield Problem(service, 0, "not Type=oneshot: the timer counts the job done as soon as it starts")
+                yield Problem(service, 0, "not Type=oneshot: the timer counts the job done as soon as it starts, "
+                              "and a failure shows nowhere")
             if not unit.get(("Service", "TimeoutStartSec")):
                 yield Problem(service, 0, "no TimeoutStartSec=: a hung run is never ended (a oneshot has no "
                               "time limit) and blocks every later run")
-            if "job-metric" not in unit.get(("Service", "ExecStartPost"), ""):
-                yield Problem(service, 0, "no ExecStartPost= job-metric: its successes are not recorded "
-                              "(HalgenJobLate fires)")
-            if "job-failed@" not in unit.get(("Unit", "OnFailure"), ""):
-                yield Problem(service, 0, "no OnFailure= job-failed@: its failures are not recorded "
-                              "(no HalgenJobFailed alert)")
 
 
 _CONFLICT = re.compile(r"^(<{7}|>{7})( |$)", re.M)

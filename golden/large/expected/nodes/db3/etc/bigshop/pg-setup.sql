@@ -18,6 +18,11 @@ ALTER ROLE rewinder WITH LOGIN NOSUPERUSER PASSWORD :'rewind_password';
 GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean), pg_catalog.pg_stat_file(text, boolean),
   pg_catalog.pg_read_binary_file(text), pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)
   TO rewinder;
+-- The exporters on the monitoring node: statistics only.
+SELECT 'CREATE ROLE monitor WITH LOGIN'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'monitor') \gexec
+ALTER ROLE monitor WITH LOGIN NOSUPERUSER CONNECTION LIMIT 5 PASSWORD :'monitor_password';
+GRANT pg_monitor TO monitor;
 
 SELECT 'CREATE ROLE app WITH LOGIN'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') \gexec

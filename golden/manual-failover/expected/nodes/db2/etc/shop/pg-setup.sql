@@ -15,6 +15,11 @@ SELECT pg_create_physical_replication_slot('db1')
 SELECT 'CREATE ROLE replicator WITH LOGIN REPLICATION'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') \gexec
 ALTER ROLE replicator WITH LOGIN REPLICATION PASSWORD :'replication_password';
+-- The exporters on the monitoring node: statistics only.
+SELECT 'CREATE ROLE monitor WITH LOGIN'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'monitor') \gexec
+ALTER ROLE monitor WITH LOGIN NOSUPERUSER CONNECTION LIMIT 5 PASSWORD :'monitor_password';
+GRANT pg_monitor TO monitor;
 
 SELECT 'CREATE ROLE app WITH LOGIN'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') \gexec

@@ -81,8 +81,8 @@ def test_postgres_backup_restore_latest_and_point_in_time(stack, record_property
     full_s = time.monotonic() - started
     assert full.returncode == 0, full.stderr[-3000:]
     newest = _backup_metrics(ls, "db1", "pg")
-    assert abs(newest['halgen_backup_completed_timestamp_seconds{kind="pg",type="full"}'] - time.time()) < 120
-    assert newest['halgen_backup_size_bytes{kind="pg",type="full"}'] > 0
+    assert abs(newest['halgen_backup_completed_timestamp_seconds{kind="pg"}'] - time.time()) < 120
+    assert newest['halgen_backup_size_bytes{kind="pg"}'] > 0
 
     _sql(ls, "INSERT INTO events (note, pad) SELECT 'after full ' || g, 'x' FROM generate_series(1, 1000) g")
     diff = node_script(ls, "db1", "pg-backup", "diff")

@@ -37,7 +37,6 @@ PROMETHEUS_PORT, ALERTMANAGER_PORT, BLACKBOX_PORT = 9090, 9093, 9115
 POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT = 9187, 9121  # the first DB node's; each next one +1
 # nginx's stub_status (connections, requests) for the nginx exporter, on the node's loopback.
 NGINX_STATUS_PORT = 8405
-ALERT_SINK_PORT = 9099  # a rehearsal's webhook receiver, standing in for alert_webhook_url
 # Settings Patroni sets on PostgreSQL's command line (besides the fixed replication ones).
 PATRONI_CMDLINE_SETTINGS = ("max_worker_processes", "max_locks_per_transaction", "max_prepared_transactions",
                             "track_commit_timestamp", "wal_keep_size")
@@ -197,11 +196,6 @@ class Target:
         """Where a rehearsal's S3-compatible server listens: just below the loopback
         subnet, so it can never collide with a node."""
         return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 2)
-
-    @property
-    def alert_sink_address(self) -> str:
-        """Where a rehearsal's alert receiver listens: below the ACME server's address."""
-        return str(ipaddress.IPv4Network(self.loopback_subnet).network_address - 4)
 
     @property
     def acme_address(self) -> str:
@@ -637,13 +631,6 @@ class Stack:
     @property
     def alert_email_from(self) -> str:
         return self.a.alert_email_from or f"alertmanager@{self.canonical_domain}"
-
-    @property
-    def alert_webhook_url(self) -> str:
-        """Where Alertmanager posts: the answer; in a rehearsal, the rehearsal's own sink."""
-        if self.target.is_rehearsal:
-            return f"http://{self.target.alert_sink_address}:{ALERT_SINK_PORT}/alerts"
-        return self.a.alert_webhook_url
 
     def backup_late_after_s(self, kind: str) -> int:
         """How old the newest backup in the bucket may be before HalgenBackupTooOld fires: the

@@ -378,7 +378,10 @@ def retention_covers_the_schedules(a: Answers) -> Iterator[Violation]:
         return  # the rules that own those answers report them
     from halgen.compiler.model import derive
 
-    stack = derive(a)
+    try:
+        stack = derive(a)
+    except (KeyError, ValueError, cron.CronError):
+        return  # answers the stack cannot be made from (too many nodes for the subnet...): other rules say why
     longest = max((job.late_after_s for node in stack.nodes for job in stack.jobs(node)), default=0)
     days = -(-longest // 86400) + 1
     if a.mon_retention_days < days:

@@ -1,5 +1,5 @@
 """The stack's daemons run sandboxed: `systemd-analyze security --offline=true` scores
-every generated Redis, Sentinel and app server (Starlet, Starman) unit 3.0 or less (the bar HAL507 holds
+every generated Redis, Sentinel, app server (Starlet, Starman) and PostgreSQL exporter unit 3.0 or less (the bar HAL507 holds
 a repo to). Runs in CI; skips elsewhere only when systemd-analyze is missing."""
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ UNIT_DIR = "etc/systemd/system"
 
 
 def _scores(root: Path) -> dict[str, tuple[str, float]]:
-    """Each unit of the generated repo at root: the program it runs and its score."""
+    """Each daemon unit of the generated repo at root: the program it runs and its score.
+    Scheduled jobs (Type=oneshot, started by timers) are not daemons: HAL413 checks them."""
     scores = {}
     for unit in sorted(root.glob(f"nodes/*/{UNIT_DIR}/*.service")):
+        if "Type=oneshot" in unit.read_text().splitlines():
+            continue
         node_root = unit.parents[len(UNIT_DIR.split("/"))]
         exposure = analyze(str(node_root), unit.name)
         assert isinstance(exposure, Exposure), f"{unit}: {exposure}"

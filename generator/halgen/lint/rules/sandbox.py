@@ -17,7 +17,8 @@ from halgen.lint.repo import Repo
 
 MAX_EXPOSURE = 3.0
 # The network-facing daemons halgen generates units for, by the program they run.
-DAEMONS = frozenset({"redis-server", "redis-sentinel", "starman", "start_server"})  # start_server: Starlet
+# start_server: Starlet. Debian ships the other exporters' units; this one is halgen's (one per DB node).
+DAEMONS = frozenset({"redis-server", "redis-sentinel", "starman", "start_server", "prometheus-postgres-exporter"})
 _SHOWN = 4  # the largest exposures named in a finding
 # What a network daemon on the host's root keeps open by design: not worth naming.
 _INHERENT = frozenset({"PrivateNetwork=", "RootDirectory=/RootImage=", "RestrictAddressFamilies=~AF_(INET|INET6)",
@@ -36,7 +37,7 @@ class Exposure:
 
 @rule("HAL507", "systemd-exposure", "error", "tools", programs=("systemd-analyze",))
 def systemd_exposure(repo: Repo) -> Iterator[Problem]:
-    """`systemd-analyze security` scores each Redis, Sentinel and app server (Starman, Starlet) unit 3.0 or less.
+    """`systemd-analyze security` scores each Redis, Sentinel, app server and PostgreSQL exporter unit 3.0 or less.
 
     These daemons face the network: a bug in one should not give its attacker
     the node. systemd's own score sums what the unit leaves open (system calls,

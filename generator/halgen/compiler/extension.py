@@ -35,7 +35,7 @@ class HalgenExtension(Extension):
         environment.globals["cloud_init"] = _cloud_init
         environment.globals["halgen_endpoint_for"] = crossfield.endpoint_for
         environment.globals["alert_groups"] = alerts.groups
-        environment.globals["alert_test_steps"] = alerts.test_steps
+        environment.globals["alert_test_files"] = alerts.promtool_files
         environment.globals["alert_runbooks"] = alerts.runbooks
 
 

@@ -19,7 +19,8 @@ Kind = Literal["edit", "append", "write", "remove", "track"]
 
 DEFAULT_CASE = "default-ha"
 PROMETHEUS = "nodes/mon1/etc/prometheus/prometheus.yml"
-RULES = "nodes/mon1/etc/prometheus/rules/shop.yml"
+RULES = "nodes/mon1/etc/prometheus/rules/shop-nodes.yml"
+PG_RULES = "nodes/mon1/etc/prometheus/rules/shop-postgres.yml"
 MANUAL_CASE = "manual-failover"  # the previous blueprint's PostgreSQL tier: slots, bootstrap script, failover by hand
 HANDWRITTEN = "hand-written"  # an Example's source when no mutation shows the rule
 DOC_EXAMPLES = 2  # at most this many examples per rule in its doc
@@ -343,7 +344,7 @@ CHANGES: tuple[Change, ...] = (
 TOOL_CHANGES: tuple[Change, ...] = (
     Change("HAL501", "bad-value", "edit", LB, "proxy_buffers 8 16k;", "proxy_buffers 8 16q;"),
     Change("HAL508", "unknown-algorithm", "edit", BALANCER, "balance leastconn", "balance fastest"),
-    Change("HAL509", "bad-expression", "edit", RULES, "expr: 'pg_up == 0'", "expr: 'pg_up == == 0'"),
+    Change("HAL509", "bad-expression", "edit", PG_RULES, "expr: 'pg_up == 0'", "expr: 'pg_up == == 0'"),
     Change("HAL509", "test-fails", "edit", RULES, "expr: 'up{job=\"node\"} == 0'\n    for: 30s",
            "expr: 'up{job=\"node\"} == 0'\n    for: 5m"),
     Change("HAL510", "bad-duration", "edit", "nodes/mon1/etc/prometheus/alertmanager.yml", "group_wait: 10s",

@@ -6,6 +6,7 @@ choose the receivers reach alertmanager.yml."""
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from ruamel.yaml import YAML
 from halgen.compiler import alerts
 from halgen.compiler.pipeline import stack_from
 from halgen.compiler.write import render
+from halgen.host.processes import Processes, wait_for_port, wait_until
 
 from conftest import GOLDEN, golden_cases, require
 
@@ -73,26 +75,44 @@ def test_the_drilled_failures_have_their_alerts() -> None:
 
 def test_mtail_counts_statuses_and_upstream_times_of_the_load_balancers_log(tmp_path: Path) -> None:
     """Lines as nginx writes them with log_format upstreamlog, a hostile one included (a
-    '" 200 1 "' inside the request or the user agent is escaped by nginx as \\x22)."""
+    '" 200 1 "' inside the request or the user agent is escaped by nginx as \\x22). mtail
+    runs as on a load balancer: started first, it reads what nginx appends (its --one_shot
+    mode can read the log before it has loaded the programs, and count nothing)."""
     require("mtail")
     log = tmp_path / "access.log"
-    log.write_text(
-        '10.0.0.9 [28/Nov/2026:02:00:00 +0000] "GET / HTTP/1.1" 200 12 "-" "curl/7.88" rt=0.004 '
-        'ua=127.0.0.1:8404 us=200 urt=0.003 rid=a1\n'
-        '10.0.0.9 [28/Nov/2026:02:00:00 +0000] "GET /x\\x22 200 1 \\x22 HTTP/1.1" 502 12 "-" "a \\x22 200 1 \\x22" '
-        'rt=0.120 ua=127.0.0.1:8404 us=502 urt=0.120 rid=a2\n'
-        '10.0.0.9 [28/Nov/2026:02:00:00 +0000] "GET /assets/a.css HTTP/1.1" 304 0 "-" "curl/7.88" rt=0.000 '
-        'ua=- us=- urt=- rid=a3\n')
+    log.write_text("")
     progs = GOLDEN / "default-ha" / "expected" / "nodes" / "lb1" / "etc" / "mtail"
-    out = _run(["mtail", "--one_shot", "--one_shot_format=prometheus", "--logtostderr", "--progs", str(progs),
-                "--logs", str(log)])
-    metrics = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in out.stdout.splitlines()
-               if line.startswith("halgen_")}
-    counts = {key.split('status="')[1].split('"')[0]: value for key, value in metrics.items()
+    address, port = "127.20.0.250", 3903
+    processes = Processes(tmp_path / "logs")
+    try:
+        processes.spawn(["mtail", "--logtostderr", "--progs", str(progs), "--logs", str(log), "--address", address,
+                         "--port", str(port)], "mtail")
+        wait_for_port(address, port, 30)
+        with log.open("a") as access:
+            access.write(
+                '10.0.0.9 [28/Nov/2026:02:00:00 +0000] "GET / HTTP/1.1" 200 12 "-" "curl/7.88" rt=0.004 '
+                'ua=127.0.0.1:8404 us=200 urt=0.003 rid=a1\n'
+                '10.0.0.9 [28/Nov/2026:02:00:00 +0000] "GET /x\\x22 200 1 \\x22 HTTP/1.1" 502 12 "-" '
+                '"a \\x22 200 1 \\x22" rt=0.120 ua=127.0.0.1:8404 us=502 urt=0.120 rid=a2\n'
+                '10.0.0.9 [28/Nov/2026:02:00:00 +0000] "GET /assets/a.css HTTP/1.1" 304 0 "-" "curl/7.88" rt=0.000 '
+                'ua=- us=- urt=- rid=a3\n')
+
+        def metrics() -> dict[str, float]:
+            with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5) as response:
+                lines = response.read().decode().splitlines()
+            found = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines
+                     if line.startswith("halgen_")}
+            return found if sum(v for k, v in found.items() if k.startswith("halgen_http_requests_total")) == 3 \
+                else {}
+
+        found = wait_until(metrics, 30, "mtail to count the three lines")
+    finally:
+        processes.stop_all()
+    counts = {key.split('status="')[1].split('"')[0]: value for key, value in found.items()
               if key.startswith("halgen_http_requests_total")}
     assert counts == {"200": 1, "502": 1, "304": 1}
-    assert next(v for k, v in metrics.items() if k.startswith("halgen_http_upstream_seconds_count")) == 2
-    assert next(v for k, v in metrics.items() if k.startswith("halgen_http_upstream_seconds_sum")) == \
+    assert next(v for k, v in found.items() if k.startswith("halgen_http_upstream_seconds_count")) == 2
+    assert next(v for k, v in found.items() if k.startswith("halgen_http_upstream_seconds_sum")) == \
         pytest.approx(0.123)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import io
 import json
 import lzma
@@ -145,6 +146,7 @@ def unpack_command(stack: Stack) -> str:
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": 3, "lp": 0, "pb": 0}]
 
 
+@functools.lru_cache(maxsize=32)  # a build renders each node's payload several times (verify, size checks)
 def compress(tar: bytes) -> bytes:
     return lzma.compress(tar, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, filters=XZ_FILTERS)
 

@@ -7,6 +7,7 @@ such a line without a word, and the job silently never runs."""
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from dataclasses import dataclass
 
@@ -148,6 +149,7 @@ def on_calendar(text: str) -> tuple[str, ...]:
     return (f"{weekdays}*-{months}-{days if s.days_restricted else '*'} {time}",)
 
 
+@functools.lru_cache(maxsize=256)  # eight years of days per schedule: every render asks for the same few
 def longest_gap_s(*texts: str, start: int = 0) -> int:
     """The longest time in seconds between two firings of one or more cron schedules
     together (UTC, over eight years from ``start`` in Unix seconds, so a 29 February
